@@ -1,0 +1,186 @@
+--- envclone: clone and create environments on Versori, Qovery, Kontent.ai
+-- and Droplit from Lua.
+--
+--     local envclone = require("envclone")
+--     local kontent = envclone.kontent{ api_key = os.getenv("KONTENT_API_KEY") }
+--     local env, err = kontent:clone_environment{ environment_id = id, name = "Develop" }
+--
+-- One constructor per vendor; one method per operation, named and
+-- argued as on the vendor's page. Expected failures return `nil, err`
+-- (see the README for the error object); programmer errors raise.
+-- @module envclone
+local core = require("envclone.core")
+local retry = require("envclone.retry")
+local wait = require("envclone.wait")
+
+local envclone = {
+  _VERSION = "envclone " .. core.version,
+  --- JSON null in results (the same value as cjson.null).
+  null = core.null,
+  --- Metatable that makes a table encode as a JSON array, even when empty.
+  array_mt = core.array_mt,
+  --- The operation table, as data: vendor, name, method, path, fields.
+  operations = core.operations,
+  retry_defaults = retry.defaults,
+}
+
+--- Marks a table as a JSON array (so `{}` is sent as `[]`).
+-- @tparam[opt] table t
+-- @treturn table t
+function envclone.array(t)
+  return setmetatable(t or {}, core.array_mt)
+end
+
+--- Is `v` an envclone error object?
+function envclone.is_error(v)
+  return type(v) == "table" and getmetatable(v) == core.error_mt
+end
+
+--- The generic poller: see `envclone.wait.until_done`.
+-- @function wait
+envclone.wait = wait.until_done
+
+-- Options the Lua layer owns; everything else goes to the C core, which
+-- rejects what it does not know.
+local layer_options = { retry = true, on_retry = "function", log = "function" }
+-- Per-call arguments the Lua layer owns.
+local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
+  on_progress = "function" }
+
+local function split(t, owned, what)
+  local mine, rest = {}, {}
+  for k, v in pairs(t) do
+    if owned[k] then
+      if owned[k] ~= true and v ~= nil and type(v) ~= owned[k] then
+        error(string.format("envclone: %s '%s' must be a %s, got %s", what, k, owned[k], type(v)), 4)
+      end
+      mine[k] = v
+    else
+      rest[k] = v
+    end
+  end
+  return mine, rest
+end
+
+local function has_any(t, owned)
+  for k in pairs(owned) do
+    if t[k] ~= nil then return true end
+  end
+  return false
+end
+
+local Client = {}
+local vendor_methods = {}   -- vendor -> method table
+local vendor_ops = {}       -- vendor -> name -> op
+
+local function make_method(op)
+  return function(self, args)
+    if getmetatable(self) == nil or self._handle == nil then
+      error("envclone: call " .. op.name .. " with ':' (client:" .. op.name .. "{...})", 2)
+    end
+    local policy = self._retry
+    local opts
+    if type(args) == "table" and has_any(args, call_options) then
+      opts, args = split(args, call_options, "argument")
+      if opts.retry ~= nil then policy = retry.policy(opts.retry, self._retry) end
+    end
+    local res, err = retry.call(self, op, args, policy)
+    if res == nil or not (opts and opts.wait) then
+      return res, err
+    end
+    if type(self.wait_for_cloning) ~= "function" or type(res) ~= "table" or not res.id then
+      error("envclone: wait = true is not supported by " .. op.vendor .. "." .. op.name, 2)
+    end
+    local state, werr = self:wait_for_cloning{ environment_id = res.id, timeout = opts.wait_timeout,
+      interval = opts.wait_interval, on_progress = opts.on_progress }
+    if not state then
+      werr.created = res -- the clone exists; only the wait failed
+      return nil, werr
+    end
+    return res, state
+  end
+end
+
+for _, op in ipairs(core.operations) do
+  vendor_methods[op.vendor] = vendor_methods[op.vendor] or {}
+  vendor_ops[op.vendor] = vendor_ops[op.vendor] or {}
+  vendor_methods[op.vendor][op.name] = make_method(op)
+  vendor_ops[op.vendor][op.name] = op
+end
+
+--- Kontent: poll the cloning state of `environment_id` until it is `done`.
+-- @tparam table args `environment_id`, and `timeout` (600 s), `interval`
+--   (2 s), `max_interval`, `on_progress(state, elapsed, poll)`
+-- @return the last state table (`{cloning_state = "done"}`), or nil, err
+--   (kind "timeout", or kind "state" with `state` when cloning failed)
+function vendor_methods.kontent.wait_for_cloning(self, args)
+  if type(args) ~= "table" then
+    error("envclone: wait_for_cloning takes a table of arguments", 2)
+  end
+  local id = args.environment_id
+  local op = vendor_ops.kontent.get_cloning_state
+  return wait.until_done(function()
+    local state, err = self:get_cloning_state{ environment_id = id }
+    if not state then return nil, err end
+    local s = type(state) == "table" and state.cloning_state
+    if s == "done" then return true, state end
+    if s == "failed" then
+      return nil, core.error{ kind = "state", vendor = "kontent", operation = "wait_for_cloning",
+        message = "environment cloning failed", state = state, status = 200 }
+    end
+    return false, state
+  end, { timeout = args.timeout, interval = args.interval, max_interval = args.max_interval,
+    on_progress = args.on_progress, what = "wait_for_cloning", vendor = op.vendor })
+end
+
+--- Closes the client: frees its connection and wipes its credentials.
+function Client.close(self)
+  if self._handle then self._handle:close() end
+end
+
+local function client_tostring(self)
+  return tostring(self._handle)
+end
+
+local metatables = {}
+for vendor, methods in pairs(vendor_methods) do
+  for k, v in pairs(Client) do methods[k] = v end
+  metatables[vendor] = {
+    __index = methods,
+    __tostring = client_tostring,
+    __close = Client.close,
+    __name = "envclone." .. vendor,
+  }
+end
+
+local function new_client(vendor, opts, level)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("envclone." .. vendor .. ": options must be a table, got " .. type(opts), level)
+  end
+  local mine, rest = split(opts or {}, layer_options, "option")
+  local ok, handle = pcall(core.client, vendor, rest)
+  if not ok then error(handle, level) end
+  return setmetatable({
+    _handle = handle,
+    _retry = retry.policy(mine.retry),
+    _hooks = { on_retry = mine.on_retry, log = mine.log },
+  }, metatables[vendor])
+end
+
+--- Versori client. Options: `token` (Bearer, for clone_environment),
+-- `cookie` (for create_connection_version), `base_url`, `timeout`,
+-- `connect_timeout`, `user_agent`, `retry`, `on_retry`, `log`,
+-- `ca_file`, `insecure`, `max_response_size`.
+-- @tparam table opts
+function envclone.versori(opts) return new_client("versori", opts, 3) end
+
+--- Qovery client (`token`: Bearer). Options as for `versori`.
+function envclone.qovery(opts) return new_client("qovery", opts, 3) end
+
+--- Kontent.ai Management API client (`api_key`: Bearer). Options as for `versori`.
+function envclone.kontent(opts) return new_client("kontent", opts, 3) end
+
+--- Droplit client (`token`: sent raw in `authorization`). Options as for `versori`.
+function envclone.droplit(opts) return new_client("droplit", opts, 3) end
+
+return envclone

@@ -1,0 +1,140 @@
+--- Retries with exponential backoff and full jitter, honouring Retry-After,
+-- and never repeating a create that may have reached the server.
+-- @module envclone.retry
+local core = require("envclone.core")
+local runtime = require("envclone.runtime")
+
+local retry = {}
+
+--- The default policy; a client's `retry` option and a call's `retry`
+-- argument override it field by field.
+retry.defaults = {
+  max_attempts = 3,     -- attempts in all, the first included
+  base_delay = 0.1,     -- seconds
+  max_delay = 20,       -- cap on one backoff delay, seconds
+  max_retry_after = 60, -- a longer Retry-After ends the retries instead
+}
+
+local policy_keys = { max_attempts = "number", base_delay = "number", max_delay = "number",
+  max_retry_after = "number" }
+
+--- Builds a policy from a user table (raises on a malformed one: that is a
+-- programmer error). `false` turns retries off.
+-- @param user table, false or nil
+-- @tparam[opt] table base the policy to start from
+-- @treturn table policy
+function retry.policy(user, base)
+  base = base or retry.defaults
+  if user == nil then return base end
+  if user == false then
+    return { max_attempts = 1, base_delay = 0, max_delay = 0, max_retry_after = 0 }
+  end
+  if type(user) ~= "table" then
+    error("envclone: retry must be a table or false, got " .. type(user), 3)
+  end
+  local p = {}
+  for k, v in pairs(base) do p[k] = v end
+  for k, v in pairs(user) do
+    if not policy_keys[k] then
+      error("envclone: unknown retry option '" .. tostring(k) .. "'", 3)
+    end
+    if type(v) ~= "number" or v ~= v or v < 0 then
+      error("envclone: retry." .. k .. " must be a non-negative number", 3)
+    end
+    p[k] = v
+  end
+  if p.max_attempts < 1 then p.max_attempts = 1 end
+  return p
+end
+
+local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
+  Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+--- Seconds until an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"), or nil.
+-- @tparam string date
+-- @treturn number|nil
+function retry.seconds_until(date)
+  local d, mon, y, h, m, s = tostring(date):match("(%d+) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d)")
+  if not d or not months[mon] then return nil end
+  local t = { year = tonumber(y), month = months[mon], day = tonumber(d),
+    hour = tonumber(h), min = tonumber(m), sec = tonumber(s), isdst = false }
+  -- os.time reads local time; correct by the local offset from UTC
+  local now = os.time()
+  local utc_offset = os.difftime(now, os.time(os.date("!*t", now)))
+  local secs = os.difftime(os.time(t) + utc_offset, now)
+  return secs > 0 and secs or 0
+end
+
+--- The server's requested delay in seconds, or nil.
+-- @tparam table err
+function retry.retry_after(err)
+  if type(err.retry_after) == "number" then return err.retry_after end
+  if err.retry_after_date then return retry.seconds_until(err.retry_after_date) end
+  return nil
+end
+
+--- May this failed attempt be tried again?
+-- A create (op.creates) is retried only when it surely did not reach the
+-- server (nothing sent: connection refused, DNS, TLS handshake) or the
+-- server said it did not act (429, 503). Everything else may have created
+-- something, so the caller decides, told by err.maybe_applied.
+-- @tparam table op operation descriptor (core.operations)
+-- @tparam table err error object
+-- @treturn boolean
+function retry.retryable(op, err)
+  if err.kind == "http" then
+    if op.creates then return err.status == 429 or err.status == 503 end
+    return err.retryable == true
+  end
+  if err.kind == "transport" or err.kind == "timeout" then
+    if op.creates then return err.retryable == true and err.sent == false end
+    return err.retryable == true
+  end
+  return false
+end
+
+--- Delay before attempt `attempt + 1`: full jitter over an exponential
+-- ceiling, or the server's Retry-After.
+-- @treturn number|nil seconds, or nil to stop (Retry-After past the cap)
+function retry.delay(policy, attempt, err)
+  local ra = retry.retry_after(err)
+  if ra then
+    if ra > policy.max_retry_after then return nil end
+    return ra
+  end
+  local ceiling = math.min(policy.max_delay, policy.base_delay * 2 ^ (attempt - 1))
+  return math.random() * ceiling
+end
+
+--- Calls op on the client's handle until it succeeds or must stop.
+-- @tparam table client the Lua client (fields _handle, _retry, _hooks)
+-- @tparam table op operation descriptor
+-- @tparam table args operation arguments
+-- @tparam[opt] table policy for this call
+-- @return result, or nil and an error object with `attempts` set
+function retry.call(client, op, args, policy)
+  policy = policy or client._retry
+  local hooks = client._hooks
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local res, err = op.call(client._handle, args)
+    if res ~= nil then
+      if hooks.log then hooks.log("debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt }) end
+      return res
+    end
+    err.attempts = attempt
+    if hooks.log then
+      hooks.log("debug", tostring(err), { attempt = attempt, kind = err.kind, status = err.status })
+    end
+    local delay = attempt < policy.max_attempts and retry.retryable(op, err) and retry.delay(policy, attempt, err)
+    if not delay then
+      return nil, err
+    end
+    if hooks.on_retry then hooks.on_retry(err, attempt, delay) end
+    runtime.sleep(delay)
+  end
+end
+
+retry.error = core.error
+return retry

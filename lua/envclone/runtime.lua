@@ -1,0 +1,44 @@
+--- The few things that differ between plain Lua and OpenResty: how to
+-- sleep and how to read a monotonic clock. Everything else in envclone
+-- is the same code in both.
+-- @module envclone.runtime
+local core = require("envclone.core")
+
+local runtime = {}
+
+--- Is the OpenResty API usable here (ngx present and sleep allowed)?
+-- @treturn boolean
+function runtime.in_openresty()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.sleep) ~= "function" or not ngx.get_phase then
+    return false
+  end
+  local phase = ngx.get_phase()
+  -- cosockets and ngx.sleep are not allowed in these phases
+  return phase ~= "init" and phase ~= "init_worker" and phase ~= "set"
+    and phase ~= "header_filter" and phase ~= "body_filter" and phase ~= "log"
+end
+
+--- Sleep without blocking others where the host allows it.
+-- @tparam number seconds
+function runtime.sleep(seconds)
+  if seconds <= 0 then return end
+  if runtime.in_openresty() then
+    rawget(_G, "ngx").sleep(seconds)
+  else
+    core.sleep(seconds)
+  end
+end
+
+--- Monotonic seconds.
+-- @treturn number
+function runtime.now()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.now then
+    ngx.update_time()
+    return ngx.now()
+  end
+  return core.now()
+end
+
+return runtime

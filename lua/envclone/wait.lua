@@ -1,0 +1,77 @@
+--- Waiters: call a function until a condition holds, with a growing
+-- interval, a deadline and a progress hook.
+-- @module envclone.wait
+local core = require("envclone.core")
+local runtime = require("envclone.runtime")
+
+local wait = {}
+
+local option_types = { timeout = "number", interval = "number", max_interval = "number",
+  backoff = "number", on_progress = "function" }
+
+local function check_options(opts, level)
+  for k, v in pairs(opts) do
+    if option_types[k] and type(v) ~= option_types[k] then
+      error("envclone.wait: option '" .. k .. "' must be a " .. option_types[k], level + 1)
+    end
+  end
+end
+
+--- Polls `fn` until it reports done.
+-- `fn(poll)` returns `true, value` when done, `false, state` to keep
+-- polling, or `nil, err` to stop with that error (an error whose
+-- `retryable` is true is treated as "keep polling").
+-- @tparam function fn
+-- @tparam[opt] table opts `timeout` (600 s), `interval` (2 s, first delay),
+--   `max_interval` (30 s), `backoff` (1.5, growth per poll),
+--   `on_progress(state, elapsed, poll)`, `what` (names the wait in errors)
+-- @return value, or nil and an error (kind "timeout" when the deadline passed)
+function wait.until_done(fn, opts)
+  opts = opts or {}
+  check_options(opts, 2)
+  local timeout = opts.timeout or 600
+  local interval = opts.interval or 2
+  local max_interval = math.max(opts.max_interval or 30, interval)
+  local backoff = opts.backoff or 1.5
+  local start = runtime.now()
+  local poll, last_state, last_err = 0, nil, nil
+  while true do
+    poll = poll + 1
+    local done, value = fn(poll)
+    local elapsed = runtime.now() - start
+    if done == true then
+      return value
+    elseif done == nil then
+      if type(value) ~= "table" or not value.retryable then
+        return nil, value
+      end
+      last_err = value
+    else
+      last_state = value
+    end
+    if opts.on_progress then opts.on_progress(last_state, elapsed, poll) end
+    local delay = interval
+    -- a throttled poll waits as long as the server asked
+    if last_err and type(last_err.retry_after) == "number" then
+      delay = math.max(delay, last_err.retry_after)
+    end
+    if elapsed + delay > timeout then
+      local remaining = timeout - elapsed
+      if remaining <= 0 then
+        return nil, core.error{
+          kind = "timeout", vendor = opts.vendor, operation = opts.what or "wait",
+          message = string.format("gave up after %.1f s and %d polls (last state: %s)",
+            elapsed, poll, type(last_state) == "table" and (last_state.cloning_state or "?")
+              or tostring(last_state)),
+          state = last_state, attempts = poll, retryable = true,
+        }
+      end
+      delay = remaining
+    end
+    runtime.sleep(delay)
+    interval = math.min(interval * backoff, max_interval)
+    last_err = nil
+  end
+end
+
+return wait

@@ -1,0 +1,202 @@
+--- Test helper: start, control and stop an envclone emulator process.
+--
+--    local emu = require("spec.support.emu")
+--    local e = emu.start{ kontent_clone_seconds = 1 }
+--    -- e.port, e.url, e.base_urls.{versori,qovery,kontent,droplit}, e.credentials, e.seed
+--    e:stats(); e:requests(); e:reset(); e:config{...}; e:faults(plan); e:clear_faults()
+--    e:stop()
+--
+-- Specs run from the repository root (package.path includes ./?.lua).
+-- @module spec.support.emu
+
+local socket = require("socket")
+local http = require("socket.http")
+local ltn12 = require("ltn12")
+local cjson = require("cjson.safe")
+
+local M = {}
+
+--- Path of the emulator script, relative to the repository root.
+M.bin = "bin/envclone-emulator"
+
+local CONTROL_TIMEOUT = 10
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+--- Whether the process pid is alive (a zombie counts as dead).
+-- @tparam number pid
+-- @treturn boolean
+function M.alive(pid)
+  if not pid then return false end
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= nil and state ~= "Z" and state ~= "X"
+  end
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+local Emu = {}
+Emu.__index = Emu
+
+--- Sends one HTTP request to the emulator.
+-- @tparam string method
+-- @tparam string path e.g. "/_emulator/stats" or a vendor path
+-- @tparam[opt] table opts `body` (string, or a table encoded as JSON), `headers`, `timeout`
+-- @treturn[1] number status
+-- @treturn[1] string body
+-- @treturn[1] table response headers (lower-case names)
+-- @treturn[2] nil
+-- @treturn[2] string error
+function Emu:request(method, path, opts)
+  opts = opts or {}
+  local body = opts.body
+  if type(body) == "table" then body = cjson.encode(body) end
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
+  if body then
+    headers["content-length"] = tostring(#body)
+    headers["content-type"] = headers["content-type"] or "application/json"
+  end
+  local chunks = {}
+  local saved = http.TIMEOUT
+  http.TIMEOUT = opts.timeout or CONTROL_TIMEOUT
+  local ok, code, resp_headers = http.request{
+    url = self.url .. path,
+    method = method,
+    headers = headers,
+    source = body and ltn12.source.string(body) or nil,
+    sink = ltn12.sink.table(chunks),
+  }
+  http.TIMEOUT = saved
+  if not ok then return nil, tostring(code) end
+  return code, table.concat(chunks), resp_headers
+end
+
+-- A control call that must succeed; returns the decoded JSON answer.
+function Emu:control(method, path, body)
+  local status, text = self:request(method, "/_emulator/" .. path, { body = body })
+  if status ~= 200 then
+    error(string.format("emulator %s /_emulator/%s failed: %s %s", method, path,
+      tostring(status), tostring(text)), 2)
+  end
+  return cjson.decode(text)
+end
+
+--- Counters: `requests`, `by_operation`, `applied.{creates,by_operation}`, `created_names`.
+function Emu:stats() return self:control("GET", "stats") end
+
+--- The last 200 vendor requests (method, path, query, headers, body, operation, fault, status).
+function Emu:requests() return self:control("GET", "requests") end
+
+--- The emulator's whole state (debugging aid).
+function Emu:state() return self:control("GET", "state") end
+
+--- Restores state, counters, request log, faults and config to their start values.
+function Emu:reset() return self:control("POST", "reset") end
+
+--- Sets `kontent_clone_seconds` and/or `kontent_clone_outcome`.
+function Emu:config(cfg) return self:control("PUT", "config", cfg) end
+
+--- Installs a fault plan (see the emulator's docs).
+function Emu:faults(plan) return self:control("PUT", "faults", plan) end
+
+--- Removes the fault plan.
+function Emu:clear_faults() return self:control("DELETE", "faults") end
+
+--- Whether the emulator process is still running.
+function Emu:alive() return M.alive(self.pid) end
+
+--- Stops the emulator: asks it to shut down, then kills it if it is still alive.
+function Emu:stop()
+  if self.stopped then return end
+  self.stopped = true
+  self:request("POST", "/_emulator/shutdown", { timeout = 2 })
+  for _ = 1, 100 do
+    if not M.alive(self.pid) then break end
+    socket.sleep(0.02)
+  end
+  if M.alive(self.pid) then
+    os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+    for _ = 1, 50 do
+      if not M.alive(self.pid) then break end
+      socket.sleep(0.02)
+    end
+    if M.alive(self.pid) then os.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  end
+  os.remove(self.port_file)
+  os.remove(self.log_file)
+end
+
+Emu.__gc = Emu.stop
+Emu.__close = Emu.stop
+
+--- Starts an emulator process on a free port and waits until it listens.
+-- @tparam[opt] table opts `kontent_clone_seconds`, `kontent_clone_outcome`,
+--   `max_lifetime` (seconds, default 1800: a safety net against leaked processes),
+--   `quiet` (default true), `bin` (script path), `wait` (seconds, default 10)
+-- @treturn table the emulator handle (raises if it does not come up)
+function M.start(opts)
+  opts = opts or {}
+  local port_file = os.tmpname()
+  local log_file = os.tmpname()
+  os.remove(port_file)
+  local args = { "--port", "0", "--port-file", shell_quote(port_file),
+    "--max-lifetime", tostring(opts.max_lifetime or 1800) }
+  if opts.quiet ~= false then args[#args + 1] = "--quiet" end
+  if opts.kontent_clone_seconds then
+    args[#args + 1] = "--kontent-clone-seconds " .. tostring(opts.kontent_clone_seconds)
+  end
+  if opts.kontent_clone_outcome then
+    args[#args + 1] = "--kontent-clone-outcome " .. shell_quote(opts.kontent_clone_outcome)
+  end
+  local cmd = string.format("exec lua5.4 %s %s >%s 2>&1 </dev/null & echo $!",
+    shell_quote(opts.bin or M.bin), table.concat(args, " "), shell_quote(log_file))
+  local p = assert(io.popen(cmd, "r"))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  if not pid then error("could not start the emulator: " .. cmd) end
+
+  local self = setmetatable({ pid = pid, port_file = port_file, log_file = log_file }, Emu)
+  local deadline = socket.gettime() + (opts.wait or 10)
+  local port
+  while socket.gettime() < deadline do
+    port = tonumber((read_file(port_file) or ""):match("^(%d+)\n"))
+    if port or not M.alive(pid) then break end
+    socket.sleep(0.02)
+  end
+  if not port then
+    local log = read_file(log_file) or ""
+    self:stop()
+    error("the emulator did not start: " .. log)
+  end
+  self.port = port
+  self.url = "http://127.0.0.1:" .. port
+  self.base_urls = {
+    versori = self.url .. "/versori/api/v2",
+    qovery = self.url .. "/qovery",
+    kontent = self.url .. "/kontent/v2",
+    droplit = self.url .. "/droplit/v0",
+  }
+  if not package.path:find("./lua/?.lua", 1, true) then
+    package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  end
+  local ok, emulator = pcall(require, "envclone.emulator")
+  if ok then
+    self.credentials = emulator.credentials
+    self.seed = emulator.seed
+  end
+  return self
+end
+
+return M

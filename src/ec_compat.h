@@ -1,0 +1,62 @@
+/*
+ * ec_compat.h - the only place that knows Lua 5.1 (LuaJIT) from 5.2-5.4.
+ * Everything else in src/ is written against the 5.4 API and these shims.
+ */
+#ifndef EC_COMPAT_H
+#define EC_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#if LUA_VERSION_NUM < 502
+/* Lua 5.1 / LuaJIT */
+#  define ec_rawlen(L, i) lua_objlen((L), (i))
+#  define ec_newlib(L, l) (lua_newtable(L), luaL_register((L), NULL, (l)))
+static inline void ec_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+{
+    luaL_checkstack(L, nup, "too many upvalues");
+    for (; l->name != NULL; l++) {
+        for (int i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+static inline int ec_isinteger(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    lua_Number n = lua_tonumber(L, idx);
+    return n == (lua_Number)(long long)n;
+}
+static inline void *ec_testudata(lua_State *L, int idx, const char *tname)
+{
+    void *p = lua_touserdata(L, idx);
+    if (p == NULL || !lua_getmetatable(L, idx))
+        return NULL;
+    luaL_getmetatable(L, tname);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+#else
+#  define ec_rawlen(L, i) lua_rawlen((L), (i))
+#  define ec_newlib(L, l) luaL_newlib((L), (l))
+#  define ec_setfuncs(L, l, n) luaL_setfuncs((L), (l), (n))
+#  define ec_testudata(L, i, t) luaL_testudata((L), (i), (t))
+#  if LUA_VERSION_NUM >= 503
+#    define ec_isinteger(L, i) lua_isinteger((L), (i))
+#  else
+static inline int ec_isinteger(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    lua_Number n = lua_tonumber(L, idx);
+    return n == (lua_Number)(long long)n;
+}
+#  endif
+#endif
+
+#endif /* EC_COMPAT_H */

@@ -1,0 +1,519 @@
+/*
+ * ec_core.c - the envclone.core Lua module: client userdata, one Lua
+ * function per operation (closures over rows of the operation table), and
+ * the prepare/parse pair that non-libcurl transports use.
+ */
+#include "ec_client.h"
+#include "ec_compat.h"
+#include "ec_error.h"
+#include "ec_marshal.h"
+#include "ec_transport.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <string.h>
+#include <strings.h>
+
+#define EC_VERSION "0.1.0"
+#define EC_DEFAULT_TIMEOUT_MS 30000L
+#define EC_DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define EC_DEFAULT_MAX_RESPONSE (8u * 1024u * 1024u)
+#define EC_MAX_BASE_URL 2048
+
+static void wipe_free(char *s)
+{
+    if (s == NULL)
+        return;
+    volatile char *p = s;
+    while (*p)
+        *p++ = '\0';
+    free(s);
+}
+
+static void client_release(ec_client *c)
+{
+    if (c->closed)
+        return;
+    c->closed = 1;
+    ec_transport_free(c->transport);
+    c->transport = NULL;
+    for (int i = 0; i < EC_MAX_SECRETS; i++) {
+        wipe_free(c->secrets[i]);
+        c->secrets[i] = NULL;
+    }
+    /* the header buffer held the credential of the last call */
+    if (c->req.headers.data)
+        memset(c->req.headers.data, 0, c->req.headers.cap);
+    ec_buf_free(&c->req.url);
+    ec_buf_free(&c->req.body);
+    ec_buf_free(&c->req.headers);
+    free(c->base_url);
+    free(c->user_agent);
+    free(c->ca_file);
+    c->base_url = c->user_agent = c->ca_file = NULL;
+}
+
+static ec_client *check_client(lua_State *L, int idx)
+{
+    ec_client *c = luaL_checkudata(L, idx, EC_CLIENT_MT);
+    if (c->closed)
+        luaL_error(L, "envclone: the %s client is closed", c->vendor->name);
+    return c;
+}
+
+static char *dup_string(lua_State *L, const char *s)
+{
+    char *d = strdup(s);
+    if (d == NULL)
+        luaL_error(L, "envclone: out of memory");
+    return d;
+}
+
+/* Programmer errors in constructor options raise, naming the option. */
+static const char *opt_string(lua_State *L, int opts, const char *vendor, const char *key)
+{
+    lua_getfield(L, opts, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "envclone.%s: option '%s' must be a string, got %s", vendor, key, luaL_typename(L, -1));
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by opts */
+    return s;
+}
+
+static double opt_seconds(lua_State *L, int opts, const char *vendor, const char *key, double dflt)
+{
+    lua_getfield(L, opts, key);
+    double v = dflt;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "envclone.%s: option '%s' must be a number of seconds, got %s", vendor, key,
+                       luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+        if (!(v > 0 && v <= 86400))
+            luaL_error(L, "envclone.%s: option '%s' must be between 0 and 86400 seconds", vendor, key);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int header_safe(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7F)
+            return 0;
+    return 1;
+}
+
+static const char *const common_options[] = {
+    "base_url", "timeout", "connect_timeout", "user_agent", "max_response_size", "ca_file", "insecure", NULL
+};
+
+static int known_option(const ec_vendor *v, const char *key)
+{
+    for (const char *const *o = common_options; *o; o++)
+        if (strcmp(*o, key) == 0)
+            return 1;
+    for (const char *const *o = v->credentials; *o; o++)
+        if (strcmp(*o, key) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_base_url(lua_State *L, const char *vendor, const char *url)
+{
+    size_t n = strlen(url);
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+        luaL_error(L, "envclone.%s: base_url must start with http:// or https://", vendor);
+    if (n > EC_MAX_BASE_URL)
+        luaL_error(L, "envclone.%s: base_url is longer than %d bytes", vendor, EC_MAX_BASE_URL);
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7F || *p == '?' || *p == '#')
+            luaL_error(L, "envclone.%s: base_url must not contain spaces, control characters, '?' or '#'", vendor);
+}
+
+/* core.client(vendor, opts) -> client userdata */
+static int l_client(lua_State *L)
+{
+    const char *vname = luaL_checkstring(L, 1);
+    const ec_vendor *vendor = ec_vendor_find(vname);
+    if (vendor == NULL)
+        return luaL_error(L, "envclone: unknown vendor '%s'", vname);
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING || !known_option(vendor, lua_tostring(L, -1)))
+            return luaL_error(L, "envclone.%s: unknown option '%s'", vname,
+                              lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    }
+
+    ec_client *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->closed = 1; /* until fully built, so __gc frees only what exists */
+    luaL_getmetatable(L, EC_CLIENT_MT);
+    lua_setmetatable(L, -2);
+    c->vendor = vendor;
+    ec_buf_init(&c->req.url, EC_MAX_BASE_URL * 2);
+    ec_buf_init(&c->req.body, EC_MAX_BODY);
+    ec_buf_init(&c->req.headers, 64 * 1024);
+    c->closed = 0;
+
+    for (int i = 0; vendor->credentials[i] && i < EC_MAX_SECRETS; i++) {
+        const char *name = vendor->credentials[i];
+        const char *s = opt_string(L, 2, vname, name);
+        if (s == NULL)
+            continue;
+        /* never echo the value: it is a secret */
+        if (*s == '\0' || !header_safe(s))
+            return luaL_error(L, "envclone.%s: option '%s' must be non-empty and free of control characters",
+                              vname, name);
+        c->secrets[i] = dup_string(L, s);
+    }
+    const char *base = opt_string(L, 2, vname, "base_url");
+    base = base ? base : vendor->default_base_url;
+    check_base_url(L, vname, base);
+    c->base_url = dup_string(L, base);
+    size_t blen = strlen(c->base_url);
+    while (blen > 0 && c->base_url[blen - 1] == '/')
+        c->base_url[--blen] = '\0';
+
+    const char *ua = opt_string(L, 2, vname, "user_agent");
+    if (ua && !header_safe(ua))
+        return luaL_error(L, "envclone.%s: option 'user_agent' must not contain control characters", vname);
+    c->user_agent = dup_string(L, ua ? ua : "envclone/" EC_VERSION);
+    const char *ca = opt_string(L, 2, vname, "ca_file");
+    if (ca)
+        c->ca_file = dup_string(L, ca);
+
+    c->timeout_ms = (long)(opt_seconds(L, 2, vname, "timeout", EC_DEFAULT_TIMEOUT_MS / 1000.0) * 1000);
+    c->connect_timeout_ms =
+        (long)(opt_seconds(L, 2, vname, "connect_timeout", EC_DEFAULT_CONNECT_TIMEOUT_MS / 1000.0) * 1000);
+    if (c->timeout_ms < 1)
+        c->timeout_ms = 1;
+    if (c->connect_timeout_ms < 1)
+        c->connect_timeout_ms = 1;
+
+    lua_getfield(L, 2, "max_response_size");
+    c->max_response_size = EC_DEFAULT_MAX_RESPONSE;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1 || lua_tonumber(L, -1) > 1024.0 * 1024 * 1024)
+            return luaL_error(L, "envclone.%s: option 'max_response_size' must be a number of bytes (1 to 1 GiB)",
+                              vname);
+        c->max_response_size = (size_t)lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, 2, "insecure");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        return luaL_error(L, "envclone.%s: option 'insecure' must be a boolean", vname);
+    c->insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+
+    c->transport = ec_transport_new();
+    if (c->transport == NULL)
+        return luaL_error(L, "envclone: could not create a libcurl handle");
+    return 1;
+}
+
+static int l_client_close(lua_State *L)
+{
+    ec_client *c = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    client_release(c);
+    return 0;
+}
+
+static int l_client_tostring(lua_State *L)
+{
+    ec_client *c = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    if (c->closed) {
+        lua_pushfstring(L, "envclone.%s client (closed)", c->vendor->name);
+        return 1;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "envclone.");
+    luaL_addstring(&b, c->vendor->name);
+    luaL_addstring(&b, " client (");
+    luaL_addstring(&b, c->base_url);
+    for (int i = 0; c->vendor->credentials[i] && i < EC_MAX_SECRETS; i++) {
+        luaL_addstring(&b, ", ");
+        luaL_addstring(&b, c->vendor->credentials[i]);
+        luaL_addstring(&b, c->secrets[i] ? "=***" : "=unset");
+    }
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_client_vendor(lua_State *L)
+{
+    ec_client *c = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    lua_pushstring(L, c->vendor->name);
+    lua_pushstring(L, c->closed ? NULL : c->base_url);
+    return 2;
+}
+
+static void push_transport_error(lua_State *L, const ec_client *c, const ec_op *op, const ec_transport_error *te)
+{
+    lua_pushnil(L);
+    ec_error_new(L, c, op, te->kind, te->message);
+    ec_error_str(L, "code", te->code);
+    ec_error_bool(L, "retryable", te->retryable);
+    /* Only a request that may have reached the server may have acted. */
+    ec_error_bool(L, "maybe_applied", te->sent && strcmp(op->method, "GET") != 0);
+    ec_error_bool(L, "sent", te->sent);
+}
+
+/* The function registered for each operation: fn(client, args). */
+static int l_operation(lua_State *L)
+{
+    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
+    ec_client *c = check_client(L, 1);
+    if (strcmp(c->vendor->name, op->vendor) != 0)
+        return luaL_error(L, "envclone: %s.%s called on a %s client", op->vendor, op->name, c->vendor->name);
+    int n = ec_marshal_request(L, c, op, 2);
+    if (n)
+        return n;
+    ec_response resp;
+    ec_transport_error te;
+    if (ec_transport_perform(c->transport, c, op, &resp, &te) != 0) {
+        push_transport_error(L, c, op, &te);
+        return 2;
+    }
+    return ec_parse_response(L, c, op, &resp);
+}
+
+static const ec_op *check_op(lua_State *L, int idx, const ec_client *c)
+{
+    const char *name = luaL_checkstring(L, idx);
+    const ec_op *op = ec_op_find(c->vendor->name, name);
+    if (op == NULL)
+        luaL_error(L, "envclone: %s has no operation '%s'", c->vendor->name, name);
+    return op;
+}
+
+/* core.prepare(client, opname, args) -> {method, url, headers, body} | nil, err
+ * For transports written in Lua (OpenResty cosockets). */
+static int l_prepare(lua_State *L)
+{
+    ec_client *c = check_client(L, 1);
+    const ec_op *op = check_op(L, 2, c);
+    int n = ec_marshal_request(L, c, op, 3);
+    if (n)
+        return n;
+    ec_request *req = &c->req;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, op->method);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, req->url.data, req->url.len);
+    lua_setfield(L, -2, "url");
+    if (req->has_body) {
+        lua_pushlstring(L, req->body.data, req->body.len);
+        lua_setfield(L, -2, "body");
+    }
+    lua_createtable(L, (int)req->nheaders, 0);
+    const char *entry = req->headers.data;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        lua_pushstring(L, entry);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        entry += strlen(entry) + 1;
+    }
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+static const char *opt_header(lua_State *L, int headers, const char *name)
+{
+    if (lua_type(L, headers) != LUA_TTABLE)
+        return NULL;
+    lua_getfield(L, headers, name);
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* still referenced by the headers table */
+    return v;
+}
+
+/* core.parse(client, opname, status, headers, body) -> result | nil, err
+ * headers: a table with lower-case names. */
+static int l_parse(lua_State *L)
+{
+    ec_client *c = check_client(L, 1);
+    const ec_op *op = check_op(L, 2, c);
+    ec_response resp;
+    resp.status = (long)luaL_checkinteger(L, 3);
+    resp.body = luaL_optlstring(L, 5, "", &resp.body_len);
+    resp.content_type = opt_header(L, 4, "content-type");
+    resp.retry_after = opt_header(L, 4, "retry-after");
+    resp.request_id = opt_header(L, 4, "x-request-id");
+    if (resp.request_id == NULL)
+        resp.request_id = opt_header(L, 4, "request-id");
+    resp.location = opt_header(L, 4, "location");
+    return ec_parse_response(L, c, op, &resp);
+}
+
+static void push_field(lua_State *L, const ec_field *f)
+{
+    static const char *const where[] = { "path", "body", "header" };
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, f->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, where[f->in]);
+    lua_setfield(L, -2, "in");
+    lua_pushstring(L, ec_type_name(f->type));
+    lua_setfield(L, -2, "type");
+    lua_pushboolean(L, f->required);
+    lua_setfield(L, -2, "required");
+    if (f->wire) {
+        lua_pushstring(L, f->wire);
+        lua_setfield(L, -2, "wire");
+    }
+    if (f->format != EC_FMT_NONE || f->item_format != EC_FMT_NONE) {
+        lua_pushstring(L, ec_format_name(f->format != EC_FMT_NONE ? f->format : f->item_format));
+        lua_setfield(L, -2, "format");
+    }
+}
+
+/* core.operations: a read-only description of the table, for the Lua layer
+ * (method generation, retry rules) and for docs. */
+static void push_operations(lua_State *L)
+{
+    lua_createtable(L, (int)ec_ops_count, 0);
+    for (size_t i = 0; i < ec_ops_count; i++) {
+        const ec_op *op = &ec_ops[i];
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, op->vendor);
+        lua_setfield(L, -2, "vendor");
+        lua_pushstring(L, op->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, op->method);
+        lua_setfield(L, -2, "method");
+        lua_pushstring(L, op->path);
+        lua_setfield(L, -2, "path");
+        lua_pushboolean(L, op->creates);
+        lua_setfield(L, -2, "creates");
+        lua_pushstring(L, op->credential);
+        lua_setfield(L, -2, "credential");
+        lua_newtable(L);
+        int n = 0;
+        for (const ec_field *f = op->fields; f->name; f++) {
+            push_field(L, f);
+            lua_rawseti(L, -2, ++n);
+        }
+        lua_setfield(L, -2, "fields");
+        lua_pushlightuserdata(L, (void *)op);
+        lua_pushcclosure(L, l_operation, 1);
+        lua_setfield(L, -2, "call");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+static void push_vendors(lua_State *L)
+{
+    lua_createtable(L, 0, (int)ec_vendors_count);
+    for (size_t i = 0; i < ec_vendors_count; i++) {
+        const ec_vendor *v = &ec_vendors[i];
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, v->default_base_url);
+        lua_setfield(L, -2, "base_url");
+        lua_newtable(L);
+        for (int k = 0; v->credentials[k]; k++) {
+            lua_pushstring(L, v->credentials[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "credentials");
+        lua_setfield(L, -2, v->name);
+    }
+}
+
+/* core.sleep(seconds): a blocking sleep for plain Lua; OpenResty code
+ * uses ngx.sleep instead (see envclone.runtime). */
+static int l_sleep(lua_State *L)
+{
+    lua_Number secs = luaL_checknumber(L, 1);
+    if (!(secs > 0))
+        return 0;
+    if (secs > 86400)
+        secs = 86400;
+    struct timespec ts;
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return 0;
+}
+
+/* core.now(): monotonic seconds, for timeouts that survive clock changes. */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    { "close", l_client_close },
+    { "vendor", l_client_vendor },
+    { NULL, NULL }
+};
+
+static const luaL_Reg core_functions[] = {
+    { "client", l_client },
+    { "prepare", l_prepare },
+    { "parse", l_parse },
+    { "error", ec_error_lua_new },
+    { "sleep", l_sleep },
+    { "now", l_now },
+    { NULL, NULL }
+};
+
+/* The only exported symbol of core.so. */
+__attribute__((visibility("default"))) int luaopen_envclone_core(lua_State *L);
+
+int luaopen_envclone_core(lua_State *L)
+{
+    if (ec_transport_global_init() != 0)
+        return luaL_error(L, "envclone: libcurl global initialisation failed");
+    ec_marshal_init(L);
+    ec_error_init(L);
+
+    if (luaL_newmetatable(L, EC_CLIENT_MT)) {
+        lua_pushcfunction(L, l_client_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_client_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_client_tostring);
+        lua_setfield(L, -2, "__tostring");
+        ec_newlib(L, client_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "envclone.client");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+
+    ec_newlib(L, core_functions);
+    push_operations(L);
+    lua_setfield(L, -2, "operations");
+    push_vendors(L);
+    lua_setfield(L, -2, "vendors");
+    luaL_getmetatable(L, EC_ERROR_MT);
+    lua_setfield(L, -2, "error_mt");
+    ec_marshal_push_array_mt(L);
+    lua_setfield(L, -2, "array_mt");
+    lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
+    lua_setfield(L, -2, "null");
+    lua_pushliteral(L, EC_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, ec_transport_version());
+    lua_setfield(L, -2, "transport_version");
+    return 1;
+}

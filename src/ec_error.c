@@ -1,0 +1,193 @@
+/*
+ * ec_error.c - error objects: construction, secret scrubbing, __tostring.
+ */
+#include "ec_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EC_MSG_MAX 512
+
+void ec_error_scrub(const ec_client *c, char *s, size_t size)
+{
+    if (c == NULL || c->vendor == NULL)
+        return;
+    for (int i = 0; i < EC_MAX_SECRETS; i++) {
+        const char *secret = c->secrets[i];
+        /* Very short secrets would blank out ordinary words; real tokens are
+         * far longer than this. */
+        if (secret == NULL || strlen(secret) < 4)
+            continue;
+        size_t slen = strlen(secret);
+        char *hit;
+        while ((hit = strstr(s, secret)) != NULL) {
+            size_t tail = strlen(hit + slen);
+            /* "***" is never longer than a scrubbed secret, so this shrinks. */
+            memcpy(hit, "***", 3);
+            memmove(hit + 3, hit + slen, tail + 1);
+        }
+    }
+    (void)size;
+}
+
+void ec_error_str(lua_State *L, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+}
+
+void ec_error_int(lua_State *L, const char *key, long value)
+{
+    lua_pushinteger(L, (lua_Integer)value);
+    lua_setfield(L, -2, key);
+}
+
+void ec_error_bool(lua_State *L, const char *key, int value)
+{
+    lua_pushboolean(L, value);
+    lua_setfield(L, -2, key);
+}
+
+void ec_error_new(lua_State *L, const ec_client *c, const ec_op *op,
+                  const char *kind, const char *message)
+{
+    char msg[EC_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", message ? message : "");
+    ec_error_scrub(c, msg, sizeof msg);
+
+    lua_createtable(L, 0, 12);
+    ec_error_str(L, "kind", kind);
+    ec_error_str(L, "message", msg);
+    ec_error_str(L, "vendor", op ? op->vendor : (c && c->vendor ? c->vendor->name : NULL));
+    ec_error_str(L, "operation", op ? op->name : NULL);
+    ec_error_bool(L, "retryable", 0);
+    ec_error_bool(L, "maybe_applied", 0);
+    ec_error_int(L, "attempts", 1);
+    luaL_getmetatable(L, EC_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+int ec_error_validation(lua_State *L, const ec_client *c, const ec_op *op,
+                        const char *field, const char *fmt, ...)
+{
+    char msg[EC_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushnil(L);
+    ec_error_new(L, c, op, "validation", msg);
+    ec_error_str(L, "field", field);
+    return 2;
+}
+
+/* Appends ", key value" style fragments only for fields that are set. */
+static void add_field(luaL_Buffer *b, lua_State *L, int err, const char *key,
+                      const char *prefix)
+{
+    lua_getfield(L, err, key);
+    if (!lua_isnil(L, -1) && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+        const char *v = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        luaL_addstring(b, prefix);
+        luaL_addstring(b, v);
+    } else {
+        lua_pop(L, 1);
+    }
+}
+
+static int field_is_true(lua_State *L, int err, const char *key)
+{
+    lua_getfield(L, err, key);
+    int yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* envclone: kontent.clone_environment: http 400 (code 232): message
+ * [field 'name'] [request_id ...] [after 3 attempts] [may have been applied] */
+static int error_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "envclone: ");
+    lua_getfield(L, 1, "vendor");
+    lua_getfield(L, 1, "operation");
+    if (lua_isstring(L, -2) && lua_isstring(L, -1)) {
+        const char *vendor = lua_tostring(L, -2);
+        const char *operation = lua_tostring(L, -1);
+        lua_pop(L, 2);
+        luaL_addstring(&b, vendor);
+        luaL_addchar(&b, '.');
+        luaL_addstring(&b, operation);
+        luaL_addstring(&b, ": ");
+    } else {
+        lua_pop(L, 2);
+    }
+    lua_getfield(L, 1, "kind");
+    const char *kind = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
+    lua_pop(L, 1);
+    luaL_addstring(&b, kind);
+    add_field(&b, L, 1, "status", " ");
+    add_field(&b, L, 1, "code", " (code ");
+    lua_getfield(L, 1, "code");
+    if (lua_isstring(L, -1))
+        luaL_addchar(&b, ')');
+    lua_pop(L, 1);
+    add_field(&b, L, 1, "message", ": ");
+    add_field(&b, L, 1, "field", " [field '");
+    lua_getfield(L, 1, "field");
+    if (lua_isstring(L, -1))
+        luaL_addstring(&b, "']");
+    lua_pop(L, 1);
+    add_field(&b, L, 1, "request_id", " [request_id ");
+    lua_getfield(L, 1, "request_id");
+    if (lua_isstring(L, -1))
+        luaL_addchar(&b, ']');
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "attempts");
+    lua_Number attempts = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (attempts > 1) {
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, " [after %.0f attempts]", attempts);
+        luaL_addstring(&b, tmp);
+    }
+    if (field_is_true(L, 1, "maybe_applied"))
+        luaL_addstring(&b, " [the server may have applied it: check before retrying]");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+int ec_error_lua_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_createtable(L, 0, 12);
+    ec_error_bool(L, "retryable", 0);
+    ec_error_bool(L, "maybe_applied", 0);
+    ec_error_int(L, "attempts", 1);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    luaL_getmetatable(L, EC_ERROR_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+void ec_error_init(lua_State *L)
+{
+    if (luaL_newmetatable(L, EC_ERROR_MT)) {
+        lua_pushcfunction(L, error_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "envclone.error");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+}

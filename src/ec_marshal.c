@@ -1,0 +1,811 @@
+/*
+ * ec_marshal.c - validation, request building and response parsing, driven
+ * entirely by the operation table.
+ */
+#include "ec_marshal.h"
+#include "ec_error.h"
+#include "ec_json.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define REG_DECODE "envclone.core.decode"
+#define REG_ARRAY_MT "envclone.core.array_mt"
+
+const char *ec_client_secret(const ec_client *c, const char *name)
+{
+    const char *const *creds = c->vendor->credentials;
+    for (int i = 0; creds[i] && i < EC_MAX_SECRETS; i++)
+        if (strcmp(creds[i], name) == 0)
+            return c->secrets[i];
+    return NULL;
+}
+
+/* Validation state: the first problem found, reported once at the top. */
+typedef struct {
+    lua_State *L;
+    const ec_op *op;
+    ec_client *c;
+    int array_mt; /* stack index of envclone.array_mt */
+    char field[160];
+    char msg[400];
+} vctx;
+
+static int bad(vctx *v, const char *field, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int bad(vctx *v, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    snprintf(v->field, sizeof v->field, "%s", field);
+    va_start(ap, fmt);
+    vsnprintf(v->msg, sizeof v->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int too_large(vctx *v, const char *field)
+{
+    return bad(v, field, "field '%s' makes the request body larger than %d KiB", field, EC_MAX_BODY / 1024);
+}
+
+/* A short, printable excerpt of a rejected value for the message. */
+static void excerpt(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 5 < outlen; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (i == 40) {
+            memcpy(out + j, "...", 3);
+            j += 3;
+            break;
+        }
+        out[j++] = (ch >= 0x20 && ch < 0x7F && ch != '"') ? (char)ch : '?';
+    }
+    out[j] = '\0';
+}
+
+static const char *lua_type_of(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER && ec_isinteger(L, idx))
+        return "integer";
+    return lua_typename(L, lua_type(L, idx));
+}
+
+static int is_crockford(int ch)
+{
+    ch = toupper(ch);
+    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z' && ch != 'I' && ch != 'L' && ch != 'O' && ch != 'U');
+}
+
+static int format_ok(ec_format f, const char *s, size_t n)
+{
+    switch (f) {
+    case EC_FMT_NONE:
+        return 1;
+    case EC_FMT_ULID:
+        if (n != 26 || s[0] < '0' || s[0] > '7')
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if (!is_crockford((unsigned char)s[i]))
+                return 0;
+        return 1;
+    case EC_FMT_UUID:
+        if (n != 36)
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            int dash = (i == 8 || i == 13 || i == 18 || i == 23);
+            if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+                return 0;
+        }
+        return 1;
+    case EC_FMT_TOKEN:
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7E)
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Checks the string rules of a field for the value at idx. */
+static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
+                        ec_format fmt, const char **out, size_t *outlen)
+{
+    lua_State *L = v->L;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return bad(v, name, "field '%s' must be a string, got %s", name, lua_type_of(L, idx));
+    size_t n, chars;
+    const char *s = lua_tolstring(L, idx, &n);
+    char shown[64];
+    excerpt(s, n, shown, sizeof shown);
+    if (memchr(s, '\0', n) != NULL)
+        return bad(v, name, "field '%s' must not contain NUL bytes", name);
+    if (ec_utf8_count(s, n, &chars) != 0)
+        return bad(v, name, "field '%s' must be valid UTF-8", name);
+    size_t lo = f ? f->min_len : 1;
+    size_t hi = (f && f->max_len) ? f->max_len : EC_DEFAULT_MAX_LEN;
+    if (chars < lo || chars > hi)
+        return bad(v, name, "field '%s' must be %zu-%zu characters long, got %zu", name, lo, hi, chars);
+    if (!format_ok(fmt, s, n))
+        return bad(v, name, "field '%s' must be %s, got \"%s\"", name, ec_format_name(fmt), shown);
+    if (f && f->reserved) {
+        for (const char *const *r = f->reserved; *r; r++)
+            if (strcmp(*r, s) == 0)
+                return bad(v, name, "field '%s' must not be the reserved word \"%s\"", name, *r);
+    }
+    if (f && f->in == EC_IN_PATH) {
+        /* A lone "." or ".." would be resolved as a dot-segment by servers
+         * and proxies and so change the path, even percent-encoded. */
+        if (strspn(s, ".") == n)
+            return bad(v, name, "field '%s' must not be \".\" or \"..\"", name);
+    }
+    if (f && f->in == EC_IN_HEADER && !format_ok(EC_FMT_TOKEN, s, n))
+        return bad(v, name, "field '%s' is sent as a header and must not contain CR, LF or control characters", name);
+    *out = s;
+    *outlen = n;
+    return 0;
+}
+
+/* Is the table at idx a sequence 1..n (n may be 0)? */
+static int is_sequence(lua_State *L, int idx, size_t *len)
+{
+    size_t count = 0;
+    lua_Number max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !ec_isinteger(L, -1) || lua_tonumber(L, -1) < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        if (lua_tonumber(L, -1) > max)
+            max = lua_tonumber(L, -1);
+        count++;
+    }
+    *len = count;
+    return (size_t)max == count;
+}
+
+static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, ec_buf *out);
+
+static int encode_object_fields(vctx *v, const ec_field *children, const char *parent, int idx, ec_buf *out)
+{
+    lua_State *L = v->L;
+    char child[160];
+    /* Unknown members first: a typo must not be dropped silently. */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        const ec_field *known = NULL;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (const ec_field *c = children; c->name; c++)
+                if (strcmp(c->name, lua_tostring(L, -1)) == 0)
+                    known = c;
+        if (known == NULL) {
+            char shown[64] = "?";
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                size_t n;
+                const char *k = lua_tolstring(L, -1, &n);
+                excerpt(k, n, shown, sizeof shown);
+            }
+            lua_pop(L, 1);
+            snprintf(child, sizeof child, "%s.%s", parent, shown);
+            return bad(v, child, "field '%s' is not a member of '%s'", child, parent);
+        }
+    }
+    if (ec_buf_addc(out, '{') != 0)
+        return too_large(v, parent);
+    int first = 1;
+    for (const ec_field *c = children; c->name; c++) {
+        snprintf(child, sizeof child, "%s.%s", parent, c->name);
+        lua_getfield(L, idx, c->name);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            if (c->required)
+                return bad(v, child, "field '%s' is required", child);
+            continue;
+        }
+        if ((!first && ec_buf_addc(out, ',') != 0) || ec_json_add_string(out, c->name, strlen(c->name)) != 0
+            || ec_buf_addc(out, ':') != 0) {
+            lua_pop(L, 1);
+            return too_large(v, child);
+        }
+        first = 0;
+        int rc = encode_field(v, c, child, lua_gettop(L), out);
+        lua_pop(L, 1);
+        if (rc != 0)
+            return -1;
+    }
+    return ec_buf_addc(out, '}') == 0 ? 0 : too_large(v, parent);
+}
+
+/* Validates the value at idx against f and appends its JSON to out. */
+static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, ec_buf *out)
+{
+    lua_State *L = v->L;
+    switch (f->type) {
+    case EC_T_STRING: {
+        const char *s;
+        size_t n;
+        if (check_string(v, f, name, idx, f->format, &s, &n) != 0)
+            return -1;
+        return ec_json_add_string(out, s, n) == 0 ? 0 : too_large(v, name);
+    }
+    case EC_T_BOOLEAN:
+        if (lua_type(L, idx) != LUA_TBOOLEAN)
+            return bad(v, name, "field '%s' must be a boolean, got %s", name, lua_type_of(L, idx));
+        return ec_buf_adds(out, lua_toboolean(L, idx) ? "true" : "false") == 0 ? 0 : too_large(v, name);
+    case EC_T_STRING_ARRAY: {
+        size_t len;
+        if (lua_type(L, idx) != LUA_TTABLE)
+            return bad(v, name, "field '%s' must be an array of strings, got %s", name, lua_type_of(L, idx));
+        if (!is_sequence(L, idx, &len))
+            return bad(v, name, "field '%s' must be an array (keys 1..n), not an object", name);
+        if (len > EC_MAX_ARRAY_ITEMS)
+            return bad(v, name, "field '%s' must have at most %d items, got %zu", name, EC_MAX_ARRAY_ITEMS, len);
+        if (ec_buf_addc(out, '[') != 0)
+            return too_large(v, name);
+        char item[160];
+        ec_field item_rules = { name, EC_IN_BODY, EC_T_STRING, 1, NULL, 1, 0, f->item_format, NULL, NULL, EC_FMT_NONE };
+        for (size_t i = 1; i <= len; i++) {
+            snprintf(item, sizeof item, "%s[%zu]", name, i);
+            lua_rawgeti(L, idx, (lua_Integer)i);
+            const char *s;
+            size_t n;
+            int rc = check_string(v, &item_rules, item, lua_gettop(L), f->item_format, &s, &n);
+            if (rc == 0 && ((i > 1 && ec_buf_addc(out, ',') != 0) || ec_json_add_string(out, s, n) != 0))
+                rc = too_large(v, name);
+            lua_pop(L, 1);
+            if (rc != 0)
+                return -1;
+        }
+        return ec_buf_addc(out, ']') == 0 ? 0 : too_large(v, name);
+    }
+    case EC_T_OBJECT:
+        if (lua_type(L, idx) != LUA_TTABLE)
+            return bad(v, name, "field '%s' must be a table (object), got %s", name, lua_type_of(L, idx));
+        return encode_object_fields(v, f->children, name, idx, out);
+    case EC_T_FREE_OBJECT: {
+        if (lua_type(L, idx) != LUA_TTABLE)
+            return bad(v, name, "field '%s' must be a table (object), got %s", name, lua_type_of(L, idx));
+        size_t len;
+        lua_pushnil(L);
+        int nonempty = lua_next(L, idx);
+        if (nonempty)
+            lua_pop(L, 2);
+        if (nonempty && is_sequence(L, idx, &len))
+            return bad(v, name, "field '%s' must be an object (string keys), not an array", name);
+        char why[300];
+        size_t mark = out->len;
+        lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+        int rc = ec_json_add_value(L, idx, out, lua_gettop(L), name, why, sizeof why);
+        lua_pop(L, 1);
+        if (rc != 0) {
+            out->len = mark;
+            /* why reads "meta.a.b: rule": name the nested field itself */
+            char *sep = strstr(why, ": ");
+            if (sep == NULL)
+                return bad(v, name, "field '%s': %s", name, why);
+            *sep = '\0';
+            return bad(v, why, "field '%s': %s", why, sep + 2);
+        }
+        return 0;
+    }
+    }
+    return bad(v, name, "field '%s' has an unknown type", name);
+}
+
+static const ec_field *find_field(const ec_op *op, const char *name)
+{
+    for (const ec_field *f = op->fields; f->name; f++)
+        if (strcmp(f->name, name) == 0)
+            return f;
+    return NULL;
+}
+
+/* Levenshtein distance, for "did you mean" on unknown fields. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 99;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t sub = prev + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
+            row[j] = sub < best ? sub : best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+static int check_known_keys(vctx *v, int args)
+{
+    lua_State *L = v->L;
+    lua_pushnil(L);
+    while (lua_next(L, args) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            const char *t = lua_type_of(L, -1);
+            lua_pop(L, 1);
+            return bad(v, "(arguments)", "arguments must be named (string keys), got a %s key", t);
+        }
+        size_t klen;
+        const char *key = lua_tolstring(L, -1, &klen);
+        if (find_field(v->op, key) != NULL)
+            continue;
+        char shown[64];
+        excerpt(key, klen, shown, sizeof shown);
+        const char *best = NULL;
+        size_t best_d = 3; /* suggest only close matches */
+        for (const ec_field *f = v->op->fields; f->name; f++) {
+            size_t d = distance(shown, f->name);
+            if (d < best_d) {
+                best_d = d;
+                best = f->name;
+            }
+        }
+        lua_pop(L, 1);
+        if (best)
+            return bad(v, shown, "unknown field '%s' (did you mean '%s'?)", shown, best);
+        char list[256] = "";
+        for (const ec_field *f = v->op->fields; f->name; f++) {
+            if (strlen(list) + strlen(f->name) + 3 >= sizeof list)
+                break;
+            if (list[0])
+                strcat(list, ", ");
+            strcat(list, f->name);
+        }
+        return bad(v, shown, "unknown field '%s' (accepted: %s)", shown, list);
+    }
+    return 0;
+}
+
+static int add_header(ec_request *req, const char *name, const char *value)
+{
+    if (ec_buf_adds(&req->headers, name) != 0 || ec_buf_add(&req->headers, ": ", 2) != 0
+        || ec_buf_adds(&req->headers, value) != 0 || ec_buf_add(&req->headers, "", 1) != 0)
+        return -1;
+    req->nheaders++;
+    return 0;
+}
+
+static int percent_encode(ec_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            if (ec_buf_addc(b, (char)ch) != 0)
+                return -1;
+        } else {
+            char enc[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+            if (ec_buf_add(b, enc, 3) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int build_url(vctx *v, int args)
+{
+    lua_State *L = v->L;
+    ec_request *req = &v->c->req;
+    if (ec_buf_adds(&req->url, v->c->base_url) != 0)
+        return bad(v, "base_url", "base_url is too long");
+    const char *p = v->op->path;
+    while (*p) {
+        const char *open = strchr(p, '{');
+        if (open == NULL) {
+            if (ec_buf_adds(&req->url, p) != 0)
+                return bad(v, "base_url", "URL is too long");
+            break;
+        }
+        const char *close = strchr(open, '}');
+        char name[64];
+        size_t nlen = (size_t)(close - open - 1);
+        if (close == NULL || nlen >= sizeof name)
+            return bad(v, "(path)", "bad path template");
+        memcpy(name, open + 1, nlen);
+        name[nlen] = '\0';
+        if (ec_buf_add(&req->url, p, (size_t)(open - p)) != 0)
+            return bad(v, name, "URL is too long");
+        const ec_field *f = find_field(v->op, name);
+        lua_getfield(L, args, name);
+        const char *s;
+        size_t n;
+        int rc;
+        if (lua_isnil(L, -1))
+            rc = bad(v, name, "field '%s' is required", name);
+        else
+            rc = check_string(v, f, name, lua_gettop(L), f ? f->format : EC_FMT_NONE, &s, &n);
+        if (rc == 0 && percent_encode(&req->url, s, n) != 0)
+            rc = bad(v, name, "URL is too long");
+        lua_pop(L, 1);
+        if (rc != 0)
+            return -1;
+        p = close + 1;
+    }
+    return 0;
+}
+
+static int build_body(vctx *v, int args)
+{
+    lua_State *L = v->L;
+    const ec_op *op = v->op;
+    ec_request *req = &v->c->req;
+    ec_buf *out = &req->body;
+    if (op->body == EC_BODY_NONE)
+        return 0;
+    req->has_body = 1;
+    if (op->body == EC_BODY_PATCH_OP) {
+        if (ec_buf_adds(out, "[{\"op\":") != 0 || ec_json_add_string(out, op->patch_op, strlen(op->patch_op)) != 0
+            || ec_buf_adds(out, ",\"value\":") != 0)
+            return too_large(v, op->patch_op);
+    } else if (ec_buf_addc(out, '{') != 0) {
+        return too_large(v, "(body)");
+    }
+    int first = 1;
+    for (const ec_field *f = op->fields; f->name; f++) {
+        if (f->in != EC_IN_BODY)
+            continue;
+        lua_getfield(L, args, f->name);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            if (f->required)
+                return bad(v, f->name, "field '%s' is required", f->name);
+            continue;
+        }
+        int rc = 0;
+        if (op->body == EC_BODY_OBJECT) {
+            if ((!first && ec_buf_addc(out, ',') != 0) || ec_json_add_string(out, f->name, strlen(f->name)) != 0
+                || ec_buf_addc(out, ':') != 0)
+                rc = too_large(v, f->name);
+        }
+        first = 0;
+        if (rc == 0)
+            rc = encode_field(v, f, f->name, lua_gettop(L), out);
+        lua_pop(L, 1);
+        if (rc != 0)
+            return -1;
+    }
+    if (ec_buf_adds(out, op->body == EC_BODY_PATCH_OP ? "}]" : "}") != 0)
+        return too_large(v, "(body)");
+    return 0;
+}
+
+static int build_headers(vctx *v, int args)
+{
+    lua_State *L = v->L;
+    ec_client *c = v->c;
+    const ec_op *op = v->op;
+    ec_request *req = &c->req;
+    const char *secret = ec_client_secret(c, op->credential);
+    if (secret == NULL)
+        return bad(v, op->credential, "this %s client has no '%s': pass %s = ... to envclone.%s{} (needed by %s)",
+                   op->vendor, op->credential, op->credential, op->vendor, op->name);
+    int rc = 0;
+    switch (op->auth) {
+    case EC_AUTH_BEARER:
+        rc = ec_buf_adds(&req->headers, "Authorization: Bearer ") || ec_buf_adds(&req->headers, secret)
+             || ec_buf_add(&req->headers, "", 1);
+        req->nheaders++;
+        break;
+    case EC_AUTH_COOKIE:
+        rc = add_header(req, "Cookie", secret);
+        break;
+    case EC_AUTH_RAW:
+        rc = add_header(req, "authorization", secret);
+        break;
+    }
+    rc = rc || add_header(req, "Accept", "application/json");
+    if (req->has_body)
+        rc = rc || add_header(req, "Content-Type", "application/json");
+    if (c->user_agent)
+        rc = rc || add_header(req, "User-Agent", c->user_agent);
+    if (rc)
+        return bad(v, "(headers)", "request headers are too large");
+    for (const ec_field *f = op->fields; f->name; f++) {
+        if (f->in != EC_IN_HEADER)
+            continue;
+        lua_getfield(L, args, f->name);
+        const char *s;
+        size_t n;
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            if (f->required)
+                return bad(v, f->name, "field '%s' is required", f->name);
+            continue;
+        }
+        rc = check_string(v, f, f->name, lua_gettop(L), f->format, &s, &n);
+        if (rc == 0 && add_header(req, f->wire ? f->wire : f->name, s) != 0)
+            rc = bad(v, f->name, "request headers are too large");
+        lua_pop(L, 1);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ec_marshal_request(lua_State *L, ec_client *c, const ec_op *op, int args)
+{
+    vctx v;
+    v.L = L;
+    v.op = op;
+    v.c = c;
+    v.array_mt = 0;
+    v.field[0] = v.msg[0] = '\0';
+    ec_request *req = &c->req;
+    ec_buf_clear(&req->url);
+    ec_buf_clear(&req->body);
+    ec_buf_clear(&req->headers);
+    req->has_body = 0;
+    req->nheaders = 0;
+
+    if (lua_type(L, args) != LUA_TTABLE)
+        return ec_error_validation(L, c, op, "(arguments)", "arguments must be a table, got %s", lua_type_of(L, args));
+    lua_checkstack(L, 16);
+    int top = lua_gettop(L);
+    if (check_known_keys(&v, args) != 0 || build_url(&v, args) != 0 || build_body(&v, args) != 0
+        || build_headers(&v, args) != 0) {
+        lua_settop(L, top);
+        ec_buf_clear(&req->body);
+        ec_buf_clear(&req->headers); /* holds the credential */
+        return ec_error_validation(L, c, op, v.field, "%s", v.msg);
+    }
+    return 0;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+void ec_marshal_init(lua_State *L)
+{
+    /* A private cjson instance, so our settings never touch the caller's
+     * require("cjson") (the lua-cjson "config per state" pattern). */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson.safe");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode_max_depth");
+    if (lua_isfunction(L, -1)) {
+        lua_pushinteger(L, 512);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "decode");
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_DECODE);
+    lua_pop(L, 2);
+    /* Marks a table as a JSON array, so that an empty one encodes as []. */
+    lua_newtable(L);
+    lua_pushliteral(L, "envclone.array");
+    lua_setfield(L, -2, "__name");
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+}
+
+void ec_marshal_push_array_mt(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+}
+
+/* Decodes body; pushes the value, or nothing and writes a reason. */
+static int decode_json(lua_State *L, const char *body, size_t len, char *why, size_t whylen)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_DECODE);
+    lua_pushlstring(L, body, len);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2)) {
+        snprintf(why, whylen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid JSON");
+        lua_pop(L, 2);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isspace((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+/* Copies s into out as one printable line, at most outlen-1 bytes. */
+static void one_line(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t j = 0;
+    int space = 0;
+    for (size_t i = 0; i < n && j + 1 < outlen; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7F) {
+            space = j > 0;
+            continue;
+        }
+        if (space && j + 2 < outlen)
+            out[j++] = ' ';
+        space = 0;
+        out[j++] = (char)ch;
+    }
+    out[j] = '\0';
+}
+
+/* Reads a string or number at a dotted path ("errors.1.message") of the
+ * table on top of the stack; returns a pointer valid while the table is. */
+static const char *lookup(lua_State *L, const char *path, char *tmp, size_t tmplen)
+{
+    char key[64];
+    lua_pushvalue(L, -1);
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof key || lua_type(L, -1) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            return NULL;
+        }
+        memcpy(key, path, n);
+        key[n] = '\0';
+        if (isdigit((unsigned char)key[0]))
+            lua_rawgeti(L, -1, atoi(key));
+        else
+            lua_getfield(L, -1, key);
+        lua_remove(L, -2);
+        path += n + (dot ? 1 : 0);
+    }
+    const char *res = NULL;
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        one_line(s, n, tmp, tmplen);
+        res = tmp;
+    }
+    lua_pop(L, 1);
+    return res;
+}
+
+static const char *first_of(lua_State *L, const char *const *paths, char *tmp, size_t tmplen)
+{
+    for (; *paths; paths++) {
+        const char *v = lookup(L, *paths, tmp, tmplen);
+        if (v && *v)
+            return v;
+    }
+    return NULL;
+}
+
+/* Every vendor's error body, read by one routine: Kontent's
+ * {request_id, error_code, message}, Versori's {code, message}, Qovery's
+ * {status, error, message} and Droplit's {errors: [{name, type, message}]}. */
+static const char *const code_paths[] = { "error_code", "code", "error.code", "errors.1.code", "errors.1.name", "error", NULL };
+static const char *const message_paths[] = { "message", "error.message", "errors.1.message", "error_description", "detail", "title", "error", NULL };
+static const char *const request_id_paths[] = { "request_id", "requestId", "error.request_id", NULL };
+
+static void html_title(const char *body, size_t n, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const char *end = body + n;
+    for (const char *p = body; p + 7 <= end; p++) {
+        if (strncasecmp(p, "<title>", 7) != 0)
+            continue;
+        const char *start = p + 7;
+        const char *q = start;
+        while (q + 8 <= end && strncasecmp(q, "</title>", 8) != 0)
+            q++;
+        one_line(start, (size_t)(q - start), out, outlen);
+        return;
+    }
+}
+
+static int status_retryable(long status)
+{
+    return status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+/* Could the server have acted on a request that got this status? */
+static int status_maybe_applied(const ec_op *op, long status)
+{
+    if (strcmp(op->method, "GET") == 0)
+        return 0;
+    /* 429 and 503 mean "not processed"; other 5xx and gateway timeouts
+     * leave it open. */
+    return status >= 500 && status != 503;
+}
+
+static void set_retry_after(lua_State *L, const char *header)
+{
+    if (header == NULL)
+        return;
+    char *end;
+    long secs = strtol(header, &end, 10);
+    if (end != header && *end == '\0' && secs >= 0)
+        ec_error_int(L, "retry_after", secs);
+    else
+        ec_error_str(L, "retry_after_date", header);
+}
+
+int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const ec_response *resp)
+{
+    char why[200], tmp[400], msg[512];
+    lua_checkstack(L, 8);
+    long st = resp->status;
+    if (st >= 200 && st < 300) {
+        if (resp->body_len == 0 || is_blank(resp->body, resp->body_len)) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        if (decode_json(L, resp->body, resp->body_len, why, sizeof why) == 0)
+            return 1;
+        snprintf(msg, sizeof msg, "the server answered %ld with a body that is not valid JSON (%s; content-type %s)",
+                 st, why, resp->content_type ? resp->content_type : "none");
+        lua_pushnil(L);
+        ec_error_new(L, c, op, "decode", msg);
+        ec_error_int(L, "status", st);
+        ec_error_str(L, "request_id", resp->request_id);
+        /* A 2xx means the server did act: never retry a create over it. */
+        ec_error_bool(L, "maybe_applied", strcmp(op->method, "GET") != 0);
+        ec_error_bool(L, "retryable", !op->creates);
+        return 2;
+    }
+
+    const char *code = NULL, *message = NULL, *request_id = resp->request_id;
+    char codebuf[128], msgbuf[400], ridbuf[128];
+    int have_body = 0;
+    if (resp->body_len > 0 && decode_json(L, resp->body, resp->body_len, why, sizeof why) == 0) {
+        have_body = 1;
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            code = first_of(L, code_paths, codebuf, sizeof codebuf);
+            message = first_of(L, message_paths, msgbuf, sizeof msgbuf);
+            if (code && message && strcmp(code, message) == 0) /* only "error" was there */
+                code = NULL;
+            const char *rid = first_of(L, request_id_paths, ridbuf, sizeof ridbuf);
+            if (rid)
+                request_id = rid;
+        }
+    }
+    if (message == NULL) {
+        if (st >= 300 && st < 400) {
+            snprintf(msgbuf, sizeof msgbuf, "redirect not followed%s%s", resp->location ? " to " : "",
+                     resp->location ? resp->location : "");
+        } else {
+            html_title(resp->body, resp->body_len, tmp, sizeof tmp);
+            if (tmp[0] == '\0')
+                one_line(resp->body, resp->body_len < 200 ? resp->body_len : 200, tmp, sizeof tmp);
+            snprintf(msgbuf, sizeof msgbuf, "HTTP %ld%s%s", st, tmp[0] ? ": " : "", tmp);
+        }
+        message = msgbuf;
+    }
+    lua_pushnil(L);
+    if (have_body)
+        lua_insert(L, -2); /* nil, body */
+    ec_error_new(L, c, op, "http", message);
+    ec_error_int(L, "status", st);
+    if (code && code[0] && strspn(code, "0123456789") == strlen(code) && strlen(code) < 10)
+        ec_error_int(L, "code", atol(code)); /* Kontent's error_code is a number */
+    else
+        ec_error_str(L, "code", code);
+    ec_error_str(L, "request_id", request_id);
+    ec_error_bool(L, "retryable", status_retryable(st));
+    ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st));
+    set_retry_after(L, resp->retry_after);
+    if (have_body) {
+        lua_insert(L, -2); /* nil, err, body */
+        lua_setfield(L, -2, "body");
+    }
+    return 2;
+}

@@ -1,0 +1,41 @@
+/*
+ * ec_marshal.h - the marshal engine: Lua arguments -> HTTP request, and
+ * HTTP response -> Lua result or error object.  It does no I/O, so every
+ * transport (libcurl, OpenResty cosockets) shares it and tests can drive it
+ * directly.
+ */
+#ifndef EC_MARSHAL_H
+#define EC_MARSHAL_H
+
+#include "ec_client.h"
+#include "ec_compat.h"
+
+#define EC_MAX_BODY (256 * 1024) /* request bodies; far above any real call */
+
+typedef struct {
+    long status;
+    const char *body;
+    size_t body_len;
+    const char *content_type; /* NULL when absent */
+    const char *retry_after;  /* raw Retry-After header, NULL when absent */
+    const char *request_id;   /* X-Request-Id / Request-Id header, NULL when absent */
+    const char *location;     /* Location header on redirects */
+} ec_response;
+
+/* Loads lua-cjson (for decoding) into the registry; raises if it is missing. */
+void ec_marshal_init(lua_State *L);
+
+/* Pushes the metatable that marks a Lua table as a JSON array. */
+void ec_marshal_push_array_mt(lua_State *L);
+
+/* Validates the argument table at `args` for `op` and builds c->req.
+ * Returns 0, or pushes nil + a validation error and returns 2.  Nothing is
+ * sent on failure: transports only ever see a request that passed. */
+int ec_marshal_request(lua_State *L, ec_client *c, const ec_op *op, int args);
+
+/* Pushes the decoded result (true for an empty 2xx) and returns 1, or
+ * pushes nil + an error object and returns 2. */
+int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op,
+                      const ec_response *resp);
+
+#endif
