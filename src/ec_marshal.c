@@ -669,7 +669,15 @@ static const char *lookup(lua_State *L, const char *path, char *tmp, size_t tmpl
         path += n + (dot ? 1 : 0);
     }
     const char *res = NULL;
-    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        /* cjson decodes every number as a float: print 232, not 232.0 */
+        lua_Number num = lua_tonumber(L, -1);
+        if (num == (lua_Number)(long long)num)
+            snprintf(tmp, tmplen, "%lld", (long long)num);
+        else
+            snprintf(tmp, tmplen, "%.14g", (double)num);
+        res = tmp;
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, -1, &n);
         one_line(s, n, tmp, tmplen);

@@ -1,1 +1,318 @@
-int main(void){return 0;}
+/*
+ * test_marshal.c - C-level tests of the marshal engine: requests built from
+ * Lua tables for every operation, validation, and response parsing.  No
+ * network: the engine is I/O-free by design.
+ */
+#include "ec_client.h"
+#include "ec_error.h"
+#include "ec_json.h"
+#include "ec_marshal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) {                                                        \
+            passed++;                                                      \
+        } else {                                                           \
+            failed++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+        }                                                                  \
+    } while (0)
+
+static lua_State *L;
+
+static ec_client make_client(const char *vendor, const char *base)
+{
+    ec_client c;
+    memset(&c, 0, sizeof c);
+    c.vendor = ec_vendor_find(vendor);
+    c.base_url = (char *)base;
+    c.user_agent = (char *)"envclone-test";
+    for (int i = 0; c.vendor->credentials[i]; i++)
+        c.secrets[i] = (char *)(strcmp(c.vendor->credentials[i], "cookie") == 0 ? "session=c00kie-secret"
+                                                                                 : "s3cret-token-value");
+    ec_buf_init(&c.req.url, 4096);
+    ec_buf_init(&c.req.body, EC_MAX_BODY);
+    ec_buf_init(&c.req.headers, 65536);
+    return c;
+}
+
+static void free_client(ec_client *c)
+{
+    ec_buf_free(&c->req.url);
+    ec_buf_free(&c->req.body);
+    ec_buf_free(&c->req.headers);
+}
+
+/* Evaluates a Lua expression that builds the argument table. */
+static int push_args(const char *expr)
+{
+    char chunk[4096];
+    snprintf(chunk, sizeof chunk, "return %s", expr);
+    if (luaL_dostring(L, chunk) != 0) {
+        fprintf(stderr, "bad Lua in test: %s\n", lua_tostring(L, -1));
+        exit(2);
+    }
+    return lua_gettop(L);
+}
+
+static int has_header(const ec_request *r, const char *line)
+{
+    const char *e = r->headers.data;
+    for (size_t i = 0; i < r->nheaders; i++, e += strlen(e) + 1)
+        if (strcmp(e, line) == 0)
+            return 1;
+    return 0;
+}
+
+/* Builds a request; returns NULL on success or the error's field. */
+static const char *build(ec_client *c, const char *op_name, const char *expr, char *field, size_t fl)
+{
+    const ec_op *op = ec_op_find(c->vendor->name, op_name);
+    int top = lua_gettop(L);
+    int args = push_args(expr);
+    int n = ec_marshal_request(L, c, op, args);
+    const char *res = NULL;
+    if (n == 2) {
+        lua_getfield(L, -1, "field");
+        snprintf(field, fl, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "kind");
+        if (strcmp(lua_tostring(L, -1), "validation") != 0)
+            snprintf(field, fl, "!not a validation error");
+        res = field;
+    }
+    lua_settop(L, top);
+    return res;
+}
+
+#define ULID_ORG "01HZY8K2V6Q4N3M5T7W9X0ABCD"
+#define ULID_PRJ "01HZY8K2V6Q4N3M5T7W9X0EFGH"
+#define UUID_A "8d20758c-d74c-4f59-ae04-ee928c0816b7"
+
+static void test_requests(void)
+{
+    char field[200];
+    ec_client v = make_client("versori", "https://h/api/v2");
+    CHECK(build(&v, "clone_environment",
+                "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ "', oldEnvName='prod', newEnvName='dev',"
+                " cloneSystems=false}", field, sizeof field) == NULL, "versori clone builds");
+    CHECK(strcmp(v.req.url.data, "https://h/api/v2/o/" ULID_ORG "/projects/" ULID_PRJ "/environments/clone") == 0,
+          "versori url: %s", v.req.url.data);
+    CHECK(strcmp(v.req.body.data, "{\"oldEnvName\":\"prod\",\"newEnvName\":\"dev\",\"cloneSystems\":false}") == 0,
+          "versori body: %s", v.req.body.data);
+    CHECK(has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "versori bearer");
+    CHECK(has_header(&v.req, "Content-Type: application/json"), "content type");
+    CHECK(has_header(&v.req, "Accept: application/json"), "accept");
+
+    CHECK(build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='a/b?c#d e', name='1.0.0'}",
+                field, sizeof field) == NULL, "connection version builds");
+    CHECK(strstr(v.req.url.data, "/connections/a%2Fb%3Fc%23d%20e/versions") != NULL, "path param encoded: %s",
+          v.req.url.data);
+    CHECK(has_header(&v.req, "Cookie: session=c00kie-secret"), "cookie auth");
+    CHECK(!has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "no bearer on cookie op");
+    const char *f = build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='..', name='x'}",
+                          field, sizeof field);
+    CHECK(f && strcmp(f, "connection_id") == 0, "dot segment refused: %s", f ? f : "accepted");
+    f = build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c', name='latest'}",
+              field, sizeof field);
+    CHECK(f && strcmp(f, "name") == 0, "reserved name refused");
+    f = build(&v, "clone_environment", "{organisation_id='01hzy8k2v6q4n3m5t7w9x0abcI', project_id='" ULID_PRJ
+              "', oldEnvName='a', newEnvName='b'}", field, sizeof field);
+    CHECK(f && strcmp(f, "organisation_id") == 0, "ULID with I refused");
+    free_client(&v);
+
+    ec_client k = make_client("kontent", "https://manage.kontent.ai/v2");
+    CHECK(build(&k, "clone_environment",
+                "{environment_id='" UUID_A "', name='Develop', roles_to_activate={},"
+                " copy_data_options={content_items_assets=true, content_item_version_history=false}}",
+                field, sizeof field) == NULL, "kontent clone builds");
+    CHECK(strcmp(k.req.body.data, "{\"name\":\"Develop\",\"roles_to_activate\":[],\"copy_data_options\":"
+                                  "{\"content_items_assets\":true,\"content_item_version_history\":false}}") == 0,
+          "kontent body: %s", k.req.body.data);
+    CHECK(build(&k, "rename_environment", "{environment_id='" UUID_A "', name='Tab\\t\"q\"'}", field, sizeof field) == NULL,
+          "rename builds");
+    CHECK(strcmp(k.req.body.data, "[{\"op\":\"rename_environment\",\"value\":\"Tab\\t\\\"q\\\"\"}]") == 0,
+          "rename body: %s", k.req.body.data);
+    CHECK(build(&k, "mark_environment_as_production", "{environment_id='" UUID_A "'}", field, sizeof field) == NULL
+              && strcmp(k.req.body.data, "{}") == 0, "empty object body for PUT");
+    CHECK(build(&k, "delete_environment", "{environment_id='" UUID_A "'}", field, sizeof field) == NULL
+              && !k.req.has_body && !has_header(&k.req, "Content-Type: application/json"), "DELETE has no body");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\u{e9}', 201)}", field, sizeof field);
+    CHECK(f && strcmp(f, "name") == 0, "201 characters refused");
+    CHECK(build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\u{e9}', 200)}", field,
+                sizeof field) == NULL, "200 two-byte characters accepted");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='x', roles_to_activate={'" UUID_A "', 'nope'}}",
+              field, sizeof field);
+    CHECK(f && strcmp(f, "roles_to_activate[2]") == 0, "array item named: %s", f ? f : "accepted");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='x', copy_data_options={assets=true}}", field,
+              sizeof field);
+    CHECK(f && strcmp(f, "copy_data_options.assets") == 0, "unknown member named: %s", f ? f : "accepted");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='\\xff'}", field, sizeof field);
+    CHECK(f && strcmp(f, "name") == 0, "invalid UTF-8 refused");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='a\\0b'}", field, sizeof field);
+    CHECK(f && strcmp(f, "name") == 0, "NUL refused");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name=5}", field, sizeof field);
+    CHECK(f && strcmp(f, "name") == 0, "integer for string refused");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "'}", field, sizeof field);
+    CHECK(f && strcmp(f, "name") == 0, "missing required named");
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='x', [1]='y'}", field, sizeof field);
+    CHECK(f && strcmp(f, "(arguments)") == 0, "positional argument refused");
+    free_client(&k);
+
+    ec_client d = make_client("droplit", "https://ioe.droplit.io/v0");
+    CHECK(build(&d, "create_environment", "{ecosystemId='E1', meta={}, alias='a', metadata_prefix='$.'}", field,
+                sizeof field) == NULL, "droplit builds");
+    CHECK(strcmp(d.req.body.data, "{\"ecosystemId\":\"E1\",\"meta\":{},\"alias\":\"a\"}") == 0, "droplit body: %s",
+          d.req.body.data);
+    CHECK(has_header(&d.req, "authorization: s3cret-token-value"), "raw authorization");
+    CHECK(has_header(&d.req, "x-system-metadata-prefix: $."), "metadata prefix header");
+    CHECK(build(&d, "create_environment", "{ecosystemId='E1', meta={list={1,2,3}, n=1.5, t=true}}", field,
+                sizeof field) == NULL, "nested meta builds");
+    CHECK(strstr(d.req.body.data, "\"list\":[1,2,3]") && strstr(d.req.body.data, "\"n\":1.5"), "nested meta: %s",
+          d.req.body.data);
+    f = build(&d, "create_environment", "{ecosystemId='E1', meta={x=0/0}}", field, sizeof field);
+    CHECK(f && strcmp(f, "meta.x") == 0, "NaN refused with path: %s", f ? f : "accepted");
+    f = build(&d, "create_environment", "{ecosystemId='E1', meta={1,2}}", field, sizeof field);
+    CHECK(f && strcmp(f, "meta") == 0, "array meta refused");
+    f = build(&d, "create_environment", "{ecosystemId='E1', meta=(function() local t = {} t.self = t return t end)()}",
+              field, sizeof field);
+    CHECK(f != NULL, "cyclic meta refused");
+    f = build(&d, "create_environment", "{ecosystemId='E1', metadata_prefix='a\\r\\nX-Evil: 1'}", field, sizeof field);
+    CHECK(f && strcmp(f, "metadata_prefix") == 0, "CRLF in header refused");
+    f = build(&d, "create_environment", "{ecosystemId='E1', meta={big=string.rep('x', 300000)}}", field, sizeof field);
+    CHECK(f != NULL, "oversized body refused");
+    free_client(&d);
+
+    ec_client nokey = make_client("kontent", "https://h");
+    nokey.secrets[0] = NULL;
+    f = build(&nokey, "get_environment", "{environment_id='" UUID_A "'}", field, sizeof field);
+    CHECK(f && strcmp(f, "api_key") == 0, "missing credential named");
+    free_client(&nokey);
+}
+
+/* Parses a response; leaves result/err on the stack, returns count. */
+static int parse(ec_client *c, const char *op_name, long status, const char *body, const char *retry_after)
+{
+    ec_response r;
+    memset(&r, 0, sizeof r);
+    r.status = status;
+    r.body = body;
+    r.body_len = strlen(body);
+    r.retry_after = retry_after;
+    return ec_parse_response(L, c, ec_op_find(c->vendor->name, op_name), &r);
+}
+
+static const char *errfield(const char *key)
+{
+    static char buf[512];
+    lua_getfield(L, -1, key);
+    snprintf(buf, sizeof buf, "%s", lua_isnil(L, -1) ? "(nil)" : lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return buf;
+}
+
+static void test_responses(void)
+{
+    ec_client k = make_client("kontent", "https://h");
+    int top = lua_gettop(L);
+    CHECK(parse(&k, "mark_environment_as_production", 204, "", NULL) == 1 && lua_toboolean(L, -1), "204 -> true");
+    lua_settop(L, top);
+    CHECK(parse(&k, "get_cloning_state", 200, "{\"cloning_state\":\"done\",\"x\":null}", NULL) == 1, "200 decodes");
+    lua_getfield(L, -1, "x");
+    CHECK(lua_type(L, -1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL, "JSON null is envclone.null");
+    lua_settop(L, top);
+
+    CHECK(parse(&k, "mark_environment_as_production", 400,
+                "{\"request_id\":\"4c3b488c74c18640\",\"error_code\":232,\"message\":\"already production\"}", NULL) == 2,
+          "400 -> nil, err");
+    CHECK(strcmp(errfield("kind"), "http") == 0, "kind http");
+    CHECK(strcmp(errfield("code"), "232") == 0, "code 232");
+    lua_getfield(L, -1, "code");
+    CHECK(lua_type(L, -1) == LUA_TNUMBER, "numeric code stays a number");
+    lua_pop(L, 1);
+    CHECK(strcmp(errfield("request_id"), "4c3b488c74c18640") == 0, "request id");
+    CHECK(strcmp(errfield("message"), "already production") == 0, "message");
+    lua_getfield(L, -1, "body");
+    CHECK(lua_istable(L, -1), "vendor body kept");
+    lua_pop(L, 1);
+    luaL_tolstring(L, -1, NULL);
+    CHECK(strstr(lua_tostring(L, -1), "http 400 (code 232): already production [request_id 4c3b488c74c18640]") != NULL,
+          "tostring: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+
+    CHECK(parse(&k, "get_environment", 502, "<html><head><title>502 Bad Gateway</title></head></html>", NULL) == 2,
+          "502 html");
+    CHECK(strcmp(errfield("message"), "HTTP 502: 502 Bad Gateway") == 0, "html title: %s", errfield("message"));
+    CHECK(strcmp(errfield("retryable"), "true") != 0 || 1, "noop");
+    lua_getfield(L, -1, "retryable");
+    CHECK(lua_toboolean(L, -1), "502 retryable");
+    lua_settop(L, top);
+
+    CHECK(parse(&k, "clone_environment", 200, "{\"id\": \"abc\",", NULL) == 2, "malformed 200");
+    CHECK(strcmp(errfield("kind"), "decode") == 0, "decode kind");
+    lua_getfield(L, -1, "maybe_applied");
+    CHECK(lua_toboolean(L, -1), "malformed 2xx on a create may have been applied");
+    lua_settop(L, top);
+
+    CHECK(parse(&k, "clone_environment", 429, "{\"message\":\"slow down s3cret-token-value\"}", "7") == 2, "429");
+    CHECK(strcmp(errfield("retry_after"), "7") == 0, "retry-after seconds");
+    CHECK(strstr(errfield("message"), "s3cret") == NULL && strstr(errfield("message"), "***") != NULL,
+          "echoed secret scrubbed: %s", errfield("message"));
+    lua_getfield(L, -1, "maybe_applied");
+    CHECK(!lua_toboolean(L, -1), "429 was not applied");
+    lua_settop(L, top);
+
+    CHECK(parse(&k, "clone_environment", 500, "plain\ntext\r\nerror", NULL) == 2, "500 text");
+    CHECK(strcmp(errfield("message"), "HTTP 500: plain text error") == 0, "one line: %s", errfield("message"));
+    lua_getfield(L, -1, "maybe_applied");
+    CHECK(lua_toboolean(L, -1), "500 on a create may have been applied");
+    lua_settop(L, top);
+
+    ec_client d = make_client("droplit", "https://h");
+    CHECK(parse(&d, "create_environment", 400,
+                "{\"errors\":[{\"type\":\"invalidBody\",\"name\":\"Alias Exists\",\"message\":\"alias taken\"}]}", NULL) == 2,
+          "droplit error");
+    CHECK(strcmp(errfield("code"), "Alias Exists") == 0, "droplit code: %s", errfield("code"));
+    CHECK(strcmp(errfield("message"), "alias taken") == 0, "droplit message");
+    lua_settop(L, top);
+    ec_client q = make_client("qovery", "https://h");
+    CHECK(parse(&q, "clone_application", 404, "{\"status\":404,\"error\":\"NOT_FOUND\",\"message\":\"no app\"}", NULL) == 2,
+          "qovery error");
+    CHECK(strcmp(errfield("code"), "NOT_FOUND") == 0 && strcmp(errfield("message"), "no app") == 0, "qovery fields");
+    lua_settop(L, top);
+    free_client(&k);
+    free_client(&d);
+    free_client(&q);
+}
+
+static void test_utf8(void)
+{
+    size_t n;
+    CHECK(ec_utf8_count("h\xc3\xa9llo", 6, &n) == 0 && n == 5, "utf8 count");
+    CHECK(ec_utf8_count("\xc0\xaf", 2, &n) != 0, "overlong refused");
+    CHECK(ec_utf8_count("\xed\xa0\x80", 3, &n) != 0, "surrogate refused");
+    CHECK(ec_utf8_count("\xf4\x90\x80\x80", 4, &n) != 0, "past U+10FFFF refused");
+    CHECK(ec_utf8_count("\xe2\x82", 2, &n) != 0, "truncated refused");
+}
+
+int main(void)
+{
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    ec_marshal_init(L);
+    ec_error_init(L);
+    test_requests();
+    test_responses();
+    test_utf8();
+    lua_close(L);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
