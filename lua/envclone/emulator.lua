@@ -1475,7 +1475,19 @@ local function protocol_error(status, message, path)
   local resp = vendor_error(vendor, ctx, status, message)
   if ctx.request_id then resp.headers = { ["X-Request-Id"] = ctx.request_id } end
   resp.close = true
+  resp.vendor = vendor
   return resp
+end
+
+-- After answering an error early, stop sending and drain what the client still sends
+-- (bounded), so that closing does not reset the connection before it reads the answer.
+local function linger(conn, clock)
+  conn.sock:shutdown("send")
+  local deadline = clock() + 1
+  for _ = 1, 64 do
+    conn.buf = ""
+    if not fill(conn, deadline) then return end
+  end
 end
 
 -- Reads one request from conn. Returns req, or nil plus an optional error response.
@@ -1602,8 +1614,13 @@ function Emulator:serve_connection(sock)
     local req, failure = read_request(conn, self.clock)
     if not req then
       if failure then
-        send_all(conn, head_text(failure.status, failure.headers, #render_body(failure), false)
-          .. render_body(failure), self.clock() + IDLE_TIMEOUT)
+        -- Rejected by the HTTP layer (413, 411, 431, 400): counted when aimed at a vendor.
+        if failure.vendor then self.stats.requests = self.stats.requests + 1 end
+        local body = render_body(failure)
+        if send_all(conn, head_text(failure.status, failure.headers, #body, false) .. body,
+            self.clock() + IDLE_TIMEOUT) then
+          linger(conn, self.clock)
+        end
       end
       break
     end

@@ -1,0 +1,384 @@
+-- The ten operations end to end against the emulator: success, each
+-- validation rule (and that nothing was sent), each vendor error.
+local envclone = require("envclone")
+local emu = require("spec.support.emu")
+local cjson = require("cjson.safe")
+
+local e, seed, creds
+
+local function requests() return e:stats().requests end
+
+-- Asserts a validation failure naming `field`, and that no request left.
+local function rejects(field, fn)
+  local before = requests()
+  local res, err = fn()
+  assert.is_nil(res)
+  assert.is_true(envclone.is_error(err), "expected an error object, got " .. tostring(err))
+  assert.are.equal("validation", err.kind, tostring(err))
+  assert.are.equal(field, err.field, tostring(err))
+  assert.are.equal(before, requests(), "a rejected call must send nothing")
+  return err
+end
+
+local function last_request()
+  local log = e:requests()
+  return log[#log]
+end
+
+local function client(vendor, extra)
+  local opts = { base_url = e.base_urls[vendor], timeout = 5, retry = false }
+  for k, v in pairs(creds[vendor]) do opts[k] = v end
+  for k, v in pairs(extra or {}) do
+    if v == false then opts[k] = nil else opts[k] = v end -- false: leave the option out
+  end
+  return envclone[vendor](opts)
+end
+
+setup(function()
+  e = emu.start{ kontent_clone_seconds = 0.5 }
+  seed, creds = e.seed, e.credentials
+end)
+
+teardown(function()
+  if e then e:stop() end
+end)
+
+before_each(function() e:reset() end)
+
+describe("versori", function()
+  local function args(extra)
+    local a = { organisation_id = seed.versori.organisation_id, project_id = seed.versori.project_id,
+      oldEnvName = "production", newEnvName = "dev-1" }
+    for k, v in pairs(extra or {}) do a[k] = v end
+    return a
+  end
+
+  it("clones an environment with Bearer auth and the exact JSON body", function()
+    local v = client("versori")
+    local project = assert(v:clone_environment(args{ cloneSystems = true, copyStaticUserVariables = false }))
+    local names = {}
+    for _, env in ipairs(project.environments) do names[env.name] = env end
+    assert.is_truthy(names["dev-1"], "the clone is in the project")
+    local req = last_request()
+    assert.are.equal("POST", req.method)
+    assert.are.equal("/versori/api/v2/o/" .. seed.versori.organisation_id .. "/projects/"
+      .. seed.versori.project_id .. "/environments/clone", req.path)
+    assert.are.equal("Bearer " .. creds.versori.token, req.headers.authorization)
+    assert.are.equal("application/json", req.headers["content-type"])
+    assert.are.equal("application/json", req.headers.accept)
+    assert.are.equal('{"oldEnvName":"production","newEnvName":"dev-1","cloneSystems":true,'
+      .. '"copyStaticUserVariables":false}', req.body)
+  end)
+
+  it("leaves optional fields out", function()
+    assert(client("versori"):clone_environment(args()))
+    assert.are.equal('{"oldEnvName":"production","newEnvName":"dev-1"}', last_request().body)
+  end)
+
+  it("validates before sending", function()
+    local v = client("versori")
+    rejects("organisation_id", function() return v:clone_environment(args{ organisation_id = "not-a-ulid" }) end)
+    rejects("project_id", function() return v:clone_environment(args{ project_id = "8ZHZY8K2V6Q4N3M5T7W9X0EFGH" }) end)
+    rejects("oldEnvName", function() return v:clone_environment(args{ oldEnvName = 42 }) end)
+    rejects("newEnvName", function() return v:clone_environment(args{ newEnvName = "" }) end)
+    rejects("cloneSystems", function() return v:clone_environment(args{ cloneSystems = "yes" }) end)
+    rejects("executionPool", function() return v:clone_environment(args{ executionPool = { "a" } }) end)
+    local err = rejects("newEnvNmae", function() return v:clone_environment(args{ newEnvNmae = "x" }) end)
+    assert.matches("did you mean 'newEnvName'", err.message, 1, true)
+    local a = args()
+    a.project_id = nil
+    rejects("project_id", function() return v:clone_environment(a) end)
+    rejects("(arguments)", function() return v:clone_environment("dev") end)
+  end)
+
+  it("needs the token and says so", function()
+    local v = client("versori", { token = false })
+    rejects("token", function() return v:clone_environment(args()) end)
+  end)
+
+  it("returns Versori's error for a duplicate environment", function()
+    local v = client("versori")
+    local res, err = v:clone_environment(args{ newEnvName = "staging" })
+    assert.is_nil(res)
+    assert.are.equal("http", err.kind)
+    assert.are.equal(409, err.status)
+    assert.are.equal("environment_exists", err.code)
+    assert.is_false(err.maybe_applied)
+  end)
+
+  it("reports a wrong token as 401", function()
+    local v = client("versori", { token = "wrong-token-value" })
+    local _, err = v:clone_environment(args())
+    assert.are.equal(401, err.status)
+    assert.is_nil(tostring(err):find("wrong-token-value", 1, true))
+  end)
+
+  describe("create_connection_version", function()
+    local function cargs(extra)
+      local a = { organisation_id = seed.versori.organisation_id, connection_id = seed.versori.connection_id,
+        name = "v2" }
+      for k, v in pairs(extra or {}) do a[k] = v end
+      return a
+    end
+
+    it("creates a version with cookie auth", function()
+      local v = client("versori")
+      local version = assert(v:create_connection_version(cargs{ fromVersion = "v1" }))
+      assert.are.equal("v2", version.name)
+      assert.is_true(version.isLatest)
+      assert.are.equal(envclone.null, version.publishedAt)
+      local req = last_request()
+      assert.are.equal(creds.versori.cookie, req.headers.cookie)
+      assert.is_nil(req.headers.authorization)
+      assert.are.equal('{"name":"v2","fromVersion":"v1"}', req.body)
+    end)
+
+    it("refuses the reserved names before sending", function()
+      local v = client("versori")
+      rejects("name", function() return v:create_connection_version(cargs{ name = "default" }) end)
+      local err = rejects("name", function() return v:create_connection_version(cargs{ name = "latest" }) end)
+      assert.matches("reserved", err.message)
+    end)
+
+    it("needs the cookie", function()
+      local v = client("versori", { cookie = false })
+      rejects("cookie", function() return v:create_connection_version(cargs()) end)
+    end)
+
+    it("percent-encodes the connection id so it cannot change the path", function()
+      local v = client("versori")
+      local _, err = v:create_connection_version(cargs{ connection_id = "../../projects?x=1#y" })
+      assert.are.equal(404, err.status)
+      assert.are.equal("/versori/api/v2/o/" .. seed.versori.organisation_id
+        .. "/connections/..%2F..%2Fprojects%3Fx%3D1%23y/versions", last_request().path)
+      rejects("connection_id", function() return v:create_connection_version(cargs{ connection_id = ".." }) end)
+    end)
+
+    it("returns Versori's error for a duplicate version", function()
+      local v = client("versori")
+      local _, err = v:create_connection_version(cargs{ name = "v1" })
+      assert.are.equal(409, err.status)
+      assert.are.equal("version_exists", err.code)
+    end)
+  end)
+end)
+
+describe("qovery", function()
+  local function args(extra)
+    local a = { applicationId = seed.qovery.application_id, name = "web-copy",
+      environment_id = seed.qovery.environment_id }
+    for k, v in pairs(extra or {}) do a[k] = v end
+    return a
+  end
+
+  it("clones an application", function()
+    local app = assert(client("qovery"):clone_application(args()))
+    assert.are.equal("web-copy", app.name)
+    assert.are.equal(seed.qovery.environment_id, app.environment.id)
+    local req = last_request()
+    assert.are.equal("/qovery/application/" .. seed.qovery.application_id .. "/clone", req.path)
+    assert.are.equal("Bearer " .. creds.qovery.token, req.headers.authorization)
+    assert.are.equal('{"name":"web-copy","environment_id":"' .. seed.qovery.environment_id .. '"}', req.body)
+  end)
+
+  it("validates UUIDs and names before sending", function()
+    local q = client("qovery")
+    rejects("applicationId", function() return q:clone_application(args{ applicationId = "web" }) end)
+    rejects("environment_id", function() return q:clone_application(args{ environment_id = "env-1" }) end)
+    rejects("name", function() return q:clone_application(args{ name = true }) end)
+    rejects("name", function() return q:clone_application(args{ name = ("n"):rep(1025) }) end)
+  end)
+
+  it("parses Qovery's error body", function()
+    local _, err = client("qovery"):clone_application(args{ applicationId = "00000000-0000-4000-8000-000000000000" })
+    assert.are.equal(404, err.status)
+    assert.are.equal("NOT_FOUND", err.code)
+    assert.is_string(err.message)
+    assert.is_table(err.body)
+  end)
+end)
+
+describe("kontent", function()
+  local env_id
+
+  before_each(function() env_id = seed.kontent.environment_id end)
+
+  it("clones, reports progress, reads back, renames and deletes", function()
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = env_id, name = "Develop",
+      roles_to_activate = { seed.kontent.role_id },
+      copy_data_options = { content_items_assets = true, content_item_version_history = false } })
+    assert.is_string(clone.id)
+    local req = last_request()
+    assert.are.equal("Bearer " .. creds.kontent.api_key, req.headers.authorization)
+    assert.are.equal('{"name":"Develop","roles_to_activate":["' .. seed.kontent.role_id .. '"],'
+      .. '"copy_data_options":{"content_items_assets":true,"content_item_version_history":false}}', req.body)
+
+    assert.are.equal("in_progress", assert(k:get_cloning_state{ environment_id = clone.id }).cloning_state)
+    local info = assert(k:get_environment{ environment_id = clone.id })
+    assert.are.equal("Develop", info.environment)
+    assert.is_false(info.is_production)
+
+    local renamed = assert(k:rename_environment{ environment_id = clone.id, name = "QA" })
+    assert.are.equal("QA", renamed.environment)
+    assert.are.equal('[{"op":"rename_environment","value":"QA"}]', last_request().body)
+    assert.are.equal("PATCH", last_request().method)
+
+    assert.is_true(k:delete_environment{ environment_id = clone.id })
+    assert.are.equal("DELETE", last_request().method)
+    local _, err = k:get_environment{ environment_id = clone.id }
+    assert.are.equal(404, err.status)
+  end)
+
+  it("sends an empty roles list as [] and an empty options object as {}", function()
+    local k = client("kontent")
+    assert(k:clone_environment{ environment_id = env_id, name = "E", roles_to_activate = {}, copy_data_options = {} })
+    assert.are.equal('{"name":"E","roles_to_activate":[],"copy_data_options":{}}', last_request().body)
+  end)
+
+  it("waits until the clone is done", function()
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = env_id, name = "Waited" })
+    local polls = 0
+    local state = assert(k:wait_for_cloning{ environment_id = clone.id, timeout = 10, interval = 0.1,
+      on_progress = function() polls = polls + 1 end })
+    assert.are.equal("done", state.cloning_state)
+    assert.is_true(polls >= 1)
+  end)
+
+  it("marks production, and Kontent's errors 232 and 233 come through", function()
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = env_id, name = "Next prod" })
+    assert.is_true(k:mark_environment_as_production{ environment_id = clone.id, enable_webhooks = false })
+    assert.are.equal('{"enable_webhooks":false}', last_request().body)
+    assert.are.equal("PUT", last_request().method)
+    local res, err = k:mark_environment_as_production{ environment_id = clone.id }
+    assert.is_nil(res)
+    assert.are.equal(400, err.status)
+    assert.are.equal(232, err.code)
+    assert.matches("already marked as production", err.message)
+    assert.is_string(err.request_id)
+    assert.matches("request_id " .. err.request_id, tostring(err), 1, true)
+    local _, derr = k:delete_environment{ environment_id = clone.id }
+    assert.are.equal(233, derr.code)
+    -- the swap made the old production deletable
+    assert.is_true(k:delete_environment{ environment_id = env_id })
+  end)
+
+  it("validates names, ids, roles and options before sending", function()
+    local k = client("kontent")
+    rejects("environment_id", function() return k:get_environment{ environment_id = "8d20758c" } end)
+    rejects("environment_id", function() return k:get_cloning_state{} end)
+    rejects("name", function() return k:clone_environment{ environment_id = env_id, name = "" } end)
+    rejects("name", function() return k:clone_environment{ environment_id = env_id, name = ("x"):rep(201) } end)
+    assert(k:clone_environment{ environment_id = env_id, name = ("é"):rep(200) })
+    rejects("name", function() return k:rename_environment{ environment_id = env_id, name = ("x"):rep(201) } end)
+    rejects("roles_to_activate", function()
+      return k:clone_environment{ environment_id = env_id, name = "x", roles_to_activate = "admin" } end)
+    rejects("roles_to_activate[1]", function()
+      return k:clone_environment{ environment_id = env_id, name = "x", roles_to_activate = { "admin" } } end)
+    rejects("roles_to_activate", function()
+      return k:clone_environment{ environment_id = env_id, name = "x", roles_to_activate = { a = seed.kontent.role_id } } end)
+    rejects("copy_data_options.content_items_assets", function()
+      return k:clone_environment{ environment_id = env_id, name = "x",
+        copy_data_options = { content_items_assets = "yes" } } end)
+    rejects("copy_data_options.assets", function()
+      return k:clone_environment{ environment_id = env_id, name = "x", copy_data_options = { assets = true } } end)
+    rejects("enable_webhooks", function()
+      return k:mark_environment_as_production{ environment_id = env_id, enable_webhooks = 1 } end)
+  end)
+
+  it("a wrong key gives Kontent's 401", function()
+    local _, err = client("kontent", { api_key = "wrong-key-value" }):get_environment{ environment_id = env_id }
+    assert.are.equal(401, err.status)
+    assert.is_number(err.code)
+  end)
+end)
+
+describe("droplit", function()
+  it("creates an environment with the raw authorization header", function()
+    local d = client("droplit")
+    local env = assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "blue",
+      meta = {}, metadata_prefix = "$." })
+    assert.are.equal(seed.droplit.ecosystem_id, env.ecosystemId)
+    assert.is_string(env.id)
+    local req = last_request()
+    assert.are.equal("/droplit/v0/api/environments/", req.path)
+    assert.are.equal(creds.droplit.token, req.headers.authorization)
+    assert.are.equal("$.", req.headers["x-system-metadata-prefix"])
+    assert.are.equal('{"ecosystemId":"' .. seed.droplit.ecosystem_id .. '","meta":{},"alias":"blue"}', req.body)
+  end)
+
+  it("keeps meta's types", function()
+    local d = client("droplit")
+    local env = assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id,
+      meta = { n = 3, f = 1.5, b = false, s = "x", list = envclone.array{}, nested = { k = { "a" } } } })
+    assert.are.equal(3, env.meta.n)
+    assert.are.equal(1.5, env.meta.f)
+    assert.is_false(env.meta.b)
+    local body = cjson.decode(last_request().body)
+    assert.are.equal("x", body.meta.s)
+    assert.matches('"list":%[%]', last_request().body)
+  end)
+
+  it("returns Droplit's standard error for a duplicate alias", function()
+    local d = client("droplit")
+    assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "dup" })
+    local res, err = d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "dup" }
+    assert.is_nil(res)
+    assert.are.equal(400, err.status)
+    assert.are.equal("Alias Exists", err.code)
+    local _, missing = d:create_environment{ ecosystemId = "nope" }
+    assert.are.equal(404, missing.status)
+  end)
+
+  it("validates before sending", function()
+    local d = client("droplit")
+    rejects("ecosystemId", function() return d:create_environment{} end)
+    rejects("meta", function() return d:create_environment{ ecosystemId = "e", meta = { 1, 2 } } end)
+    rejects("meta", function() return d:create_environment{ ecosystemId = "e", meta = "x" } end)
+    rejects("meta.x", function() return d:create_environment{ ecosystemId = "e", meta = { x = math.huge } } end)
+    rejects("alias", function() return d:create_environment{ ecosystemId = "e", alias = 7 } end)
+    rejects("metadata_prefix", function()
+      return d:create_environment{ ecosystemId = "e", metadata_prefix = "x\r\nInjected: 1" } end)
+  end)
+end)
+
+describe("errors and secrets", function()
+  it("never show a credential", function()
+    local secret = "top-secret-token-" .. ("z"):rep(8)
+    local d = client("droplit", { token = secret })
+    assert.is_nil(tostring(d):find(secret, 1, true))
+    assert.matches("token=***", tostring(d), 1, true)
+    local _, err = d:create_environment{ ecosystemId = seed.droplit.ecosystem_id }
+    assert.are.equal(401, err.status)
+    local line = tostring(err)
+    assert.is_nil(line:find(secret, 1, true))
+    assert.is_nil(line:find("\n"))
+  end)
+
+  it("a closed client raises a clear error", function()
+    local k = client("kontent")
+    k:close()
+    assert.matches("closed", tostring(k))
+    assert.has_error(function() k:get_environment{ environment_id = seed.kontent.environment_id } end,
+      "envclone: the kontent client is closed")
+  end)
+
+  it("constructors reject bad options loudly", function()
+    assert.has_error(function() envclone.kontent{ api_key = "k", tiemout = 3 } end)
+    assert.has_error(function() envclone.kontent{ api_key = "k", base_url = "ftp://x" } end)
+    assert.has_error(function() envclone.kontent{ api_key = "a\r\nb" } end)
+    assert.has_error(function() envclone.kontent("key") end)
+  end)
+
+  it("a connection refused is a transport error that was not sent", function()
+    local k = envclone.kontent{ api_key = "k-123456", base_url = "http://127.0.0.1:9", retry = false,
+      connect_timeout = 2 }
+    local _, err = k:get_environment{ environment_id = seed.kontent.environment_id }
+    assert.are.equal("transport", err.kind)
+    assert.are.equal("connect", err.code)
+    assert.is_false(err.sent)
+    assert.is_false(err.maybe_applied)
+  end)
+end)
