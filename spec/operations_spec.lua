@@ -278,7 +278,8 @@ describe("kontent", function()
     rejects("roles_to_activate[1]", function()
       return k:clone_environment{ environment_id = env_id, name = "x", roles_to_activate = { "admin" } } end)
     rejects("roles_to_activate", function()
-      return k:clone_environment{ environment_id = env_id, name = "x", roles_to_activate = { a = seed.kontent.role_id } } end)
+      return k:clone_environment{ environment_id = env_id, name = "x",
+        roles_to_activate = { a = seed.kontent.role_id } } end)
     rejects("copy_data_options.content_items_assets", function()
       return k:clone_environment{ environment_id = env_id, name = "x",
         copy_data_options = { content_items_assets = "yes" } } end)

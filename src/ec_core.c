@@ -263,6 +263,33 @@ static int l_client_vendor(lua_State *L)
     return 2;
 }
 
+/* client:settings() -> the non-secret settings, for transports written in
+ * Lua (they need the timeouts and TLS choices; never the credentials). */
+static int l_client_settings(lua_State *L)
+{
+    ec_client *c = check_client(L, 1);
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, c->vendor->name);
+    lua_setfield(L, -2, "vendor");
+    lua_pushstring(L, c->base_url);
+    lua_setfield(L, -2, "base_url");
+    lua_pushnumber(L, (lua_Number)c->timeout_ms / 1000.0);
+    lua_setfield(L, -2, "timeout");
+    lua_pushnumber(L, (lua_Number)c->connect_timeout_ms / 1000.0);
+    lua_setfield(L, -2, "connect_timeout");
+    lua_pushnumber(L, (lua_Number)c->max_response_size);
+    lua_setfield(L, -2, "max_response_size");
+    lua_pushboolean(L, c->insecure);
+    lua_setfield(L, -2, "insecure");
+    if (c->ca_file) {
+        lua_pushstring(L, c->ca_file);
+        lua_setfield(L, -2, "ca_file");
+    }
+    lua_pushstring(L, c->user_agent);
+    lua_setfield(L, -2, "user_agent");
+    return 1;
+}
+
 static void push_transport_error(lua_State *L, const ec_client *c, const ec_op *op, const ec_transport_error *te)
 {
     lua_pushnil(L);
@@ -463,6 +490,7 @@ static int l_now(lua_State *L)
 static const luaL_Reg client_methods[] = {
     { "close", l_client_close },
     { "vendor", l_client_vendor },
+    { "settings", l_client_settings },
     { NULL, NULL }
 };
 

@@ -11,6 +11,7 @@
 -- @module envclone
 local core = require("envclone.core")
 local retry = require("envclone.retry")
+local runtime = require("envclone.runtime")
 local wait = require("envclone.wait")
 
 local envclone = {
@@ -42,7 +43,8 @@ envclone.wait = wait.until_done
 
 -- Options the Lua layer owns; everything else goes to the C core, which
 -- rejects what it does not know.
-local layer_options = { retry = true, on_retry = "function", log = "function" }
+local layer_options = { retry = true, on_retry = "function", log = "function", transport = "string",
+  pool_size = "number", keepalive_timeout = "number" }
 -- Per-call arguments the Lua layer owns.
 local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
   on_progress = "function" }
@@ -133,6 +135,19 @@ function vendor_methods.kontent.wait_for_cloning(self, args)
     on_progress = args.on_progress, what = "wait_for_cloning", vendor = op.vendor })
 end
 
+local transports = { auto = true, curl = true, cosocket = true }
+
+--- Sends one attempt of `op` through the client's transport: libcurl, or
+-- OpenResty cosockets (chosen per call with transport = "auto", so a client
+-- built in init_by_lua still works in a request handler).
+function Client._send(self, op, args)
+  local t = self._transport
+  if t == "curl" or (t == "auto" and not runtime.in_openresty()) then
+    return op.call(self._handle, args)
+  end
+  return require("envclone.cosocket").send(self, op, args)
+end
+
 --- Closes the client: frees its connection and wipes its credentials.
 function Client.close(self)
   if self._handle then self._handle:close() end
@@ -160,10 +175,16 @@ local function new_client(vendor, opts, level)
   local mine, rest = split(opts or {}, layer_options, "option")
   local ok, handle = pcall(core.client, vendor, rest)
   if not ok then error(handle, level) end
+  local transport = mine.transport or "auto"
+  if not transports[transport] then
+    error("envclone." .. vendor .. ": transport must be 'auto', 'curl' or 'cosocket'", level)
+  end
   return setmetatable({
     _handle = handle,
     _retry = retry.policy(mine.retry),
     _hooks = { on_retry = mine.on_retry, log = mine.log },
+    _transport = transport,
+    _pool = { size = mine.pool_size, idle = mine.keepalive_timeout },
   }, metatables[vendor])
 end
 

@@ -118,7 +118,7 @@ function retry.call(client, op, args, policy)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local res, err = op.call(client._handle, args)
+    local res, err = client:_send(op, args)
     if res ~= nil then
       if hooks.log then hooks.log("debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt }) end
       return res
