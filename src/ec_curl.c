@@ -228,6 +228,12 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* libcurl silently re-sends a request when a reused connection turns
+     * out to be closed before any answer byte, which for a create whose
+     * connection the server closed after acting would create it twice.
+     * Creates therefore always go out on a fresh connection; idempotent
+     * calls keep reusing it. */
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, op->creates ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
     if (c->ca_file)

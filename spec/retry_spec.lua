@@ -1,0 +1,288 @@
+-- Retries that never double a clone, Retry-After, and waiters, against the
+-- fault-injecting emulator. Delays are shrunk through options (base_delay,
+-- the emulator's retry_after and slow_seconds), never by skipping a rule.
+local envclone = require("envclone")
+local core = require("envclone.core")
+local emu = require("spec.support.emu")
+
+local e, seed, creds
+
+local function client(vendor, extra)
+  local opts = { base_url = e.base_urls[vendor], timeout = 5 }
+  for k, v in pairs(creds[vendor]) do opts[k] = v end
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return envclone[vendor](opts)
+end
+
+setup(function()
+  e = emu.start{ kontent_clone_seconds = 0.3 }
+  seed, creds = e.seed, e.credentials
+end)
+
+teardown(function()
+  if e then e:stop() end
+end)
+
+before_each(function() e:reset() end)
+
+describe("retries of creates", function()
+  it("1000 creates under 30% faults of every kind: nothing lost, nothing doubled", function()
+    e:faults{ seed = 20261127, rules = { { operation = "*", rate = 0.3,
+      kinds = { "429", "503", "close_before", "close_after", "slow", "truncated", "malformed" },
+      retry_after = 0, slow_seconds = 0.4 } } }
+    local retry = { max_attempts = 4, base_delay = 0.001, max_delay = 0.01 }
+    local kontent = client("kontent", { timeout = 0.2, retry = retry })
+    local droplit = client("droplit", { timeout = 0.2, retry = retry })
+    local qovery = client("qovery", { timeout = 0.2, retry = retry })
+    local ops = core.operations
+    local function op_of(vendor, name)
+      for _, op in ipairs(ops) do if op.vendor == vendor and op.name == name then return op end end
+    end
+    local calls = {
+      function(i) return kontent:clone_environment{ environment_id = seed.kontent.environment_id,
+        name = "k-" .. i } end,
+      function(i) return droplit:create_environment{ ecosystemId = seed.droplit.ecosystem_id,
+        alias = "d-" .. i } end,
+      function(i) return qovery:clone_application{ applicationId = seed.qovery.application_id,
+        environment_id = seed.qovery.environment_id, name = "q-" .. i } end,
+    }
+    local call_ops = { op_of("kontent", "clone_environment"), op_of("droplit", "create_environment"),
+      op_of("qovery", "clone_application") }
+    local successes, maybe, exhausted, retried = 0, 0, 0, 0
+    for i = 1, 1000 do
+      local which = i % 3 + 1
+      local res, err = calls[which](i)
+      if res ~= nil then
+        successes = successes + 1
+      else
+        assert.is_true(envclone.is_error(err))
+        if err.maybe_applied then
+          maybe = maybe + 1
+        else
+          -- not applied: it must have used every attempt on a retryable error
+          assert.are.equal(retry.max_attempts, err.attempts, tostring(err))
+          assert.is_true(require("envclone.retry").retryable(call_ops[which], err), tostring(err))
+          exhausted = exhausted + 1
+        end
+      end
+    end
+    local stats = e:stats()
+    print(string.format("\n    1000 creates: %d ok, %d maybe_applied, %d exhausted; %d requests; %d applied",
+      successes, maybe, exhausted, stats.requests, stats.applied.creates))
+    for name, count in pairs(stats.created_names) do
+      assert.are.equal(1, count, name .. " was created twice")
+    end
+    for _, n in pairs(stats.by_operation) do retried = retried + n end
+    assert.are.equal(1000, successes + maybe + exhausted)
+    assert.is_true(stats.applied.creates >= successes, "lost a success")
+    assert.is_true(stats.applied.creates <= successes + maybe, "created more than was reported")
+    assert.is_true(retried > 1000, "faults must have caused retries")
+    assert.is_true(maybe > 0 and successes > 700)
+  end)
+
+  it("honours Retry-After: 1 (at least one second, not much more)", function()
+    e:faults{ rules = { { operation = "kontent.clone_environment", queue = { "429" }, retry_after = 1 } } }
+    local seen = {}
+    local k = client("kontent", { on_retry = function(err, attempt, delay)
+      seen[#seen + 1] = { status = err.status, attempt = attempt, delay = delay } end })
+    local t0 = core.now()
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "After" })
+    local elapsed = core.now() - t0
+    assert.is_string(clone.id)
+    assert.is_true(elapsed >= 1.0, "waited only " .. elapsed)
+    assert.is_true(elapsed < 1.8, "waited " .. elapsed)
+    assert.are.same({ { status = 429, attempt = 1, delay = 1 } }, seen)
+    assert.are.equal(1, e:stats().applied.creates)
+  end)
+
+  it("gives up when Retry-After is past max_retry_after, and says so", function()
+    e:faults{ rules = { { operation = "kontent.clone_environment", queue = { "503" }, retry_after = 30 } } }
+    local k = client("kontent", { retry = { max_retry_after = 5 } })
+    local res, err = k:clone_environment{ environment_id = seed.kontent.environment_id, name = "Late" }
+    assert.is_nil(res)
+    assert.are.equal(503, err.status)
+    assert.are.equal(30, err.retry_after)
+    assert.are.equal(1, err.attempts)
+    assert.are.equal(0, e:stats().applied.creates)
+  end)
+
+  it("retries a 503 on a create once, creating exactly one", function()
+    e:faults{ rules = { { operation = "droplit.create_environment", queue = { "503" }, retry_after = 0 } } }
+    local d = client("droplit", { retry = { base_delay = 0.001 } })
+    assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "once" })
+    local stats = e:stats()
+    assert.are.equal(2, stats.requests)
+    assert.are.equal(1, stats.applied.creates)
+  end)
+
+  it("never retries a create after the connection dropped mid-request", function()
+    e:faults{ rules = { { operation = "versori.clone_environment", queue = { "close_after" } } } }
+    local v = client("versori")
+    local res, err = v:clone_environment{ organisation_id = seed.versori.organisation_id,
+      project_id = seed.versori.project_id, oldEnvName = "production", newEnvName = "dropped" }
+    assert.is_nil(res)
+    assert.is_true(err.maybe_applied)
+    assert.are.equal(1, err.attempts)
+    assert.are.equal(1, e:stats().requests)
+    assert.are.equal(1, e:stats().applied.creates)
+    assert.matches("may have applied", tostring(err))
+  end)
+
+  it("never retries a create that timed out", function()
+    e:faults{ rules = { { operation = "qovery.clone_application", queue = { "slow" }, slow_seconds = 1 } } }
+    local q = client("qovery", { timeout = 0.3 })
+    local res, err = q:clone_application{ applicationId = seed.qovery.application_id,
+      environment_id = seed.qovery.environment_id, name = "slowpoke" }
+    assert.is_nil(res)
+    assert.are.equal("timeout", err.kind)
+    assert.is_true(err.maybe_applied)
+    assert.are.equal(1, err.attempts)
+  end)
+
+  it("retries a create whose connection was refused, and reports the attempts", function()
+    local k = envclone.kontent{ api_key = "k-123456", base_url = "http://127.0.0.1:9",
+      retry = { base_delay = 0.001 } }
+    local _, err = k:clone_environment{ environment_id = seed.kontent.environment_id, name = "nowhere" }
+    assert.are.equal("connect", err.code)
+    assert.are.equal(3, err.attempts)
+    assert.is_false(err.maybe_applied)
+    assert.matches("after 3 attempts", tostring(err))
+  end)
+end)
+
+describe("retries of idempotent calls", function()
+  it("retries a GET after a dropped connection and a 502-class error", function()
+    e:faults{ rules = { { operation = "kontent.get_environment", queue = { "close_before", "503" },
+      retry_after = 0 } } }
+    local attempts = 0
+    local k = client("kontent", { retry = { base_delay = 0.001 }, on_retry = function() attempts = attempts + 1 end })
+    local info = assert(k:get_environment{ environment_id = seed.kontent.environment_id })
+    assert.are.equal("Production", info.environment)
+    assert.are.equal(2, attempts)
+    assert.are.equal(3, e:stats().requests)
+  end)
+
+  it("retry = false makes one attempt; a call can raise max_attempts", function()
+    e:faults{ rules = { { operation = "kontent.get_environment", queue = { "503", "503", "503" },
+      retry_after = 0 } } }
+    local k = client("kontent", { retry = false })
+    local _, err = k:get_environment{ environment_id = seed.kontent.environment_id }
+    assert.are.equal(1, err.attempts)
+    assert.are.equal(503, err.status)
+    local info = assert(k:get_environment{ environment_id = seed.kontent.environment_id,
+      retry = { max_attempts = 3, base_delay = 0.001 } })
+    assert.are.equal("Production", info.environment)
+    assert.are.equal(4, e:stats().requests)
+  end)
+
+  it("backs off exponentially with full jitter under the cap", function()
+    local r = require("envclone.retry")
+    local p = r.policy{ base_delay = 0.1, max_delay = 0.5 }
+    for attempt = 1, 8 do
+      for _ = 1, 50 do
+        local d = r.delay(p, attempt, {})
+        assert.is_true(d >= 0 and d <= math.min(0.5, 0.1 * 2 ^ (attempt - 1)))
+      end
+    end
+    assert.are.equal(3, r.delay(p, 1, { retry_after = 3 }))
+    assert.is_true(math.abs(r.seconds_until(os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 10)) - 10) <= 1)
+  end)
+
+  it("a log hook sees each attempt", function()
+    e:faults{ rules = { { operation = "kontent.get_environment", queue = { "503" }, retry_after = 0 } } }
+    local lines = {}
+    local k = client("kontent", { log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end })
+    assert(k:get_environment{ environment_id = seed.kontent.environment_id })
+    assert.are.equal(2, #lines)
+    assert.matches("http 503", lines[1])
+  end)
+end)
+
+describe("waiters", function()
+  it("returns once the emulator flips the state to done, calling on_progress each poll", function()
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "W" })
+    local progress = {}
+    local state = assert(k:wait_for_cloning{ environment_id = clone.id, timeout = 5, interval = 0.05,
+      on_progress = function(s, elapsed, poll) progress[#progress + 1] = { s.cloning_state, elapsed, poll } end })
+    assert.are.equal("done", state.cloning_state)
+    assert.is_true(#progress >= 1)
+    for i, p in ipairs(progress) do
+      assert.are.equal("in_progress", p[1])
+      assert.are.equal(i, p[3])
+    end
+    local polls = 0
+    for _, entry in ipairs(e:requests()) do
+      if entry.operation == "kontent.get_cloning_state" then polls = polls + 1 end
+    end
+    assert.are.equal(#progress + 1, polls)
+  end)
+
+  it("times out cleanly when the clone never finishes", function()
+    e:config{ kontent_clone_seconds = -1 }
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "Never" })
+    local t0 = core.now()
+    local state, err = k:wait_for_cloning{ environment_id = clone.id, timeout = 0.5, interval = 0.05 }
+    local elapsed = core.now() - t0
+    assert.is_nil(state)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal("in_progress", err.state.cloning_state)
+    assert.is_true(elapsed >= 0.5 and elapsed < 1.5, "took " .. elapsed)
+    assert.matches("in_progress", tostring(err))
+  end)
+
+  it("reports a failed clone with the state seen", function()
+    e:config{ kontent_clone_outcome = "failed", kontent_clone_seconds = 0 }
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "Broken" })
+    local _, err = k:wait_for_cloning{ environment_id = clone.id, timeout = 2, interval = 0.05 }
+    assert.are.equal("state", err.kind)
+    assert.are.equal("failed", err.state.cloning_state)
+  end)
+
+  it("grows the interval up to the cap", function()
+    local polls, t0 = {}, core.now()
+    local res, err = envclone.wait(function(poll)
+      polls[#polls + 1] = core.now() - t0
+      return false, poll
+    end, { timeout = 0.7, interval = 0.05, backoff = 2, max_interval = 0.2 })
+    assert.is_nil(res)
+    assert.are.equal("timeout", err.kind)
+    -- 0, .05, .15, .35, .55 (+ the last poll at the deadline)
+    assert.is_true(#polls >= 4 and #polls <= 7, #polls .. " polls")
+    assert.is_true(polls[3] - polls[2] > polls[2] - polls[1])
+  end)
+
+  it("respects Retry-After from a throttled poll", function()
+    e:faults{ rules = { { operation = "kontent.get_cloning_state", queue = { "429" }, retry_after = 1 } } }
+    local k = client("kontent", { retry = false })
+    local t0 = core.now()
+    local state = assert(k:wait_for_cloning{ environment_id = seed.kontent.environment_id, timeout = 5,
+      interval = 0.05 })
+    assert.are.equal("done", state.cloning_state)
+    assert.is_true(core.now() - t0 >= 1.0)
+  end)
+
+  it("clone_environment{wait = true} clones and waits in one call", function()
+    local k = client("kontent")
+    local clone, state = k:clone_environment{ environment_id = seed.kontent.environment_id, name = "OneCall",
+      wait = true, wait_interval = 0.05 }
+    assert.is_string(clone.id)
+    assert.are.equal("done", state.cloning_state)
+    assert.are.equal("done", assert(k:get_cloning_state{ environment_id = clone.id }).cloning_state)
+  end)
+
+  it("envclone.wait polls any condition, e.g. a Qovery application until it appears", function()
+    local q = client("qovery")
+    local n = 0
+    local app = assert(envclone.wait(function()
+      n = n + 1
+      if n < 3 then return false, "not yet" end
+      return true, assert(q:clone_application{ applicationId = seed.qovery.application_id,
+        environment_id = seed.qovery.environment_id, name = "appears" })
+    end, { interval = 0.01, timeout = 2 }))
+    assert.are.equal("appears", app.name)
+    assert.are.equal(3, n)
+  end)
+end)
