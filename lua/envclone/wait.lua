@@ -24,7 +24,8 @@ end
 -- @tparam function fn
 -- @tparam[opt] table opts `timeout` (600 s), `interval` (2 s, first delay),
 --   `max_interval` (30 s), `backoff` (1.5, growth per poll),
---   `on_progress(state, elapsed, poll)`, `what` (names the wait in errors)
+--   `on_progress(state, elapsed, poll, err)` after each poll (err: a retryable
+--   failure of that poll), `what` (names the wait in errors)
 -- @return value, or nil and an error (kind "timeout" when the deadline passed)
 function wait.until_done(fn, opts)
   opts = opts or {}
@@ -49,7 +50,7 @@ function wait.until_done(fn, opts)
     else
       last_state = value
     end
-    if opts.on_progress then opts.on_progress(last_state, elapsed, poll) end
+    if opts.on_progress then opts.on_progress(last_state, elapsed, poll, last_err) end
     local delay = interval
     -- a throttled poll waits as long as the server asked
     if last_err and type(last_err.retry_after) == "number" then
