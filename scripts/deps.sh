@@ -7,6 +7,11 @@ set -euo pipefail
 want=(build-essential pkg-config cmake lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-socket)
 if [ "${1:-demo}" = test ]; then
   want+=(lua-busted lua-check valgrind clang libclang-rt-14-dev openssl)
+  want+=(lua-sec) # spec/tls_spec.lua: the loopback HTTPS server (issue 6)
+  # LuaJIT build and the nginx test (issue 5): Debian's luajit2 flavour is the
+  # one libnginx-mod-http-lua links against (luajit/libluajit-5.1-dev conflict).
+  want+=(luajit2 libluajit2-5.1-dev nginx-light libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
+  want+=(luarocks liblua5.1-0-dev lua5.1) # scripts/check-rockspec.sh (luarocks make for 5.4 and 5.1)
 fi
 
 missing=()
@@ -20,4 +25,17 @@ sudo=""
 echo "envclone: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Installing nginx must not start the system's nginx (port 80; fails in
+# containers and chroots): the tests start their own. A policy-rc.d that
+# denies service starts does that; ours is removed again afterwards.
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# envclone deps.sh: no service starts during this install\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  own_policy=1
+fi
+rc=0
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+[ -n "$own_policy" ] && $sudo rm -f "$policy"
+exit $rc

@@ -29,7 +29,8 @@ static inline int ec_isinteger(lua_State *L, int idx)
     if (lua_type(L, idx) != LUA_TNUMBER)
         return 0;
     lua_Number n = lua_tonumber(L, idx);
-    return n == (lua_Number)(long long)n;
+    /* range first: casting NaN, inf or 1e300 to long long is undefined */
+    return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
 }
 static inline void *ec_testudata(lua_State *L, int idx, const char *tname)
 {
@@ -41,11 +42,36 @@ static inline void *ec_testudata(lua_State *L, int idx, const char *tname)
     lua_pop(L, 2);
     return same ? p : NULL;
 }
+/* luaL_tolstring (5.2+): honours __tostring, pushes the string. */
+static inline const char *ec_tolstring(lua_State *L, int idx, size_t *len)
+{
+    if (!luaL_callmeta(L, idx, "__tostring")) {
+        switch (lua_type(L, idx)) {
+        case LUA_TNUMBER:
+        case LUA_TSTRING:
+            lua_pushvalue(L, idx);
+            break;
+        case LUA_TBOOLEAN:
+            lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+            break;
+        case LUA_TNIL:
+            lua_pushliteral(L, "nil");
+            break;
+        default:
+            lua_pushfstring(L, "%s: %p", luaL_typename(L, idx), lua_topointer(L, idx));
+            break;
+        }
+    } else if (!lua_isstring(L, -1)) {
+        luaL_error(L, "'__tostring' must return a string");
+    }
+    return lua_tolstring(L, -1, len);
+}
 #else
 #  define ec_rawlen(L, i) lua_rawlen((L), (i))
 #  define ec_newlib(L, l) luaL_newlib((L), (l))
 #  define ec_setfuncs(L, l, n) luaL_setfuncs((L), (l), (n))
 #  define ec_testudata(L, i, t) luaL_testudata((L), (i), (t))
+#  define ec_tolstring(L, i, n) luaL_tolstring((L), (i), (n))
 #  if LUA_VERSION_NUM >= 503
 #    define ec_isinteger(L, i) lua_isinteger((L), (i))
 #  else
@@ -54,7 +80,8 @@ static inline int ec_isinteger(lua_State *L, int idx)
     if (lua_type(L, idx) != LUA_TNUMBER)
         return 0;
     lua_Number n = lua_tonumber(L, idx);
-    return n == (lua_Number)(long long)n;
+    /* range first: casting NaN, inf or 1e300 to long long is undefined */
+    return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
 }
 #  endif
 #endif

@@ -80,7 +80,12 @@ static const char *opt_string(lua_State *L, int opts, const char *vendor, const 
     }
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "envclone.%s: option '%s' must be a string, got %s", vendor, key, luaL_typename(L, -1));
-    const char *s = lua_tostring(L, -1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    /* C sees a string only up to its first NUL: "tok\0en" would silently
+     * become "tok", and "http://h\0.evil" would pass the base_url checks */
+    if (strlen(s) != len)
+        luaL_error(L, "envclone.%s: option '%s' must not contain NUL bytes", vendor, key);
     lua_pop(L, 1); /* still referenced by opts */
     return s;
 }
@@ -206,7 +211,8 @@ static int l_client(lua_State *L)
     lua_getfield(L, 2, "max_response_size");
     c->max_response_size = EC_DEFAULT_MAX_RESPONSE;
     if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1 || lua_tonumber(L, -1) > 1024.0 * 1024 * 1024)
+        /* written so that NaN fails too (it compares false both ways) */
+        if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 1 && lua_tonumber(L, -1) <= 1024.0 * 1024 * 1024))
             return luaL_error(L, "envclone.%s: option 'max_response_size' must be a number of bytes (1 to 1 GiB)",
                               vname);
         c->max_response_size = (size_t)lua_tonumber(L, -1);
@@ -406,6 +412,36 @@ static void push_field(lua_State *L, const ec_field *f)
     if (f->format != EC_FMT_NONE || f->item_format != EC_FMT_NONE) {
         lua_pushstring(L, ec_format_name(f->format != EC_FMT_NONE ? f->format : f->item_format));
         lua_setfield(L, -2, "format");
+    }
+    /* the limits the validator applies, so tests and docs can read them */
+    if (f->type == EC_T_STRING) {
+        lua_pushinteger(L, (lua_Integer)f->min_len);
+        lua_setfield(L, -2, "min_len");
+        lua_pushinteger(L, (lua_Integer)(f->max_len ? f->max_len : EC_DEFAULT_MAX_LEN));
+        lua_setfield(L, -2, "max_len");
+    } else if (f->type == EC_T_STRING_ARRAY) {
+        lua_pushinteger(L, EC_MAX_ARRAY_ITEMS);
+        lua_setfield(L, -2, "max_items");
+    } else if (f->type == EC_T_FREE_OBJECT) {
+        lua_pushinteger(L, EC_MAX_NESTING);
+        lua_setfield(L, -2, "max_depth");
+    }
+    if (f->reserved) {
+        lua_newtable(L);
+        for (int i = 0; f->reserved[i]; i++) {
+            lua_pushstring(L, f->reserved[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, -2, "reserved");
+    }
+    if (f->children) {
+        lua_newtable(L);
+        int n = 0;
+        for (const ec_field *c = f->children; c->name; c++) {
+            push_field(L, c);
+            lua_rawseti(L, -2, ++n);
+        }
+        lua_setfield(L, -2, "members");
     }
 }
 

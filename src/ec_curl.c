@@ -19,7 +19,8 @@ struct ec_transport {
     CURL *easy;
     ec_buf body;
     size_t header_bytes;
-    int too_large;
+    int too_large;      /* 1: body past max_response_size, 2: headers past EC_MAX_HEADER_BYTES */
+    size_t max_body;
     char content_type[128];
     char retry_after[64];
     char request_id[128];
@@ -102,7 +103,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     t->header_bytes += n;
     if (t->header_bytes > EC_MAX_HEADER_BYTES) {
-        t->too_large = 1;
+        t->too_large = 2;
         return 0;
     }
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
@@ -164,6 +165,14 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
     case CURLE_WRITE_ERROR:
         err->code = t->too_large ? "too_large" : "transport";
         break;
+    case CURLE_OUT_OF_MEMORY:
+        /* libcurl 7.x reports one header line over its own 100 KiB limit as
+         * "out of memory"; once a status line is in, that is what it is */
+        if (t->header_bytes > 0) {
+            err->code = "too_large";
+            t->too_large = 2;
+        }
+        break;
     case CURLE_SEND_ERROR:
         err->code = "send";
         err->retryable = 1;
@@ -177,10 +186,13 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
     default:
         break;
     }
-    if (strcmp(err->code, "too_large") == 0)
+    if (strcmp(err->code, "too_large") == 0 && t->too_large == 2)
         snprintf(err->message, sizeof err->message,
-                 "the response is larger than the limit (max_response_size or %d KiB of headers)",
+                 "the response headers are larger than the limit (%d KiB in all, 100 KiB a line); not read further",
                  EC_MAX_HEADER_BYTES / 1024);
+    else if (strcmp(err->code, "too_large") == 0)
+        snprintf(err->message, sizeof err->message,
+                 "the response body is larger than max_response_size (%zu bytes); not read further", t->max_body);
     else
         snprintf(err->message, sizeof err->message, "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 }
@@ -196,6 +208,7 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
     curl_easy_reset(h);
     ec_buf_clear(&t->body);
     t->body.limit = c->max_response_size;
+    t->max_body = c->max_response_size;
     t->header_bytes = 0;
     t->too_large = 0;
     t->errbuf[0] = t->content_type[0] = t->retry_after[0] = t->request_id[0] = t->location[0] = '\0';

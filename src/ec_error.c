@@ -27,6 +27,15 @@ void ec_error_scrub(const ec_client *c, char *s, size_t size)
             memcpy(hit, "***", 3);
             memmove(hit + 3, hit + slen, tail + 1);
         }
+        /* A message cut to fit its buffer may end in the first part of a
+         * secret: blank a trailing run of 8 or more of its first bytes. */
+        size_t len = strlen(s);
+        for (size_t k = slen - 1; k >= 8; k--) {
+            if (k <= len && memcmp(s + len - k, secret, k) == 0) {
+                memcpy(s + len - k, "***", 4);
+                break;
+            }
+        }
     }
     (void)size;
 }
@@ -80,7 +89,13 @@ int ec_error_validation(lua_State *L, const ec_client *c, const ec_op *op,
     va_end(ap);
     lua_pushnil(L);
     ec_error_new(L, c, op, "validation", msg);
-    ec_error_str(L, "field", field);
+    /* the field may be a caller's key: it gets the message's scrubbing */
+    if (field) {
+        char name[EC_MSG_MAX];
+        snprintf(name, sizeof name, "%s", field);
+        ec_error_scrub(c, name, sizeof name);
+        ec_error_str(L, "field", name);
+    }
     return 2;
 }
 

@@ -109,6 +109,21 @@ static int fail_oom(encoder *e)
 
 static int encode(encoder *e, int idx, int depth);
 
+/* Writes ".key" for an error path: the key is caller data, so it is shown
+ * as printable ASCII only (other bytes as '?'), keeping the error one line. */
+static void path_key(char *out, size_t outlen, const char *key, size_t klen)
+{
+    size_t j = 0;
+    if (outlen < 2)
+        return;
+    out[j++] = '.';
+    for (size_t i = 0; i < klen && j + 1 < outlen; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        out[j++] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
+    }
+    out[j] = '\0';
+}
+
 /* Array when every key is an integer 1..n with no gaps (or an explicit
  * array_mt table); object when every key is a string.  Anything else is
  * ambiguous and refused. */
@@ -183,7 +198,7 @@ static int encode_table(encoder *e, int idx, int depth)
     while (lua_next(L, idx) != 0) {
         size_t klen;
         const char *key = lua_tolstring(L, -2, &klen); /* keys are strings here */
-        snprintf(e->path + plen, sizeof e->path - plen, ".%s", key);
+        path_key(e->path + plen, sizeof e->path - plen, key, klen);
         if (memchr(key, '\0', klen) != NULL || ec_utf8_count(key, klen, NULL) != 0) {
             lua_pop(L, 2);
             return fail(e, "keys must be valid UTF-8 without NUL bytes");
@@ -219,9 +234,14 @@ static int encode(encoder *e, int idx, int depth)
     }
     case LUA_TNUMBER: {
         char num[64];
-        if (ec_isinteger(L, idx)) {
-            snprintf(num, sizeof num, "%lld", (long long)lua_tonumber(L, idx));
-        } else {
+#if LUA_VERSION_NUM >= 503
+        if (lua_isinteger(L, idx)) {
+            /* not via lua_tonumber: a double cannot hold math.maxinteger,
+             * and the cast back overflowed (it was sent as INT64_MIN) */
+            snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+        } else
+#endif
+        {
             lua_Number v = lua_tonumber(L, idx);
             if (isnan(v) || isinf(v))
                 return fail(e, "numbers must be finite (JSON has no NaN or inf)");

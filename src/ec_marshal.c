@@ -281,7 +281,13 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
         int nonempty = lua_next(L, idx);
         if (nonempty)
             lua_pop(L, 2);
-        if (nonempty && is_sequence(L, idx, &len))
+        int marked = 0;
+        if (lua_getmetatable(L, idx)) {
+            lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+            marked = lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
+        if (marked || (nonempty && is_sequence(L, idx, &len)))
             return bad(v, name, "field '%s' must be an object (string keys), not an array", name);
         char why[300];
         size_t mark = out->len;
@@ -390,7 +396,10 @@ static int percent_encode(ec_buf *b, const char *s, size_t n)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+        /* RFC 3986 unreserved, spelled out: isalnum() follows the C locale,
+         * which os.setlocale can change to one where 0xE9 is a letter */
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'
+            || ch == '.' || ch == '_' || ch == '~') {
             if (ec_buf_addc(b, (char)ch) != 0)
                 return -1;
         } else {
@@ -672,7 +681,8 @@ static const char *lookup(lua_State *L, const char *path, char *tmp, size_t tmpl
     if (lua_type(L, -1) == LUA_TNUMBER) {
         /* cjson decodes every number as a float: print 232, not 232.0 */
         lua_Number num = lua_tonumber(L, -1);
-        if (num == (lua_Number)(long long)num)
+        /* range first: casting 1e300 or NaN to long long is undefined */
+        if (num >= -1e15 && num <= 1e15 && num == (lua_Number)(long long)num)
             snprintf(tmp, tmplen, "%lld", (long long)num);
         else
             snprintf(tmp, tmplen, "%.14g", (double)num);
@@ -747,6 +757,57 @@ static void set_retry_after(lua_State *L, const char *header)
         ec_error_str(L, "retry_after_date", header);
 }
 
+/* Does the n bytes at s hold one of the client's secrets? */
+static int has_secret(const ec_client *c, const char *s, size_t n)
+{
+    for (int i = 0; i < EC_MAX_SECRETS; i++) {
+        const char *secret = c->secrets[i];
+        size_t sl = secret ? strlen(secret) : 0;
+        if (sl < 4)
+            continue;
+        for (size_t j = 0; j + sl <= n; j++)
+            if (s[j] == secret[0] && memcmp(s + j, secret, sl) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* Pushes a copy of the n bytes at s with every secret of the client
+ * replaced by "***" (s may hold NUL bytes, so this cannot use strstr). */
+static void push_scrubbed(lua_State *L, const ec_client *c, const char *s, size_t n)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t i = 0;
+    while (i < n) {
+        size_t hit = 0;
+        for (int k = 0; k < EC_MAX_SECRETS && !hit; k++) {
+            const char *secret = c->secrets[k];
+            size_t sl = secret ? strlen(secret) : 0;
+            if (sl >= 4 && i + sl <= n && memcmp(s + i, secret, sl) == 0)
+                hit = sl;
+        }
+        if (hit) {
+            luaL_addstring(&b, "***");
+            i += hit;
+        } else {
+            luaL_addchar(&b, s[i]);
+            i++;
+        }
+    }
+    luaL_pushresult(&b);
+}
+
+/* A header value as one printable line without secrets, or NULL. */
+static const char *clean_header(const ec_client *c, const char *v, char *out, size_t outlen)
+{
+    if (v == NULL)
+        return NULL;
+    one_line(v, strlen(v), out, outlen);
+    ec_error_scrub(c, out, outlen);
+    return out;
+}
+
 int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const ec_response *resp)
 {
     char why[200], tmp[400], msg[512];
@@ -759,22 +820,40 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         }
         if (decode_json(L, resp->body, resp->body_len, why, sizeof why) == 0)
             return 1;
+        char cthdr[128], ridhdr[128];
+        const char *ct = clean_header(c, resp->content_type, cthdr, sizeof cthdr);
         snprintf(msg, sizeof msg, "the server answered %ld with a body that is not valid JSON (%s; content-type %s)",
-                 st, why, resp->content_type ? resp->content_type : "none");
+                 st, why, ct ? ct : "none");
         lua_pushnil(L);
         ec_error_new(L, c, op, "decode", msg);
         ec_error_int(L, "status", st);
-        ec_error_str(L, "request_id", resp->request_id);
+        ec_error_str(L, "request_id", clean_header(c, resp->request_id, ridhdr, sizeof ridhdr));
         /* A 2xx means the server did act: never retry a create over it. */
         ec_error_bool(L, "maybe_applied", strcmp(op->method, "GET") != 0);
         ec_error_bool(L, "retryable", !op->creates);
         return 2;
     }
 
-    const char *code = NULL, *message = NULL, *request_id = resp->request_id;
+    /* An error body may echo the credential (a proxy's "invalid token
+     * XYZ"): everything below reads a copy with the secrets blanked out,
+     * so no message, code, request id or err.body can carry one, however
+     * it is cut. A success body is returned as sent (Kontent's clone
+     * result holds the API key on purpose). */
+    char ridhdr[128], lochdr[320], rahdr[64];
+    const char *body = resp->body;
+    size_t body_len = resp->body_len;
+    int scrubbed = 0;
+    if (has_secret(c, body, body_len)) {
+        push_scrubbed(L, c, body, body_len);
+        body = lua_tolstring(L, -1, &body_len);
+        scrubbed = lua_gettop(L);
+    }
+    const char *location = clean_header(c, resp->location, lochdr, sizeof lochdr);
+    const char *retry_after = clean_header(c, resp->retry_after, rahdr, sizeof rahdr);
+    const char *code = NULL, *message = NULL, *request_id = clean_header(c, resp->request_id, ridhdr, sizeof ridhdr);
     char codebuf[128], msgbuf[400], ridbuf[128];
     int have_body = 0;
-    if (resp->body_len > 0 && decode_json(L, resp->body, resp->body_len, why, sizeof why) == 0) {
+    if (body_len > 0 && decode_json(L, body, body_len, why, sizeof why) == 0) {
         have_body = 1;
         if (lua_type(L, -1) == LUA_TTABLE) {
             code = first_of(L, code_paths, codebuf, sizeof codebuf);
@@ -788,12 +867,12 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     }
     if (message == NULL) {
         if (st >= 300 && st < 400) {
-            snprintf(msgbuf, sizeof msgbuf, "redirect not followed%s%s", resp->location ? " to " : "",
-                     resp->location ? resp->location : "");
+            snprintf(msgbuf, sizeof msgbuf, "redirect not followed%s%s", location ? " to " : "",
+                     location ? location : "");
         } else {
-            html_title(resp->body, resp->body_len, tmp, sizeof tmp);
+            html_title(body, body_len, tmp, sizeof tmp);
             if (tmp[0] == '\0')
-                one_line(resp->body, resp->body_len < 200 ? resp->body_len : 200, tmp, sizeof tmp);
+                one_line(body, body_len < 200 ? body_len : 200, tmp, sizeof tmp);
             snprintf(msgbuf, sizeof msgbuf, "HTTP %ld%s%s", st, tmp[0] ? ": " : "", tmp);
         }
         message = msgbuf;
@@ -810,10 +889,12 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     ec_error_str(L, "request_id", request_id);
     ec_error_bool(L, "retryable", status_retryable(st));
     ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st));
-    set_retry_after(L, resp->retry_after);
+    set_retry_after(L, retry_after);
     if (have_body) {
         lua_insert(L, -2); /* nil, err, body */
         lua_setfield(L, -2, "body");
     }
+    if (scrubbed)
+        lua_remove(L, scrubbed);
     return 2;
 }

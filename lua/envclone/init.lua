@@ -191,7 +191,11 @@ end
 --- Versori client. Options: `token` (Bearer, for clone_environment),
 -- `cookie` (for create_connection_version), `base_url`, `timeout`,
 -- `connect_timeout`, `user_agent`, `retry`, `on_retry`, `log`,
--- `ca_file`, `insecure`, `max_response_size`.
+-- `ca_file`, `insecure`, `max_response_size`; and for OpenResty
+-- `transport` ("auto": cosockets where nginx allows them, else libcurl;
+-- "curl"; "cosocket"), `pool_size` (idle connections kept per pool, 30) and
+-- `keepalive_timeout` (seconds an idle connection is kept, 60): see
+-- `envclone.cosocket`.
 -- @tparam table opts
 function envclone.versori(opts) return new_client("versori", opts, 3) end
 

@@ -145,9 +145,9 @@ static void test_requests(void)
               && strcmp(k.req.body.data, "{}") == 0, "empty object body for PUT");
     CHECK(build(&k, "delete_environment", "{environment_id='" UUID_A "'}", field, sizeof field) == NULL
               && !k.req.has_body && !has_header(&k.req, "Content-Type: application/json"), "DELETE has no body");
-    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\u{e9}', 201)}", field, sizeof field);
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\195\\169', 201)}", field, sizeof field);
     CHECK(f && strcmp(f, "name") == 0, "201 characters refused");
-    CHECK(build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\u{e9}', 200)}", field,
+    CHECK(build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\195\\169', 200)}", field,
                 sizeof field) == NULL, "200 two-byte characters accepted");
     f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='x', roles_to_activate={'" UUID_A "', 'nope'}}",
               field, sizeof field);
@@ -155,7 +155,7 @@ static void test_requests(void)
     f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='x', copy_data_options={assets=true}}", field,
               sizeof field);
     CHECK(f && strcmp(f, "copy_data_options.assets") == 0, "unknown member named: %s", f ? f : "accepted");
-    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='\\xff'}", field, sizeof field);
+    f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='\\255'}", field, sizeof field);
     CHECK(f && strcmp(f, "name") == 0, "invalid UTF-8 refused");
     f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name='a\\0b'}", field, sizeof field);
     CHECK(f && strcmp(f, "name") == 0, "NUL refused");
@@ -243,7 +243,7 @@ static void test_responses(void)
     lua_getfield(L, -1, "body");
     CHECK(lua_istable(L, -1), "vendor body kept");
     lua_pop(L, 1);
-    luaL_tolstring(L, -1, NULL);
+    ec_tolstring(L, -1, NULL);
     CHECK(strstr(lua_tostring(L, -1), "http 400 (code 232): already production [request_id 4c3b488c74c18640]") != NULL,
           "tostring: %s", lua_tostring(L, -1));
     lua_settop(L, top);
@@ -303,6 +303,106 @@ static void test_utf8(void)
     CHECK(ec_utf8_count("\xe2\x82", 2, &n) != 0, "truncated refused");
 }
 
+/* Regressions: each case is a bug the fuzzers (fuzz/) or the sanitizer
+ * builds found; the comment says which. */
+static int shows(const char *s, const char *secret, size_t k)
+{
+    /* does s hold the first k bytes of secret? */
+    for (; *s; s++)
+        if (strncmp(s, secret, k) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_regressions(void)
+{
+    char field[200];
+    int top = lua_gettop(L);
+
+    /* sanitizer (float-cast-overflow): integers went through a double, so
+     * math.maxinteger was sent as -9223372036854775808 */
+    ec_client d = make_client("droplit", "https://h");
+#if LUA_VERSION_NUM >= 503 /* 64-bit integers (no math.maxinteger in 5.1/5.2/LuaJIT) */
+    CHECK(build(&d, "create_environment", "{ecosystemId='E', meta={big=math.maxinteger}}", field, sizeof field) == NULL
+              && strstr(d.req.body.data, "\"big\":9223372036854775807") != NULL,
+          "maxinteger kept: %s", d.req.body.data);
+    CHECK(build(&d, "create_environment", "{ecosystemId='E', meta={small=math.mininteger}}", field, sizeof field) == NULL
+              && strstr(d.req.body.data, "\"small\":-9223372036854775808") != NULL,
+          "mininteger kept: %s", d.req.body.data);
+#endif
+
+    /* the request fuzzer: a nested key with a newline put a line break
+     * into err.field and tostring(err) */
+    const char *f = build(&d, "create_environment", "{ecosystemId='E', meta={['a\\nb']=0/0}}", field, sizeof field);
+    CHECK(f && strcmp(f, "meta.a?b") == 0, "nested key shown on one line: %s", f ? f : "accepted");
+
+    /* the request fuzzer: an unknown key holding the token showed it in
+     * err.field (only the message was scrubbed) */
+    f = build(&d, "create_environment", "{ecosystemId='E', ['xs3cret-token-valuex']=1}", field, sizeof field);
+    CHECK(f && strstr(f, "s3cret-token-value") == NULL && strstr(f, "***") != NULL, "field scrubbed: %s",
+          f ? f : "accepted");
+
+    /* the battery: a free-form object (Droplit meta) marked with
+     * envclone.array_mt was sent as "meta":[] */
+    f = build(&d, "create_environment",
+              "{ecosystemId='E', meta=setmetatable({}, debug.getregistry()['envclone.core.array_mt'])}", field,
+              sizeof field);
+    CHECK(f && strcmp(f, "meta") == 0, "array-marked meta refused: %s", f ? f : d.req.body.data);
+    free_client(&d);
+
+    /* the response fuzzer (UBSan float-cast-overflow): a numeric error code
+     * of 1e300 was cast to long long */
+    ec_client k = make_client("kontent", "https://h");
+    CHECK(parse(&k, "get_environment", 400, "{\"error_code\":1e300,\"message\":\"m\",\"request_id\":1e19}", NULL) == 2,
+          "huge numbers in an error body");
+    CHECK(strcmp(errfield("code"), "1e+300") == 0, "huge code printed as a float: %s", errfield("code"));
+    lua_settop(L, top);
+
+    /* the response fuzzer: a server echoing the credential in the error
+     * code (and request id, message, headers, err.body) showed it in
+     * tostring(err) */
+    ec_response r;
+    memset(&r, 0, sizeof r);
+    r.status = 401;
+    r.body = "{\"error_code\":\"bad s3cret-token-value\",\"request_id\":\"s3cret-token-value\","
+             "\"message\":\"token s3cret-token-value refused\"}";
+    r.body_len = strlen(r.body);
+    r.request_id = "s3cret-token-value";
+    r.location = "http://x/?t=s3cret-token-value";
+    CHECK(ec_parse_response(L, &k, ec_op_find("kontent", "get_environment"), &r) == 2, "echoed secret: nil, err");
+    ec_tolstring(L, -1, NULL);
+    CHECK(!shows(lua_tostring(L, -1), "s3cret-token-value", 8), "tostring scrubbed: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    CHECK(strcmp(errfield("code"), "bad ***") == 0, "code scrubbed: %s", errfield("code"));
+    CHECK(strcmp(errfield("request_id"), "***") == 0, "request_id scrubbed: %s", errfield("request_id"));
+    lua_getfield(L, -1, "body");
+    lua_getfield(L, -1, "message");
+    CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "token *** refused") == 0, "err.body scrubbed too");
+    lua_settop(L, top);
+
+    /* a secret cut in half by a message's length limit: the first half
+     * must not show either */
+    char body[260];
+    memset(body, 'x', 190);
+    strcpy(body + 190, " s3cret-token-value and more");
+    CHECK(parse(&k, "get_environment", 500, body, NULL) == 2, "long text body");
+    CHECK(!shows(errfield("message"), "s3cret-token-value", 8), "no half secret: %s", errfield("message"));
+    lua_settop(L, top);
+
+    /* CR or control bytes in header values (a lone CR reaches us through
+     * libcurl and cosockets alike) must not break the one-line tostring */
+    memset(&r, 0, sizeof r);
+    r.status = 503;
+    r.body = "";
+    r.request_id = "abc\rdef\x1b[2J";
+    r.retry_after = "Wed, 21 Oct 2015\r\n07:28:00 GMT";
+    CHECK(ec_parse_response(L, &k, ec_op_find("kontent", "get_environment"), &r) == 2, "control bytes in headers");
+    CHECK(strcmp(errfield("request_id"), "abc def [2J") == 0, "request id on one line: %s", errfield("request_id"));
+    CHECK(strchr(errfield("retry_after_date"), '\n') == NULL, "retry date on one line");
+    lua_settop(L, top);
+    free_client(&k);
+}
+
 int main(void)
 {
     L = luaL_newstate();
@@ -312,6 +412,7 @@ int main(void)
     test_requests();
     test_responses();
     test_utf8();
+    test_regressions();
     lua_close(L);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -28,7 +28,7 @@ end
 local function read_file(path)
   local f = io.open(path, "r")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   return text
 end
@@ -163,7 +163,7 @@ function M.start(opts)
   local cmd = string.format("exec lua5.4 %s %s >%s 2>&1 </dev/null & echo $!",
     shell_quote(opts.bin or M.bin), table.concat(args, " "), shell_quote(log_file))
   local p = assert(io.popen(cmd, "r"))
-  local pid = tonumber(p:read("l"))
+  local pid = tonumber(p:read("*l"))
   p:close()
   if not pid then error("could not start the emulator: " .. cmd) end
 
@@ -192,6 +192,15 @@ function M.start(opts)
     package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
   end
   local ok, emulator = pcall(require, "envclone.emulator")
+  if not ok then
+    -- the emulator is Lua 5.4 code: under LuaJIT / 5.1 ask lua5.4 for its tables
+    local dump = io.popen("lua5.4 -e " .. shell_quote("package.path='./lua/?.lua;./lua/?/init.lua;'..package.path "
+      .. "local m = require('envclone.emulator') "
+      .. "io.write(require('cjson').encode({ credentials = m.credentials, seed = m.seed }))"), "r")
+    local tables = dump and cjson.decode(dump:read("*a") or "")
+    if dump then dump:close() end
+    ok, emulator = tables ~= nil, tables
+  end
   if ok then
     self.credentials = emulator.credentials
     self.seed = emulator.seed

@@ -1,0 +1,55 @@
+-- luarocks make (from a checkout):
+--   luarocks --lua-version 5.4 make --local        # or --tree DIR; 5.1 also serves LuaJIT/OpenResty
+-- lua-cjson is a run-time dependency; where it comes from the system
+-- (Debian's lua-cjson) add --deps-mode=none.
+rockspec_format = "3.0"
+package = "envclone"
+version = "0.1.0-1"
+source = {
+  url = "git+https://example.invalid/envclone.git", -- built from a checkout with `luarocks make`
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Clone and create environments on Versori, Qovery, Kontent.ai and Droplit from Lua",
+  detailed = [[
+A Lua module with a C core (operation table, validation, marshalling, libcurl
+transport) and an OpenResty cosocket transport, for Lua 5.1-5.4, LuaJIT and
+nginx request handlers. Ships a local emulator of the four vendors' APIs.
+]],
+  license = "MIT",
+  labels = { "openresty", "http", "api" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1",
+}
+external_dependencies = {
+  -- only the library is looked up: Debian keeps curl/curl.h in a multiarch
+  -- directory that the compiler searches but luarocks 3.8 does not
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["envclone.core"] = {
+      sources = {
+        "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_error.c", "src/ec_marshal.c",
+        "src/ec_core.c", "src/ec_curl.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "src", "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl" },
+    },
+    envclone = "lua/envclone/init.lua",
+    ["envclone.retry"] = "lua/envclone/retry.lua",
+    ["envclone.runtime"] = "lua/envclone/runtime.lua",
+    ["envclone.wait"] = "lua/envclone/wait.lua",
+    ["envclone.cosocket"] = "lua/envclone/cosocket.lua",
+    ["envclone.emulator"] = "lua/envclone/emulator.lua", -- Lua 5.4 only (bin/envclone-emulator runs lua5.4)
+  },
+  install = {
+    bin = { ["envclone-emulator"] = "bin/envclone-emulator" },
+  },
+  copy_directories = { "examples" },
+}

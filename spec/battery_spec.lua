@@ -1,0 +1,437 @@
+-- The bad-input battery (issue 6): every operation x every validation rule,
+-- table-driven from the operation table (envclone.operations), against the
+-- emulator. Each bad input must give `nil, err` with kind "validation" and
+-- the offending field named, and the emulator must have received nothing.
+-- Path parameters that are free-form strings are percent-encoded instead:
+-- the emulator must see exactly one request, on the encoded path. Bad
+-- constructor options (credentials, user_agent, base_url, ...) raise.
+-- The case count is printed at the end.
+local envclone = require("envclone")
+local emu = require("spec.support.emu")
+
+local NAN, INF = 0 / 0, math.huge
+local MB = 1048576
+
+local e, seed, creds
+local counts = { rejected = 0, encoded = 0, raised = 0 }
+local outputs = {} -- every tostring(err) and raise message, grepped for secrets at the end
+
+-- Valid arguments for each operation (every bad case changes one thing).
+local function valid_args(op)
+  local s = seed[op.vendor]
+  local by_op = {
+    ["versori.clone_environment"] = { organisation_id = s.organisation_id, project_id = s.project_id,
+      oldEnvName = "production", newEnvName = "battery-ok" },
+    ["versori.create_connection_version"] = { organisation_id = s.organisation_id,
+      connection_id = s.connection_id, name = "battery-ok" },
+    ["qovery.clone_application"] = { applicationId = s.application_id, name = "battery-ok",
+      environment_id = s.environment_id },
+    ["droplit.create_environment"] = { ecosystemId = s.ecosystem_id },
+  }
+  local a = by_op[op.vendor .. "." .. op.name]
+  if not a then -- Kontent: every operation takes environment_id, some a name
+    a = { environment_id = s.environment_id }
+    for _, f in ipairs(op.fields) do
+      if f.name == "name" then a.name = "battery-ok" end
+    end
+  end
+  local copy = {}
+  for k, v in pairs(a) do copy[k] = v end
+  return copy
+end
+
+local function with(args, key, value)
+  args[key] = value
+  return args
+end
+
+local function format_of(f)
+  local fmt = f.format or ""
+  if fmt:find("ULID") then return "ulid" end
+  if fmt:find("UUID") then return "uuid" end
+  if fmt:find("printable") then return "token" end
+  return nil
+end
+
+local function kind_of(f)
+  if f.type == "string" or f.type == "boolean" then return f.type end
+  if f.type == "array of strings" then return "array" end
+  if f.members then return "object" end
+  return "free"
+end
+
+local function deep(levels)
+  local root = {}
+  local t = root
+  for _ = 1, levels do
+    t.a = {}
+    t = t.a
+  end
+  return root
+end
+
+local function holes() return { [1] = "x", [3] = "y" } end
+
+-- Values of every Lua type, minus those the field takes.
+local function wrong_types(f)
+  local k = kind_of(f)
+  local out = {}
+  local all = {
+    { "an integer", 42 }, { "a float", 4.5 }, { "NaN", NAN }, { "inf", INF }, { "-inf", -INF },
+    { "true", true }, { "false", false }, { "a string", "x" }, { "the string 'true'", "true" },
+    { "a function", print }, { "userdata", io.stdout }, { "a coroutine", coroutine.create(print) },
+    { "JSON null (envclone.null)", envclone.null },
+    { "a table", { "x" } }, { "an empty table", {} },
+  }
+  for _, c in ipairs(all) do
+    local t = type(c[2])
+    local takes = (k == "string" and t == "string") or (k == "boolean" and t == "boolean")
+      or ((k == "array" or k == "object" or k == "free") and t == "table")
+    if not takes then out[#out + 1] = c end
+  end
+  return out
+end
+
+-- Rules for a string field: { label, value, expected field }.
+local function string_rules(f)
+  local name = f.name
+  local r = {
+    { "empty string", "" },
+    { "one character over max_len (" .. f.max_len .. ")", ("x"):rep(f.max_len + 1) },
+    { "a 1 MB string", ("x"):rep(MB) },
+    { "a NUL byte", "a\0b" },
+    { "invalid UTF-8 (lone 0xFF)", "\255" },
+    { "invalid UTF-8 (overlong '/')", "\192\175" },
+    { "invalid UTF-8 (UTF-16 surrogate)", "\237\160\128" },
+    { "invalid UTF-8 (past U+10FFFF)", "\244\144\128\128" },
+    { "invalid UTF-8 (truncated)", "\226\130" },
+  }
+  local fmt = format_of(f)
+  if fmt == "ulid" then
+    for _, v in ipairs{ "not-a-ulid", "81HZY8K2V6Q4N3M5T7W9X0ABCD", "01HZY8K2V6Q4N3M5T7W9X0ABCU",
+      "01HZY8K2V6Q4N3M5T7W9X0ABC", "01HZY8K2V6Q4N3M5T7W9X0ABCDE", "01HZY8K2V6Q4N3M5T7W9X0AB-D" } do
+      r[#r + 1] = { "not a ULID: " .. v, v }
+    end
+  elseif fmt == "uuid" then
+    for _, v in ipairs{ "8d20758c", "8d20758cd74c4f59ae04ee928c0816b7", "8d20758c-d74c-4f59-ae04-ee928c0816bg",
+      "{8d20758c-d74c-4f59-ae04-ee928c0816b7}", "8d20758c-d74c-4f59-ae04-ee928c0816b7 " } do
+      r[#r + 1] = { "not a UUID: " .. v, v }
+    end
+  elseif fmt == "token" then -- a header value
+    for _, c in ipairs{ { "CR LF (header injection)", "a\r\nX-Injected: 1" }, { "CR", "a\rb" }, { "LF", "a\nb" },
+      { "a tab", "a\tb" }, { "DEL", "a\127" }, { "non-ASCII", "\195\169" } } do
+      r[#r + 1] = { c[1] .. " in a header value", c[2] }
+    end
+  end
+  if f["in"] == "path" then
+    for _, v in ipairs{ ".", "..", "..." } do r[#r + 1] = { "the dot segment '" .. v .. "'", v } end
+    if fmt then -- a formatted id cannot hold path syntax at all
+      for _, v in ipairs{ "../x", "a/b", "a?b=1", "a#frag", "%2e%2e", "..%2f" } do
+        r[#r + 1] = { "path syntax " .. v, v }
+      end
+    end
+  end
+  if fmt == "ulid" or fmt == "uuid" then
+    -- the client's own credential as a value: refused, and never shown
+    r[#r + 1] = { "the credential as the value", "CREDENTIAL" }
+  end
+  for _, word in ipairs(f.reserved or {}) do r[#r + 1] = { "the reserved word " .. word, word } end
+  for _, c in ipairs(r) do c[3] = name end
+  return r
+end
+
+local function array_rules(f)
+  local name, ok = f.name, seed.kontent.role_id
+  local many = {}
+  for i = 1, f.max_items + 1 do many[i] = ok end
+  return {
+    { "an object, not an array", { a = ok }, name },
+    { "an array with holes", { [1] = ok, [3] = ok }, name },
+    { "a float key", { [1.5] = ok }, name },
+    { "more than max_items (" .. f.max_items .. ")", many, name },
+    { "a number item", { ok, 5 }, name .. "[2]" },
+    { "a badly formatted item", { "nope" }, name .. "[1]" },
+    { "a table item", { {} }, name .. "[1]" },
+    { "a NUL in an item", { ok, "a\0b" }, name .. "[2]" },
+    { "a null item", { envclone.null }, name .. "[1]" },
+    { "a NaN item", { NAN }, name .. "[1]" },
+  }
+end
+
+local function object_rules(f)
+  local name = f.name
+  local r = {
+    { "an unknown member", { assets = true }, name .. ".assets" },
+    { "an array instead of members", { true }, name .. ".?" },
+  }
+  for _, m in ipairs(f.members) do
+    for _, w in ipairs(wrong_types(m)) do
+      r[#r + 1] = { "member " .. m.name .. " = " .. w[1], { [m.name] = w[2] }, name .. "." .. m.name }
+    end
+  end
+  return r
+end
+
+local function free_rules(f)
+  local name = f.name
+  local cyclic = {}
+  cyclic.self = cyclic
+  return {
+    { "an array", { 1, 2 }, name },
+    { "an empty array marked with envclone.array", envclone.array{}, name },
+    { "NaN inside", { x = NAN }, name .. ".x" },
+    { "inf inside", { x = INF }, name .. ".x" },
+    { "-inf inside", { x = -INF }, name .. ".x" },
+    { "100 levels of nesting", deep(100), "^" .. name .. "%.a%.a" },
+    { "one level past max_depth (" .. f.max_depth .. ")", deep(f.max_depth), "^" .. name .. "%.a" },
+    { "a cycle", cyclic, "^" .. name .. "%.self" },
+    { "a function inside", { x = print }, name .. ".x" },
+    { "userdata inside", { x = io.stdout }, name .. ".x" },
+    { "a float key", { [1.5] = 1 }, name },
+    { "a boolean key", { [true] = 1 }, name },
+    { "mixed array items and keys", { 1, x = 2 }, name },
+    { "an inner array with holes", { h = holes() }, name .. ".h" },
+    { "a NUL in a key", { ["a\0b"] = 1 }, name .. ".a?b" },
+    { "invalid UTF-8 in a key", { ["\255"] = 1 }, name .. ".?" },
+    -- a CR LF in a key is valid JSON; under a NaN it must still name the key on one line
+    { "NaN under a key with CR LF", { ["a\r\nb"] = NAN }, name .. ".a??b" },
+    { "invalid UTF-8 in a value", { x = "\255" }, name .. ".x" },
+    { "a NUL in a value", { x = "a\0b" }, name .. ".x" },
+    { "a 1 MB value (body over 256 KiB)", { big = ("x"):rep(MB) }, name .. ".big" },
+  }
+end
+
+-- All rejection cases of one operation: { label, args, expected field }.
+local function cases_for(op)
+  local cases = {}
+  local function add(label, args, field) cases[#cases + 1] = { label, args, field } end
+  for _, f in ipairs(op.fields) do
+    local where = f.name .. ": "
+    if f.required then
+      add(where .. "missing (required)", with(valid_args(op), f.name, nil), f.name)
+    end
+    for _, w in ipairs(wrong_types(f)) do
+      add(where .. w[1], with(valid_args(op), f.name, w[2]), f.name)
+    end
+    local k = kind_of(f)
+    local rules = k == "string" and string_rules(f) or k == "array" and array_rules(f)
+      or k == "object" and object_rules(f) or k == "free" and free_rules(f) or {}
+    for _, r in ipairs(rules) do
+      local v = r[2] == "CREDENTIAL" and creds[op.vendor][op.credential] or r[2]
+      add(where .. r[1], with(valid_args(op), f.name, v), r[3])
+    end
+  end
+  -- unknown and malformed names
+  local first = op.fields[1].name
+  local typo = first:sub(1, 1) .. first:sub(3, 3) .. first:sub(2, 2) .. first:sub(4)
+  add("unknown field", with(valid_args(op), "bogus", 1), "bogus")
+  add("a typo of '" .. first .. "'", with(valid_args(op), typo, "x"), typo)
+  add("a positional argument", with(valid_args(op), 1, "x"), "(arguments)")
+  add("a boolean key", with(valid_args(op), true, "x"), "(arguments)")
+  add("a float key", with(valid_args(op), 2.5, "x"), "(arguments)")
+  add("a key with CR LF", with(valid_args(op), "a\r\nb", 1), "a??b")
+  add("a 1 MB key", with(valid_args(op), ("k"):rep(MB), 1), ("k"):rep(40) .. "...")
+  add("a credential passed per call", with(valid_args(op), op.credential, "x"), op.credential)
+  add("the credential as a key", with(valid_args(op), creds[op.vendor][op.credential], 1), "***")
+  return cases
+end
+
+local function client(vendor)
+  local opts = { base_url = e.base_urls[vendor], timeout = 5, retry = false }
+  for k, v in pairs(creds[vendor]) do opts[k] = v end
+  return envclone[vendor](opts)
+end
+
+local function requests() return e:stats().requests end
+
+local function check_output(text)
+  outputs[#outputs + 1] = text
+  assert.is_nil(text:find("[\r\n]"), "one line: " .. text)
+end
+
+-- The cases are built before the emulator starts, from the emulator module's
+-- own seed and credential tables (it is Lua 5.4 code: under LuaJIT, lua5.4
+-- hands them over as JSON).
+do
+  local ok, emulator = pcall(require, "envclone.emulator")
+  if ok then
+    seed, creds = emulator.seed, emulator.credentials
+  else
+    local p = assert(io.popen("lua5.4 -e \"package.path='./lua/?.lua;'..package.path "
+      .. "local m = require('envclone.emulator') "
+      .. "io.write(require('cjson').encode({ seed = m.seed, credentials = m.credentials }))\"", "r"))
+    local t = require("cjson").decode(p:read("*a"))
+    p:close()
+    seed, creds = t.seed, t.credentials
+  end
+end
+
+setup(function()
+  e = emu.start{}
+  seed, creds = e.seed or seed, e.credentials or creds
+end)
+
+teardown(function()
+  if e then e:stop() end
+  local total = counts.rejected + counts.encoded + counts.raised
+  print(string.format("\nbattery: %d cases: %d bad arguments rejected before sending, %d path parameters "
+    .. "percent-encoded, %d bad constructor options raised", total, counts.rejected, counts.encoded, counts.raised))
+end)
+
+for _, op in ipairs(envclone.operations) do
+  describe(op.vendor .. "." .. op.name, function()
+    it("accepts the battery's valid arguments (each case below breaks one thing)", function()
+      local before = requests()
+      local res, err = client(op.vendor)[op.name](client(op.vendor), valid_args(op))
+      assert.is_true(res ~= nil or (err and err.kind == "http"), tostring(err))
+      assert.are.equal(before + 1, requests())
+    end)
+
+    for _, case in ipairs(cases_for(op)) do
+      local label, args, field = case[1], case[2], case[3]
+      it(label, function()
+        local c = client(op.vendor)
+        local before = requests()
+        local res, err = c[op.name](c, args)
+        assert.is_nil(res)
+        assert.is_true(envclone.is_error(err), "expected an error object, got " .. tostring(err))
+        assert.are.equal("validation", err.kind, tostring(err))
+        if field:sub(1, 1) == "^" then
+          assert.matches(field, err.field, tostring(err))
+        else
+          assert.are.equal(field, err.field, tostring(err))
+        end
+        assert.are.equal(op.vendor, err.vendor)
+        assert.are.equal(op.name, err.operation)
+        assert.are.equal(before, requests(), "a rejected call must send nothing")
+        check_output(tostring(err))
+        counts.rejected = counts.rejected + 1
+      end)
+    end
+
+    it("refuses arguments that are not a table", function()
+      local c = client(op.vendor)
+      local before = requests()
+      for _, bad in ipairs{ "x", 42, true, false } do
+        local res, err = c[op.name](c, bad)
+        assert.is_nil(res)
+        assert.are.equal("validation", err.kind)
+        assert.are.equal("(arguments)", err.field)
+        check_output(tostring(err))
+        counts.rejected = counts.rejected + 1
+      end
+      local res, err = c[op.name](c)
+      assert.is_nil(res)
+      assert.are.equal("(arguments)", err.field)
+      counts.rejected = counts.rejected + 1
+      assert.are.equal(before, requests())
+    end)
+  end)
+end
+
+describe("limits are exact (checked with core.prepare, which sends nothing)", function()
+  local core = require("envclone.core")
+  it("max_len and max_depth are the last accepted values", function()
+    local k = core.client("kontent", { api_key = "k-battery" })
+    assert.is_table(core.prepare(k, "rename_environment", { environment_id = seed.kontent.environment_id,
+      name = ("\195\169"):rep(200) }))
+    local d = core.client("droplit", { token = "t-battery" })
+    local inside = {}
+    local t = inside
+    for _ = 2, 32 do
+      t.a = {}
+      t = t.a
+    end
+    assert.is_table(core.prepare(d, "create_environment", { ecosystemId = "E", meta = inside }))
+    assert.is_nil(core.prepare(d, "create_environment", { ecosystemId = "E", meta = { wrap = inside } }))
+  end)
+end)
+
+describe("free-form path parameters are percent-encoded, never refused or passed raw", function()
+  local function pct(s)
+    return (s:gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end))
+  end
+  local values = { "../x", "../../projects?x=1#y", "a/b", "a?b=1", "a#frag", "%2e%2e", "..%2f", ".%2e",
+    "a b", "a\r\nX-Injected: 1", "\195\169", "~user", "a+b", "a;b", "a&b=c" }
+  for _, v in ipairs(values) do
+    it(string.format("versori connection_id %q", v), function()
+      local c = client("versori")
+      local before = requests()
+      local res, err = c:create_connection_version{ organisation_id = seed.versori.organisation_id,
+        connection_id = v, name = "battery-v" }
+      assert.is_nil(res)
+      assert.are.equal(404, err.status, tostring(err)) -- no such connection: the id stayed one segment
+      assert.are.equal(before + 1, requests(), "exactly one request")
+      local log = e:requests()
+      assert.are.equal("/versori/api/v2/o/" .. seed.versori.organisation_id .. "/connections/" .. pct(v)
+        .. "/versions", log[#log].path)
+      assert.are.equal("", log[#log].query, "nothing leaked into the query string")
+      assert.is_nil(log[#log].headers["x-injected"], "no header injected")
+      check_output(tostring(err))
+      counts.encoded = counts.encoded + 1
+    end)
+  end
+end)
+
+describe("bad constructor options raise (programmer errors), without echoing secrets", function()
+  local SECRET = "SECRET-VALUE-4711"
+  local bad_secret = { SECRET .. "\r\nX-Injected: 1", SECRET .. "\n", SECRET .. "\r", SECRET .. "\0tail", "", 42, true,
+    { SECRET } }
+  local common = {
+    user_agent = { "ua\r\nX-Injected: 1", "ua\n", "ua\0", 42 },
+    base_url = { "ftp://h", "file:///etc/passwd", "gopher://h", "http://h h", "http://h\r\nX: 1", "http://h/?q=1",
+      "http://h/#f", "http://h\0.evil.example", "", "//h", "h", 42, "http://" .. ("a"):rep(3000) },
+    ca_file = { 42, "/a\0b" },
+    timeout = { 0, -1, NAN, INF, 86401, "5" },
+    connect_timeout = { 0, -1, NAN, "5" },
+    max_response_size = { 0, -1, NAN, INF, 2 ^ 31, "1" },
+    insecure = { "yes", 1, "true" },
+    retry = { "x", { max_attempts = -1 }, { bogus = 1 }, { base_delay = NAN } },
+    on_retry = { "x", 1 },
+    log = { "x", 1 },
+    tiemout = { 3 },
+  }
+  for vendor in pairs(creds) do
+    local base = {}
+    for k, v in pairs(creds[vendor]) do base[k] = v end
+    local function try(label, key, value)
+      it(vendor .. " " .. key .. " = " .. label, function()
+        local opts = {}
+        for k, v in pairs(base) do opts[k] = v end
+        opts[key] = value
+        local ok, msg = pcall(envclone[vendor], opts)
+        assert.is_false(ok, "accepted")
+        msg = tostring(msg)
+        assert.matches("envclone", msg)
+        assert.is_nil(msg:find(SECRET, 1, true), "the raise shows the secret: " .. msg)
+        outputs[#outputs + 1] = msg
+        counts.raised = counts.raised + 1
+      end)
+    end
+    for cred in pairs(creds[vendor]) do
+      for i, v in ipairs(bad_secret) do try(string.format("bad value #%d", i), cred, v) end
+    end
+    for key, values in pairs(common) do
+      for i, v in ipairs(values) do try(string.format("bad value #%d (%s)", i, type(v)), key, v) end
+    end
+    it(vendor .. " options that are not a table", function()
+      assert.has_error(function() envclone[vendor]("key") end)
+      assert.has_error(function() envclone[vendor](42) end)
+      counts.raised = counts.raised + 2
+    end)
+  end
+end)
+
+describe("the battery's own output", function()
+  it("never shows a credential", function()
+    assert.is_true(#outputs > 100)
+    for _, text in ipairs(outputs) do
+      for _, vendor_creds in pairs(creds) do
+        for _, secret in pairs(vendor_creds) do
+          assert.is_nil(text:find(secret, 1, true), "secret in: " .. text)
+        end
+      end
+      assert.is_nil(text:find("SECRET-VALUE-4711", 1, true), "secret in: " .. text)
+    end
+  end)
+end)

@@ -1,0 +1,218 @@
+--- The request handlers of the nginx integration test (spec/nginx/run.lua
+-- writes the nginx.conf that loads them). Runs inside nginx under LuaJIT.
+--
+--   /droplit/create?alias=A[&transport=T][&bad=1][&retry=1][&early=1]  Droplit create_environment
+--   /kontent/clone?name=N[&wait=1]                 Kontent clone_environment (+ waiter)
+--   /compare?case=C                                the same call through libcurl and cosockets
+--   /chunked[?pad=N][&max=N][&tls=1][&ca_file=1]    a call to the fake vendor below
+--   /fake/...                                      a fake vendor answering with chunked bodies
+--   /stats                                         envclone.cosocket counters of this worker
+-- @module spec.nginx.app
+local cjson = require("cjson.safe")
+local envclone = require("envclone")
+local cosocket = require("envclone.cosocket")
+local conf = require("envclone_test_conf") -- written by spec/nginx/run.lua
+
+local M = {}
+
+-- Clients live per worker and are reused by every request (connection reuse).
+local clients = {}
+
+local function client(vendor, extra)
+  local key = vendor .. (extra and cjson.encode(extra) or "")
+  if clients[key] then return clients[key] end
+  local opts = { base_url = conf.base_urls[vendor], timeout = 5, retry = false }
+  for k, v in pairs(conf.credentials[vendor]) do opts[k] = v end
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  clients[key] = envclone[vendor](opts)
+  return clients[key]
+end
+
+-- A plain table copy of an error object (cjson ignores metatables).
+local function plain(err)
+  if type(err) ~= "table" then return err end
+  local t = {}
+  for k, v in pairs(err) do t[k] = v end
+  t.text = tostring(err)
+  return t
+end
+
+local function reply(status, value)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(value))
+end
+
+local function result_or_error(res, err)
+  if res ~= nil then return reply(200, { ok = true, result = res }) end
+  return reply(err.kind == "validation" and 400 or 502, { ok = false, err = plain(err) })
+end
+
+local function droplit_create(args)
+  local d = client("droplit", { transport = args.transport,
+    retry = args.retry and { max_attempts = 3, base_delay = 0.01 } or false })
+  if args.early then d = M.early end
+  local ecosystem = args.bad and "" or conf.seed.droplit.ecosystem_id
+  return result_or_error(d:create_environment{ ecosystemId = ecosystem, alias = args.alias })
+end
+
+local function kontent_clone(args)
+  local k = client("kontent")
+  local res, err = k:clone_environment{ environment_id = conf.seed.kontent.environment_id, name = args.name,
+    wait = args.wait and true or nil, wait_interval = 0.2, wait_timeout = 20 }
+  if res ~= nil then return reply(200, { ok = true, result = res, state = err }) end
+  return result_or_error(res, err)
+end
+
+-- The cases of /compare: each returns the result and error of one call with
+-- the given client options.
+local cases = {}
+
+function cases.validation(opts)
+  return client("kontent", opts):clone_environment{ environment_id = "not-a-uuid", name = "x" }
+end
+
+function cases.refused(opts)
+  opts.base_url = conf.closed_url .. "/kontent/v2"
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+function cases.refused_create(opts)
+  opts.base_url = conf.closed_url .. "/droplit/v0"
+  return client("droplit", opts):create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id }
+end
+
+function cases.not_found(opts)
+  return client("kontent", opts):get_environment{ environment_id = "00000000-0000-4000-8000-000000000000" }
+end
+
+function cases.duplicate(opts)
+  local d = client("droplit", opts)
+  d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "dup-" .. opts.transport }
+  return d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "dup-" .. opts.transport }
+end
+
+function cases.unauthorized(opts)
+  opts.token = "wrong-token-value"
+  return client("droplit", opts):create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id }
+end
+
+-- the next three run with a fault queued at the emulator (set by run.lua)
+function cases.fault_get(opts)
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+function cases.fault_create(opts)
+  return client("droplit", opts):create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id }
+end
+
+function cases.timeout(opts)
+  opts.timeout = 0.3
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+function cases.too_large(opts)
+  opts.max_response_size = 16
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+function cases.warm_droplit(opts)
+  return client("droplit", opts):create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id }
+end
+
+-- TLS against `openssl s_server -www` (a self-signed certificate nobody
+-- trusts; it answers HTML, so a call that gets through ends in a decode error)
+function cases.tls_untrusted(opts)
+  opts.base_url = conf.tls_url .. "/kontent/v2"
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+function cases.tls_insecure(opts)
+  opts.base_url, opts.insecure = conf.tls_url .. "/kontent/v2", true
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+function cases.ok_get(opts)
+  return client("kontent", opts):get_environment{ environment_id = conf.seed.kontent.environment_id }
+end
+
+-- /compare?case=C&transports=curl,cosocket: runs the case with each transport.
+local function compare(args)
+  local case = cases[args.case]
+  if not case then return reply(404, { ok = false, message = "no such case" }) end
+  local out = {}
+  for t in (args.transports or "curl,cosocket"):gmatch("[^,]+") do
+    local res, err = case({ transport = t })
+    out[t] = { result = res, err = plain(err) }
+  end
+  return reply(200, out)
+end
+
+-- A fake Kontent answering with a chunked body (nginx chunks a Lua
+-- response without Content-Length): GET /fake/kontent/v2/projects/{id}.
+local function fake()
+  local id = ngx.var.uri:match("/projects/([%x-]+)$")
+  if ngx.req.get_headers()["authorization"] ~= "Bearer " .. conf.credentials.kontent.api_key then
+    ngx.status = 401
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print('{"request_id":"fake","error_code":0,"message":"wrong key"}')
+    return
+  end
+  ngx.header["Content-Type"] = "application/json; charset=utf-8"
+  ngx.header["X-Request-Id"] = "fake-chunked"
+  -- the environment id 00000000-0000-4000-8000-NNNNNNNNNNNN asks for NNN bytes of padding
+  local pad = ("x"):rep(id and id:match("^00000000%-") and tonumber(id:sub(-12)) or 10)
+  local parts = { '{"id":"' .. id .. '",', '"environment":"Chunked",', '"pad":"' .. pad .. '",',
+    '"is_production":false}' }
+  for _, p in ipairs(parts) do
+    ngx.print(p)
+    ngx.flush(true)
+  end
+end
+
+local function chunked(args)
+  -- tls=1: over https to nginx itself, whose certificate lua_ssl_trusted_certificate lists
+  local base = args.tls and conf.self_tls_url or conf.self_url
+  local k = client("kontent", { base_url = base .. "/fake/kontent/v2", transport = "cosocket",
+    max_response_size = tonumber(args.max), ca_file = args.ca_file and conf.cert or nil })
+  local id = args.pad and string.format("00000000-0000-4000-8000-%012d", tonumber(args.pad))
+    or conf.seed.kontent.environment_id
+  return result_or_error(k:get_environment{ environment_id = id })
+end
+
+--- init_by_lua: a client built while nginx starts (transport "auto" picks
+-- cosockets later, per call, in the request handlers).
+function M.init()
+  M.early = envclone.droplit{ base_url = conf.base_urls.droplit, token = conf.credentials.droplit.token,
+    retry = false, timeout = 5 }
+end
+
+--- init_worker_by_lua: cosockets do not work in this phase; a cosocket-only
+-- client must say so (and send nothing).
+function M.init_worker()
+  local d = envclone.droplit{ base_url = conf.base_urls.droplit, token = conf.credentials.droplit.token,
+    transport = "cosocket", retry = false }
+  local res, err = d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "init-worker" }
+  M.init_worker_result = { result = res, err = plain(err) }
+  d:close()
+end
+
+local function stats()
+  return reply(200, { counters = cosocket.counters, init_worker = M.init_worker_result })
+end
+
+--- Dispatches one request by URI.
+function M.handle()
+  local args = ngx.req.get_uri_args()
+  local uri = ngx.var.uri
+  if uri == "/droplit/create" then return droplit_create(args) end
+  if uri == "/kontent/clone" then return kontent_clone(args) end
+  if uri == "/compare" then return compare(args) end
+  if uri == "/chunked" then return chunked(args) end
+  if uri:sub(1, 6) == "/fake/" then return fake() end
+  if uri == "/stats" then return stats() end
+  if uri == "/lua-ping" then return reply(200, { ok = true }) end
+  return reply(404, { ok = false, message = "no such location" })
+end
+
+return M

@@ -1,0 +1,115 @@
+-- TLS (issue 6): a loopback HTTPS server (spec/support/hostile_server.lua
+-- with lua-sec) whose certificate is made at test time by a throwaway CA
+-- (openssl CLI). Verification is on by default; ca_file trusts a private
+-- CA; insecure = true is an explicit, working opt-out.
+local envclone = require("envclone")
+local hostile = require("spec.support.hostile")
+
+local ENV = "8d20758c-d74c-4f59-ae04-ee928c0816b7"
+local KEY = "tls-spec-api-key-0123456789"
+
+local dir, srv
+
+local function path(name) return dir .. "/" .. name end
+
+local function sh(cmd)
+  assert(hostile.run(cmd .. " >/dev/null 2>&1"), "command failed: " .. cmd)
+end
+
+-- A CA, and a server certificate it signs for 127.0.0.1 (IP SAN only, so
+-- "localhost" does not match it).
+local function make_pki()
+  local q = hostile.quote
+  for _, ca in ipairs{ "ca", "other-ca" } do
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+      .. " -keyout " .. q(path(ca .. ".key")) .. " -out " .. q(path(ca .. ".pem"))
+      .. " -subj '/CN=envclone test " .. ca .. "'"
+      .. " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign")
+  end
+  local ext = assert(io.open(path("server.ext"), "w"))
+  ext:write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+  ext:close()
+  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1"
+    .. " -keyout " .. q(path("server.key")) .. " -out " .. q(path("server.csr")))
+  sh("openssl x509 -req -days 2 -in " .. q(path("server.csr")) .. " -CA " .. q(path("ca.pem"))
+    .. " -CAkey " .. q(path("ca.key")) .. " -CAcreateserial -extfile " .. q(path("server.ext"))
+    .. " -out " .. q(path("server.pem")))
+end
+
+local function client(extra)
+  local opts = { api_key = KEY, base_url = srv.url .. "/v2", timeout = 5, connect_timeout = 5, retry = false }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return envclone.kontent(opts)
+end
+
+local function tls_error(res, err)
+  assert.is_nil(res)
+  assert.is_true(envclone.is_error(err), tostring(err))
+  assert.are.equal("transport", err.kind, tostring(err))
+  assert.are.equal("tls", err.code, tostring(err))
+  assert.is_false(err.sent, "nothing of the request was sent")
+  assert.is_false(err.maybe_applied)
+  assert.is_nil(tostring(err):find(KEY, 1, true))
+end
+
+setup(function()
+  dir = os.tmpname()
+  os.remove(dir)
+  assert(hostile.run("mkdir -m 700 " .. hostile.quote(dir)))
+  make_pki()
+  srv = hostile.start{ tls = { cert = path("server.pem"), key = path("server.key") } }
+  srv:mode("good")
+end)
+
+teardown(function()
+  if srv then srv:stop() end
+  if dir then hostile.run("rm -rf " .. hostile.quote(dir)) end
+end)
+
+describe("TLS", function()
+  it("verifies by default: a self-signed chain fails with kind transport, code tls", function()
+    local before = srv:stats()
+    tls_error(client():get_environment{ environment_id = ENV })
+    local after = srv:stats()
+    assert.are.equal(before.requests, after.requests, "no HTTP request (and no credential) reached the server")
+    assert.is_true(after.handshake_failures > before.handshake_failures, "the handshake was refused")
+  end)
+
+  it("a create is refused the same way, and may be retried: nothing was sent", function()
+    local res, err = client():clone_environment{ environment_id = ENV, name = "X" }
+    tls_error(res, err)
+  end)
+
+  it("succeeds with ca_file pointing at the CA", function()
+    local env = assert(client{ ca_file = path("ca.pem") }:get_environment{ environment_id = ENV })
+    assert.are.equal("Production", env.environment)
+    assert.is_true(srv:stats().last_had_credential)
+  end)
+
+  it("fails with ca_file pointing at another CA", function()
+    tls_error(client{ ca_file = path("other-ca.pem") }:get_environment{ environment_id = ENV })
+  end)
+
+  it("fails with a ca_file that does not exist", function()
+    tls_error(client{ ca_file = path("missing.pem") }:get_environment{ environment_id = ENV })
+  end)
+
+  it("checks the host name: the CA's certificate for 127.0.0.1 does not do for localhost", function()
+    local c = client{ ca_file = path("ca.pem"), base_url = "https://localhost:" .. srv.port .. "/v2" }
+    tls_error(c:get_environment{ environment_id = ENV })
+  end)
+
+  it("insecure = true is an explicit opt-out that works", function()
+    local c = client{ insecure = true }
+    assert.is_true(c._handle:settings().insecure)
+    local env = assert(c:get_environment{ environment_id = ENV })
+    assert.are.equal("Production", env.environment)
+    assert.is_false(client()._handle:settings().insecure, "off unless asked for")
+  end)
+
+  it("insecure takes only a boolean", function()
+    assert.has_error(function() client{ insecure = "yes" } end)
+    assert.has_error(function() client{ insecure = 1 } end)
+  end)
+end)
