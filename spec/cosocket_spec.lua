@@ -116,7 +116,7 @@ describe("envclone.cosocket with a scripted socket", function()
   end)
   after_each(function() rawset(_G, "ngx", nil) end)
 
-  it("writes an HTTP/1.1 request and parses a Content-Length answer; the connection is pooled", function()
+  it("writes an HTTP/1.1 request and parses a Content-Length answer; a create's connection is not pooled", function()
     local answer = '{"id":"' .. ENV:sub(1, 8) .. '","name":"n"}'
     scripts[1] = { response = response(200, { "Content-Type: application/json", "Content-Length: " .. #answer,
       "X-Request-Id: r-1" }, answer) }
@@ -126,9 +126,8 @@ describe("envclone.cosocket with a scripted socket", function()
     local s = sockets[1]
     assert.are.equal("127.0.0.1", s.host)
     assert.are.equal(8080, s.port)
-    assert.are.equal("envclone:http:127.0.0.1:8080:kontent:plain", s.opts.pool)
-    assert.are.equal(7, s.opts.pool_size)
-    assert.are.same({ idle = 5000, size = 7 }, s.kept)
+    assert.are.equal("envclone:http:127.0.0.1:8080:kontent:plain:fresh", s.opts.pool)
+    assert.is_nil(s.kept)
     local head, body = s.wire:match("^(.-)\r\n\r\n(.*)$")
     assert.are.equal('{"name":"Dev"}', body)
     local lines = {}
@@ -138,6 +137,13 @@ describe("envclone.cosocket with a scripted socket", function()
     assert.truthy(head:find("\r\nAuthorization: Bearer secret-api-key-123\r\n", 1, true))
     assert.truthy(head:find("\r\nContent-Length: 14\r\n", 1, true))
     assert.truthy(head:find("\r\nConnection: keep-alive", 1, true))
+    -- an idempotent call's connection goes back to the pool
+    local info = '{"id":"' .. ENV .. '","environment":"E"}'
+    scripts[1] = { response = response(200, { "Content-Length: " .. #info }, info) }
+    assert(c:get_environment{ environment_id = ENV })
+    assert.are.equal("envclone:http:127.0.0.1:8080:kontent:plain:pooled", sockets[2].opts.pool)
+    assert.are.equal(7, sockets[2].opts.pool_size)
+    assert.are.same({ idle = 5000, size = 7 }, sockets[2].kept)
   end)
 
   it("reads chunked bodies and skips 100 Continue; Connection: close is honoured", function()
@@ -247,12 +253,12 @@ describe("envclone.cosocket with a scripted socket", function()
     assert.are.same({ name = "manage.example", verify = true }, sockets[1].tls)
     assert.are.equal(443, sockets[1].port)
     assert.truthy(sockets[1].wire:find("\r\nHost: manage.example\r\n", 1, true))
-    assert.are.equal("envclone:https:manage.example:443:kontent:verify", sockets[1].opts.pool)
+    assert.are.equal("envclone:https:manage.example:443:kontent:verify:pooled", sockets[1].opts.pool)
 
     scripts[1] = { response = response(200, { "Content-Length: " .. #ok_body }, ok_body) }
     assert(kontent{ base_url = "https://manage.example/v2", insecure = true }:get_environment{ environment_id = ENV })
     assert.is_false(sockets[2].tls.verify)
-    assert.matches(":insecure$", sockets[2].opts.pool)
+    assert.matches(":insecure:pooled$", sockets[2].opts.pool)
 
     scripts[1] = { tls_err = "20: unable to get local issuer certificate" }
     local _, err = kontent{ base_url = "https://manage.example/v2" }:get_environment{ environment_id = ENV }

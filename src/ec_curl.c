@@ -155,6 +155,10 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
         err->sent = 0;
         break;
     case CURLE_UNSUPPORTED_PROTOCOL:
+        /* also "Received HTTP/0.9": a garbage answer to a request that went
+         * out, so `sent` stays what libcurl measured */
+        err->code = "protocol";
+        break;
     case CURLE_URL_MALFORMAT:
         err->code = "protocol";
         err->sent = 0;

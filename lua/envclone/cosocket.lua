@@ -333,8 +333,11 @@ local function exchange(ngx, client, op, t)
   sock:settimeouts(connect_ms, ms(settings.timeout), ms(settings.timeout))
 
   local pool = client._pool or {}
+  -- Creates go out on a fresh connection and never return to the pool, as
+  -- with libcurl: a pooled connection the server has since closed would
+  -- fail a create with maybe_applied for no reason.
   local pool_name = table.concat({ "envclone", scheme, host, port, op.vendor,
-    tls and (verify and "verify" or "insecure") or "plain" }, ":")
+    tls and (verify and "verify" or "insecure") or "plain", op.creates and "fresh" or "pooled" }, ":")
   local ok, cerr = sock:connect(host, port, { pool = pool_name,
     pool_size = pool.size or M.DEFAULT_POOL_SIZE })
   if not ok then return connect_failure(op, cerr, where) end
@@ -431,7 +434,7 @@ local function exchange(ngx, client, op, t)
     return read_failure(op, "response body", berr, settings, where)
   end
 
-  if reusable and r:pending() == 0 then
+  if reusable and r:pending() == 0 and not op.creates then
     local idle = pool.idle or M.DEFAULT_KEEPALIVE
     if sock:setkeepalive(ms(idle), pool.size or M.DEFAULT_POOL_SIZE) then
       M.counters.kept = M.counters.kept + 1
