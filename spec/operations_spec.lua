@@ -364,6 +364,12 @@ describe("errors and secrets", function()
     assert.matches("closed", tostring(k))
     assert.has_error(function() k:get_environment{ environment_id = seed.kontent.environment_id } end,
       "envclone: the kontent client is closed")
+    -- the error points at the caller's line, not into envclone
+    local _, msg = pcall(function()
+      local r = k:get_environment{ environment_id = seed.kontent.environment_id }
+      return r
+    end)
+    assert.matches("^spec/operations_spec%.lua:%d+: envclone: the kontent client is closed$", msg)
   end)
 
   it("constructors reject bad options loudly", function()
@@ -371,6 +377,10 @@ describe("errors and secrets", function()
     assert.has_error(function() envclone.kontent{ api_key = "k", base_url = "ftp://x" } end)
     assert.has_error(function() envclone.kontent{ api_key = "a\r\nb" } end)
     assert.has_error(function() envclone.kontent("key") end)
+    assert.has_error(function()
+      envclone.kontent{ api_key = "k", base_url = "https://user:pw@manage.kontent.ai/v2" } end,
+      "envclone.kontent: base_url must not contain user information (user:password@); pass credentials as options")
+    assert.is_truthy(envclone.kontent{ api_key = "k", base_url = "https://h/v2/@scope" })
   end)
 
   it("a connection refused is a transport error that was not sent", function()

@@ -139,6 +139,13 @@ static void check_base_url(lua_State *L, const char *vendor, const char *url)
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7F || *p == '?' || *p == '#')
             luaL_error(L, "envclone.%s: base_url must not contain spaces, control characters, '?' or '#'", vendor);
+    /* user:password@host would be a credential outside envclone's secret
+     * handling (printed by tostring, sent on every request) */
+    const char *authority = strstr(url, "://") + 3;
+    size_t alen = strcspn(authority, "/");
+    if (memchr(authority, '@', alen) != NULL)
+        luaL_error(L, "envclone.%s: base_url must not contain user information (user:password@); "
+                      "pass credentials as options", vendor);
 }
 
 /* core.client(vendor, opts) -> client userdata */

@@ -80,6 +80,9 @@ local function make_method(op)
     if getmetatable(self) == nil or self._handle == nil then
       error("envclone: call " .. op.name .. " with ':' (client:" .. op.name .. "{...})", 2)
     end
+    if self._closed then
+      error("envclone: the " .. op.vendor .. " client is closed", 2)
+    end
     local policy = self._retry
     local opts
     if type(args) == "table" and has_any(args, call_options) then
@@ -150,6 +153,7 @@ end
 
 --- Closes the client: frees its connection and wipes its credentials.
 function Client.close(self)
+  self._closed = true
   if self._handle then self._handle:close() end
 end
 
