@@ -236,11 +236,7 @@ local function cases_for(op)
   return cases
 end
 
-local function client(vendor)
-  local opts = { base_url = e.base_urls[vendor], timeout = 5, retry = false }
-  for k, v in pairs(creds[vendor]) do opts[k] = v end
-  return envclone[vendor](opts)
-end
+local function client(vendor) return e:client(vendor, nil, { retry = false }) end
 
 local function requests() return e:stats().requests end
 

@@ -25,14 +25,7 @@ local function last_request()
   return log[#log]
 end
 
-local function client(vendor, extra)
-  local opts = { base_url = e.base_urls[vendor], timeout = 5, retry = false }
-  for k, v in pairs(creds[vendor]) do opts[k] = v end
-  for k, v in pairs(extra or {}) do
-    if v == false then opts[k] = nil else opts[k] = v end -- false: leave the option out
-  end
-  return envclone[vendor](opts)
-end
+local function client(vendor, extra) return e:client(vendor, extra, { retry = false }) end
 
 setup(function()
   e = emu.start{ kontent_clone_seconds = 0.5 }
@@ -92,7 +85,7 @@ describe("versori", function()
   end)
 
   it("needs the token and says so", function()
-    local v = client("versori", { token = false })
+    local v = client("versori", { token = emu.OMIT })
     rejects("token", function() return v:clone_environment(args()) end)
   end)
 
@@ -141,7 +134,7 @@ describe("versori", function()
     end)
 
     it("needs the cookie", function()
-      local v = client("versori", { cookie = false })
+      local v = client("versori", { cookie = emu.OMIT })
       rejects("cookie", function() return v:create_connection_version(cargs()) end)
     end)
 

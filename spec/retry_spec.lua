@@ -5,18 +5,13 @@ local envclone = require("envclone")
 local core = require("envclone.core")
 local emu = require("spec.support.emu")
 
-local e, seed, creds
+local e, seed
 
-local function client(vendor, extra)
-  local opts = { base_url = e.base_urls[vendor], timeout = 5 }
-  for k, v in pairs(creds[vendor]) do opts[k] = v end
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  return envclone[vendor](opts)
-end
+local function client(vendor, extra) return e:client(vendor, extra) end
 
 setup(function()
   e = emu.start{ kontent_clone_seconds = 0.3 }
-  seed, creds = e.seed, e.credentials
+  seed = e.seed
 end)
 
 teardown(function()

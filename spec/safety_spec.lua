@@ -12,12 +12,7 @@ local hostile = require("spec.support.hostile")
 
 local e, seed, creds, ENV
 
-local function client(vendor, extra)
-  local opts = { base_url = e.base_urls[vendor], timeout = 5, retry = false }
-  for k, v in pairs(creds[vendor]) do opts[k] = v end
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  return envclone[vendor](opts)
-end
+local function client(vendor, extra) return e:client(vendor, extra, { retry = false }) end
 
 local function requests() return e:stats().requests end
 

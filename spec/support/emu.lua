@@ -24,6 +24,7 @@ local CONTROL_TIMEOUT = 10
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
+M.quote = shell_quote
 
 local function read_file(path)
   local f = io.open(path, "r")
@@ -32,6 +33,7 @@ local function read_file(path)
   f:close()
   return text
 end
+M.read_file = read_file
 
 --- Whether the process pid is alive (a zombie counts as dead).
 -- @tparam number pid
@@ -115,6 +117,26 @@ function Emu:faults(plan) return self:control("PUT", "faults", plan) end
 function Emu:clear_faults() return self:control("DELETE", "faults") end
 
 --- Whether the emulator process is still running.
+--- Marks an option to leave out in `Emu:client` (e.g. `{ token = emu.OMIT }`).
+M.OMIT = setmetatable({}, { __name = "emu.OMIT" })
+
+--- An envclone client for `vendor` aimed at this emulator, with its credentials
+-- and `timeout = 5`, then `base` and `extra` laid over (a value of `emu.OMIT`
+-- leaves that option out).
+-- @tparam string vendor
+-- @tparam[opt] table extra
+-- @tparam[opt] table base
+function Emu:client(vendor, extra, base)
+  local opts = { base_url = self.base_urls[vendor], timeout = 5 }
+  for k, v in pairs(self.credentials[vendor]) do opts[k] = v end
+  for _, layer in ipairs{ base or {}, extra or {} } do
+    for k, v in pairs(layer) do
+      if v == M.OMIT then opts[k] = nil else opts[k] = v end
+    end
+  end
+  return require("envclone")[vendor](opts)
+end
+
 function Emu:alive() return M.alive(self.pid) end
 
 --- Stops the emulator: asks it to shut down, then kills it if it is still alive.

@@ -19,9 +19,7 @@ local emu = require("spec.support.emu")
 local M = {}
 M.bin = "spec/support/hostile_server.lua"
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = emu.quote
 M.quote = shell_quote
 
 function M.run(cmd)
@@ -30,13 +28,7 @@ function M.run(cmd)
   return a == true and b == "exit" and c == 0
 end
 
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read_file = emu.read_file
 
 local Hostile = {}
 Hostile.__index = Hostile
