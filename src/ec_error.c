@@ -99,24 +99,44 @@ int ec_error_validation(lua_State *L, const ec_client *c, const ec_op *op,
     return 2;
 }
 
-/* Appends ", key value" style fragments only for fields that are set. */
-static void add_field(luaL_Buffer *b, lua_State *L, int err, const char *key,
-                      const char *prefix)
+/* Appends prefix, the value of err[key] and suffix when the field is a
+ * string or a number.  The value is copied out before the pop: a number
+ * converted by lua_tostring would otherwise be a string nothing refers to,
+ * free for the collector while the buffer grows. */
+static void add_field(luaL_Buffer *b, lua_State *L, const char *key, const char *prefix,
+                      const char *suffix)
 {
-    lua_getfield(L, err, key);
-    if (!lua_isnil(L, -1) && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
-        const char *v = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        luaL_addstring(b, prefix);
-        luaL_addstring(b, v);
-    } else {
-        lua_pop(L, 1);
+    char value[1024];
+    lua_getfield(L, 1, key);
+    int type = lua_type(L, -1);
+    if (type == LUA_TNUMBER) {
+        lua_Number n = lua_tonumber(L, -1);
+        if (n >= -1e15 && n <= 1e15 && n == (lua_Number)(long long)n)
+            snprintf(value, sizeof value, "%lld", (long long)n);
+        else
+            snprintf(value, sizeof value, "%.14g", (double)n);
+    } else if (type == LUA_TSTRING) {
+        snprintf(value, sizeof value, "%s", lua_tostring(L, -1));
     }
+    lua_pop(L, 1);
+    if (type != LUA_TNUMBER && type != LUA_TSTRING)
+        return;
+    luaL_addstring(b, prefix);
+    luaL_addstring(b, value);
+    luaL_addstring(b, suffix);
 }
 
-static int field_is_true(lua_State *L, int err, const char *key)
+static lua_Number field_number(lua_State *L, const char *key)
 {
-    lua_getfield(L, err, key);
+    lua_getfield(L, 1, key);
+    lua_Number n = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return n;
+}
+
+static int field_is_true(lua_State *L, const char *key)
+{
+    lua_getfield(L, 1, key);
     int yes = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return yes;
@@ -127,52 +147,31 @@ static int field_is_true(lua_State *L, int err, const char *key)
 static int error_tostring(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "envclone: ");
-    lua_getfield(L, 1, "vendor");
-    lua_getfield(L, 1, "operation");
-    if (lua_isstring(L, -2) && lua_isstring(L, -1)) {
-        const char *vendor = lua_tostring(L, -2);
-        const char *operation = lua_tostring(L, -1);
-        lua_pop(L, 2);
-        luaL_addstring(&b, vendor);
-        luaL_addchar(&b, '.');
-        luaL_addstring(&b, operation);
-        luaL_addstring(&b, ": ");
-    } else {
-        lua_pop(L, 2);
-    }
+    add_field(&b, L, "vendor", "", "");
+    add_field(&b, L, "operation", ".", ": ");
     lua_getfield(L, 1, "kind");
-    const char *kind = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
+    int has_kind = lua_type(L, -1) == LUA_TSTRING;
     lua_pop(L, 1);
-    luaL_addstring(&b, kind);
-    add_field(&b, L, 1, "status", " ");
-    add_field(&b, L, 1, "code", " (code ");
-    lua_getfield(L, 1, "code");
-    if (lua_isstring(L, -1))
-        luaL_addchar(&b, ')');
-    lua_pop(L, 1);
-    add_field(&b, L, 1, "message", ": ");
-    add_field(&b, L, 1, "field", " [field '");
-    lua_getfield(L, 1, "field");
-    if (lua_isstring(L, -1))
-        luaL_addstring(&b, "']");
-    lua_pop(L, 1);
-    add_field(&b, L, 1, "request_id", " [request_id ");
-    lua_getfield(L, 1, "request_id");
-    if (lua_isstring(L, -1))
-        luaL_addchar(&b, ']');
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "attempts");
-    lua_Number attempts = lua_tonumber(L, -1);
-    lua_pop(L, 1);
+    if (has_kind)
+        add_field(&b, L, "kind", "", "");
+    else
+        luaL_addstring(&b, "error");
+    add_field(&b, L, "status", " ", "");
+    add_field(&b, L, "code", " (code ", ")");
+    add_field(&b, L, "message", ": ", "");
+    add_field(&b, L, "field", " [field '", "']");
+    add_field(&b, L, "request_id", " [request_id ", "]");
+    lua_Number attempts = field_number(L, "attempts");
     if (attempts > 1) {
         char tmp[64];
-        snprintf(tmp, sizeof tmp, " [after %.0f attempts]", attempts);
+        snprintf(tmp, sizeof tmp, " [after %.0f attempts]", (double)attempts);
         luaL_addstring(&b, tmp);
     }
-    if (field_is_true(L, 1, "maybe_applied"))
+    if (field_is_true(L, "maybe_applied"))
         luaL_addstring(&b, " [the server may have applied it: check before retrying]");
     luaL_pushresult(&b);
     return 1;
