@@ -124,8 +124,6 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
         return bad(v, name, "field '%s' must be a string, got %s", name, lua_type_of(L, idx));
     size_t n, chars;
     const char *s = lua_tolstring(L, idx, &n);
-    char shown[64];
-    excerpt(s, n, shown, sizeof shown);
     if (memchr(s, '\0', n) != NULL)
         return bad(v, name, "field '%s' must not contain NUL bytes", name);
     if (ec_utf8_count(s, n, &chars) != 0)
@@ -134,8 +132,11 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
     size_t hi = (f && f->max_len) ? f->max_len : EC_DEFAULT_MAX_LEN;
     if (chars < lo || chars > hi)
         return bad(v, name, "field '%s' must be %zu-%zu characters long, got %zu", name, lo, hi, chars);
-    if (!format_ok(fmt, s, n))
+    if (!format_ok(fmt, s, n)) {
+        char shown[64];
+        excerpt(s, n, shown, sizeof shown);
         return bad(v, name, "field '%s' must be %s, got \"%s\"", name, ec_format_name(fmt), shown);
+    }
     if (f && f->reserved) {
         for (const char *const *r = f->reserved; *r; r++)
             if (strcmp(*r, s) == 0)
