@@ -6,7 +6,7 @@ set -euo pipefail
 
 want=(build-essential pkg-config cmake lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-socket)
 if [ "${1:-demo}" = test ]; then
-  want+=(lua-busted lua-check valgrind clang libclang-rt-14-dev openssl)
+  want+=(lua-busted lua-check valgrind clang libclang-rt-14-dev openssl clang-tidy)
   want+=(lua-sec) # spec/tls_spec.lua: the loopback HTTPS server (issue 6)
   # LuaJIT build and the nginx test (issue 5): Debian's luajit2 flavour is the
   # one libnginx-mod-http-lua links against (luajit/libluajit-5.1-dev conflict).

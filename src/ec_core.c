@@ -18,7 +18,7 @@
 #define EC_VERSION "0.1.0"
 #define EC_DEFAULT_TIMEOUT_MS 30000L
 #define EC_DEFAULT_CONNECT_TIMEOUT_MS 10000L
-#define EC_DEFAULT_MAX_RESPONSE (8u * 1024u * 1024u)
+#define EC_DEFAULT_MAX_RESPONSE ((size_t)8 * 1024 * 1024)
 #define EC_MAX_BASE_URL 2048
 
 static void wipe_free(char *s)
@@ -175,9 +175,9 @@ static int l_client(lua_State *L)
     luaL_getmetatable(L, EC_CLIENT_MT);
     lua_setmetatable(L, -2);
     c->vendor = vendor;
-    ec_buf_init(&c->req.url, EC_MAX_BASE_URL * 2);
+    ec_buf_init(&c->req.url, (size_t)EC_MAX_BASE_URL * 2);
     ec_buf_init(&c->req.body, EC_MAX_BODY);
-    ec_buf_init(&c->req.headers, 64 * 1024);
+    ec_buf_init(&c->req.headers, (size_t)64 * 1024);
     c->closed = 0;
 
     for (int i = 0; vendor->credentials[i] && i < EC_MAX_SECRETS; i++) {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define EC_MAX_HEADER_BYTES (256 * 1024)
+#define EC_MAX_HEADER_BYTES ((size_t)256 * 1024)
 
 struct ec_transport {
     CURL *easy;
@@ -192,7 +192,7 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
     }
     if (strcmp(err->code, "too_large") == 0 && t->too_large == 2)
         snprintf(err->message, sizeof err->message,
-                 "the response headers are larger than the limit (%d KiB in all, 100 KiB a line); not read further",
+                 "the response headers are larger than the limit (%zu KiB in all, 100 KiB a line); not read further",
                  EC_MAX_HEADER_BYTES / 1024);
     else if (strcmp(err->code, "too_large") == 0)
         snprintf(err->message, sizeof err->message,

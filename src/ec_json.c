@@ -119,7 +119,7 @@ static void path_key(char *out, size_t outlen, const char *key, size_t klen)
     out[j++] = '.';
     for (size_t i = 0; i < klen && j + 1 < outlen; i++) {
         unsigned char ch = (unsigned char)key[i];
-        out[j++] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
+        out[j++] = (char)((ch >= 0x20 && ch < 0x7F) ? ch : '?');
     }
     out[j] = '\0';
 }

@@ -46,6 +46,7 @@ static int bad(vctx *v, const char *field, const char *fmt, ...)
     va_list ap;
     snprintf(v->field, sizeof v->field, "%s", field);
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above; a clang 14 false positive */
     vsnprintf(v->msg, sizeof v->msg, fmt, ap);
     va_end(ap);
     return -1;
@@ -53,7 +54,7 @@ static int bad(vctx *v, const char *field, const char *fmt, ...)
 
 static int too_large(vctx *v, const char *field)
 {
-    return bad(v, field, "field '%s' makes the request body larger than %d KiB", field, EC_MAX_BODY / 1024);
+    return bad(v, field, "field '%s' makes the request body larger than %zu KiB", field, EC_MAX_BODY / 1024);
 }
 
 /* A short, printable excerpt of a rejected value for the message. */
@@ -67,7 +68,7 @@ static void excerpt(const char *s, size_t n, char *out, size_t outlen)
             j += 3;
             break;
         }
-        out[j++] = (ch >= 0x20 && ch < 0x7F && ch != '"') ? (char)ch : '?';
+        out[j++] = (char)((ch >= 0x20 && ch < 0x7F && ch != '"') ? ch : '?');
     }
     out[j] = '\0';
 }
@@ -234,8 +235,8 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
     lua_State *L = v->L;
     switch (f->type) {
     case EC_T_STRING: {
-        const char *s;
-        size_t n;
+        const char *s = NULL;
+        size_t n = 0;
         if (check_string(v, f, name, idx, f->format, &s, &n) != 0)
             return -1;
         return ec_json_add_string(out, s, n) == 0 ? 0 : too_large(v, name);
@@ -259,8 +260,8 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
         for (size_t i = 1; i <= len; i++) {
             snprintf(item, sizeof item, "%s[%zu]", name, i);
             lua_rawgeti(L, idx, (lua_Integer)i);
-            const char *s;
-            size_t n;
+            const char *s = NULL;
+            size_t n = 0;
             int rc = check_string(v, &item_rules, item, lua_gettop(L), f->item_format, &s, &n);
             if (rc == 0 && ((i > 1 && ec_buf_addc(out, ',') != 0) || ec_json_add_string(out, s, n) != 0))
                 rc = too_large(v, name);
@@ -318,13 +319,19 @@ static const ec_field *find_field(const ec_op *op, const char *name)
     return NULL;
 }
 
+/* ASCII-only case folding: field names are ASCII, and the locale must not matter. */
+static int ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
 /* Levenshtein distance, for "did you mean" on unknown fields. */
 static size_t distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 64 || lb > 64)
         return 99;
-    size_t row[65];
+    size_t row[65] = { 0 };
     for (size_t j = 0; j <= lb; j++)
         row[j] = j;
     for (size_t i = 1; i <= la; i++) {
@@ -332,7 +339,7 @@ static size_t distance(const char *a, const char *b)
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t cur = row[j];
-            size_t sub = prev + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t sub = prev + (ascii_lower((unsigned char)a[i - 1]) != ascii_lower((unsigned char)b[j - 1]));
             size_t best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
             row[j] = sub < best ? sub : best;
             prev = cur;
@@ -356,7 +363,7 @@ static int check_known_keys(vctx *v, int args)
         const char *key = lua_tolstring(L, -1, &klen);
         if (find_field(v->op, key) != NULL)
             continue;
-        char shown[64];
+        char shown[64] = "";
         excerpt(key, klen, shown, sizeof shown);
         const char *best = NULL;
         size_t best_d = 3; /* suggest only close matches */
@@ -371,12 +378,12 @@ static int check_known_keys(vctx *v, int args)
         if (best)
             return bad(v, shown, "unknown field '%s' (did you mean '%s'?)", shown, best);
         char list[256] = "";
-        for (const ec_field *f = v->op->fields; f->name; f++) {
-            if (strlen(list) + strlen(f->name) + 3 >= sizeof list)
+        size_t used = 0;
+        for (const ec_field *f = v->op->fields; f->name && used < sizeof list; f++) {
+            int w = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", f->name);
+            if (w < 0)
                 break;
-            if (list[0])
-                strcat(list, ", ");
-            strcat(list, f->name);
+            used += (size_t)w;
         }
         return bad(v, shown, "unknown field '%s' (accepted: %s)", shown, list);
     }
@@ -437,8 +444,8 @@ static int build_url(vctx *v, int args)
             return bad(v, name, "URL is too long");
         const ec_field *f = find_field(v->op, name);
         lua_getfield(L, args, name);
-        const char *s;
-        size_t n;
+        const char *s = NULL;
+        size_t n = 0;
         int rc;
         if (lua_isnil(L, -1))
             rc = bad(v, name, "field '%s' is required", name);
@@ -672,7 +679,7 @@ static const char *lookup(lua_State *L, const char *path, char *tmp, size_t tmpl
         memcpy(key, path, n);
         key[n] = '\0';
         if (isdigit((unsigned char)key[0]))
-            lua_rawgeti(L, -1, atoi(key));
+            lua_rawgeti(L, -1, (lua_Integer)strtol(key, NULL, 10));
         else
             lua_getfield(L, -1, key);
         lua_remove(L, -2);
@@ -884,7 +891,7 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     ec_error_new(L, c, op, "http", message);
     ec_error_int(L, "status", st);
     if (code && code[0] && strspn(code, "0123456789") == strlen(code) && strlen(code) < 10)
-        ec_error_int(L, "code", atol(code)); /* Kontent's error_code is a number */
+        ec_error_int(L, "code", strtol(code, NULL, 10)); /* Kontent's error_code is a number */
     else
         ec_error_str(L, "code", code);
     ec_error_str(L, "request_id", request_id);

@@ -10,7 +10,7 @@
 #include "ec_client.h"
 #include "ec_compat.h"
 
-#define EC_MAX_BODY (256 * 1024) /* request bodies; far above any real call */
+#define EC_MAX_BODY ((size_t)256 * 1024) /* request bodies; far above any real call */
 
 typedef struct {
     long status;

@@ -162,7 +162,7 @@ const char *ec_type_name(ec_type t)
     case EC_T_STRING: return "string";
     case EC_T_BOOLEAN: return "boolean";
     case EC_T_STRING_ARRAY: return "array of strings";
-    case EC_T_OBJECT: return "table (object)";
+    case EC_T_OBJECT:
     case EC_T_FREE_OBJECT: return "table (object)";
     }
     return "?";
