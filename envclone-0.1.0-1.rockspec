@@ -46,10 +46,11 @@ build = {
     ["envclone.runtime"] = "lua/envclone/runtime.lua",
     ["envclone.wait"] = "lua/envclone/wait.lua",
     ["envclone.cosocket"] = "lua/envclone/cosocket.lua",
+    ["envclone.cli"] = "lua/envclone/cli.lua",
     ["envclone.emulator"] = "lua/envclone/emulator.lua", -- Lua 5.4 only (bin/envclone-emulator runs lua5.4)
   },
   install = {
-    bin = { ["envclone-emulator"] = "bin/envclone-emulator" },
+    bin = { envclone = "bin/envclone", ["envclone-emulator"] = "bin/envclone-emulator" },
   },
   copy_directories = { "examples" },
 }
