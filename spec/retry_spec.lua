@@ -268,6 +268,22 @@ describe("waiters", function()
     assert.are.equal("done", assert(k:get_cloning_state{ environment_id = clone.id }).cloning_state)
   end)
 
+  it("refuses wait = true where no waiter exists before sending, and misspelt wait options", function()
+    local d = client("droplit")
+    assert.has_error(function()
+      d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "never", wait = true }
+    end, "envclone: wait = true is not supported by droplit.create_environment")
+    assert.are.equal(0, e:stats().requests)
+    local k = client("kontent")
+    assert.has_error(function()
+      k:wait_for_cloning{ environment_id = seed.kontent.environment_id, timout = 1 }
+    end, "envclone: wait_for_cloning: unknown argument 'timout'")
+    assert.has_error(function() envclone.wait(function() return true end, { intervall = 1 }) end,
+      "envclone.wait: unknown option 'intervall'")
+    assert.has_error(function() envclone.wait(function() return true end, { timeout = 0 / 0 }) end)
+    assert.are.equal(0, e:stats().requests)
+  end)
+
   it("envclone.wait polls any condition, e.g. a Qovery application until it appears", function()
     local q = client("qovery")
     local n = 0

@@ -75,7 +75,11 @@ local Client = {}
 local vendor_methods = {}   -- vendor -> method table
 local vendor_ops = {}       -- vendor -> name -> op
 
+-- Operations that take `wait = true`, and the waiter that follows them.
+local waiters = { ["kontent.clone_environment"] = "wait_for_cloning" }
+
 local function make_method(op)
+  local waiter = waiters[op.vendor .. "." .. op.name]
   return function(self, args)
     if getmetatable(self) == nil or self._handle == nil then
       error("envclone: call " .. op.name .. " with ':' (client:" .. op.name .. "{...})", 2)
@@ -88,16 +92,17 @@ local function make_method(op)
     if type(args) == "table" and has_any(args, call_options) then
       opts, args = split(args, call_options, "argument")
       if opts.retry ~= nil then policy = retry.policy(opts.retry, self._retry) end
+      -- checked before anything is sent: never create first and complain after
+      if opts.wait and not waiter then
+        error("envclone: wait = true is not supported by " .. op.vendor .. "." .. op.name, 2)
+      end
     end
     local res, err = retry.call(self, op, args, policy)
     if res == nil or not (opts and opts.wait) then
       return res, err
     end
-    if type(self.wait_for_cloning) ~= "function" or type(res) ~= "table" or not res.id then
-      error("envclone: wait = true is not supported by " .. op.vendor .. "." .. op.name, 2)
-    end
-    local state, werr = self:wait_for_cloning{ environment_id = res.id, timeout = opts.wait_timeout,
-      interval = opts.wait_interval, on_progress = opts.on_progress }
+    local state, werr = self[waiter](self, { environment_id = type(res) == "table" and res.id or nil,
+      timeout = opts.wait_timeout, interval = opts.wait_interval, on_progress = opts.on_progress })
     if not state then
       werr.created = res -- the clone exists; only the wait failed
       return nil, werr
@@ -118,9 +123,17 @@ end
 --   (2 s), `max_interval`, `on_progress(state, elapsed, poll)`
 -- @return the last state table (`{cloning_state = "done"}`), or nil, err
 --   (kind "timeout", or kind "state" with `state` when cloning failed)
+local wait_for_cloning_args = { environment_id = true, timeout = true, interval = true, max_interval = true,
+  on_progress = true }
+
 function vendor_methods.kontent.wait_for_cloning(self, args)
   if type(args) ~= "table" then
     error("envclone: wait_for_cloning takes a table of arguments", 2)
+  end
+  for k in pairs(args) do
+    if not wait_for_cloning_args[k] then
+      error("envclone: wait_for_cloning: unknown argument '" .. tostring(k) .. "'", 2)
+    end
   end
   local id = args.environment_id
   local op = vendor_ops.kontent.get_cloning_state

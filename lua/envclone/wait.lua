@@ -7,12 +7,19 @@ local runtime = require("envclone.runtime")
 local wait = {}
 
 local option_types = { timeout = "number", interval = "number", max_interval = "number",
-  backoff = "number", on_progress = "function" }
+  backoff = "number", on_progress = "function", what = "string", vendor = "string" }
 
+-- A misspelt option would silently mean "wait the default 600 s": refuse it.
 local function check_options(opts, level)
   for k, v in pairs(opts) do
-    if option_types[k] and type(v) ~= option_types[k] then
+    if not option_types[k] then
+      error("envclone.wait: unknown option '" .. tostring(k) .. "'", level + 1)
+    end
+    if type(v) ~= option_types[k] then
       error("envclone.wait: option '" .. k .. "' must be a " .. option_types[k], level + 1)
+    end
+    if option_types[k] == "number" and not (v >= 0 and v < math.huge) then
+      error("envclone.wait: option '" .. k .. "' must be a finite, non-negative number", level + 1)
     end
   end
 end
