@@ -86,6 +86,23 @@ describe("envclone command line", function()
     assert.are.equal(0, e:stats().requests)
   end)
 
+  it("ignores proxies named in the environment: the credential goes to base_url only", function()
+    local socket = require("socket")
+    local trap = assert(socket.bind("127.0.0.1", 0))
+    local _, port = trap:getsockname()
+    local env = kontent_env()
+    env.http_proxy = "http://127.0.0.1:" .. port
+    env.HTTP_PROXY, env.ALL_PROXY = env.http_proxy, env.http_proxy
+    local code, out, err = run(env, { "kontent", "get_environment",
+      "environment_id=" .. e.seed.kontent.environment_id })
+    assert.are.equal(0, code, err)
+    assert.matches('"environment":"Production"', out)
+    trap:settimeout(0)
+    assert.is_nil(trap:accept(), "the proxy was contacted")
+    trap:close()
+    assert.are.equal(1, e:stats().requests)
+  end)
+
   it("lists the operations, and explains usage", function()
     local code, out = run({ ENVCLONE_BUILD = os.getenv("ENVCLONE_BUILD") or "build" }, { "list" })
     assert.are.equal(0, code)

@@ -109,6 +109,24 @@ describe("envclone.cosocket outside nginx", function()
   end)
 end)
 
+describe("transport = 'auto' inside nginx", function()
+  after_each(function() rawset(_G, "ngx", nil) end)
+
+  for _, phase in ipairs{ "init_worker", "log", "header_filter" } do
+    it("never falls back to blocking libcurl in the " .. phase .. " phase", function()
+      sockets, scripts = {}, {}
+      install_ngx()
+      rawget(_G, "ngx").get_phase = function() return phase end
+      local c = kontent{ transport = "auto", base_url = "http://127.0.0.1:9/kontent/v2" }
+      local res, err = c:get_environment{ environment_id = ENV }
+      assert.is_nil(res)
+      assert.are.equal("unavailable", err.code)
+      assert.is_false(err.sent)
+      assert.are.equal(0, #sockets)
+    end)
+  end
+end)
+
 describe("envclone.cosocket with a scripted socket", function()
   before_each(function()
     sockets, scripts = {}, {}

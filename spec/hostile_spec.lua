@@ -225,6 +225,50 @@ describe("a hostile server", function()
     still_works()
   end)
 
+  it("echoes the credential with JSON escapes: still never shows, in any field or in err.body", function()
+    local res, err = call("echo_escaped")
+    assert_error(res, err, "http")
+    for _, k in ipairs{ "message", "code", "request_id" } do
+      assert.is_nil(tostring(err[k]):find(KEY, 1, true), "err." .. k .. " shows the key")
+    end
+    assert.matches("***", err.code, 1, true)
+    assert.is_nil(err.body.detail.list[1]:find(KEY, 1, true))
+    assert.matches("***", tostring(err), 1, true)
+    still_works()
+  end)
+
+  it("answers a create with a bare 503 (no Retry-After): not retried, it may have been applied", function()
+    local k = envclone.kontent{ api_key = KEY, base_url = srv.url .. "/v2", timeout = TIMEOUT,
+      retry = { max_attempts = 3, base_delay = 0.001 } }
+    local before = srv:stats().requests
+    local res, err = call("bare503", function()
+      return k:clone_environment{ environment_id = ENV, name = "Gateway" } end)
+    assert_error(res, err, "http")
+    assert.are.equal(503, err.status)
+    assert.is_true(err.maybe_applied)
+    assert.are.equal(1, err.attempts)
+    assert.are.equal(before + 1, srv:stats().requests)
+    -- a GET is retried on the same answer
+    before = srv:stats().requests
+    res, err = call("bare503", function() return k:get_environment{ environment_id = ENV } end)
+    assert.is_nil(res)
+    assert.are.equal(3, err.attempts)
+    assert.is_false(err.maybe_applied)
+    assert.are.equal(before + 3, srv:stats().requests)
+    still_works()
+  end)
+
+  it("sends a Retry-After date os.time cannot hold: an error, not a raise", function()
+    local k = envclone.kontent{ api_key = KEY, base_url = srv.url .. "/v2", timeout = TIMEOUT,
+      retry = { max_attempts = 2, base_delay = 0.001 } }
+    local ok, res, err = pcall(call, "bad_date", function() return k:get_environment{ environment_id = ENV } end)
+    assert.is_true(ok, tostring(res))
+    assert_error(res, err, "http")
+    assert.are.equal(429, err.status)
+    assert.is_nil(err.retry_after)
+    still_works()
+  end)
+
   it("echoes the credential in its error (body, code, request id, Location): it never shows", function()
     local res, err = call("echo")
     assert_error(res, err, "http")

@@ -146,6 +146,34 @@ describe("retries of creates", function()
 end)
 
 describe("retries of idempotent calls", function()
+  it("a DELETE whose connection dropped after acting: only envclone retries, and the error keeps maybe_applied",
+    function()
+    local k = client("kontent", { retry = { base_delay = 0.001 } })
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "ToDelete" })
+    assert(k:get_environment{ environment_id = clone.id }) -- leaves a pooled connection behind
+    e:faults{ rules = { { operation = "kontent.delete_environment", queue = { "close_after" } } } }
+    local res, err = k:delete_environment{ environment_id = clone.id }
+    assert.is_nil(res)
+    -- attempt 1 deleted it and lost the answer; attempt 2 got 404
+    assert.are.equal(2, err.attempts)
+    assert.are.equal(404, err.status)
+    assert.is_true(err.maybe_applied, "the first attempt may have deleted it")
+    local deletes = 0
+    for _, r in ipairs(e:requests()) do
+      if r.operation == "kontent.delete_environment" then deletes = deletes + 1 end
+    end
+    assert.are.equal(2, deletes, "libcurl must not re-send on its own")
+  end)
+
+  it("an HTTP-date Retry-After is honoured and reported in seconds; a nonsense date is ignored", function()
+    local r = require("envclone.retry")
+    assert.is_nil(r.seconds_until("3000000000 Jan 2020 00:00:00"))
+    assert.is_nil(r.seconds_until("Wed, 99 Oct 2015 07:28:00 GMT"))
+    assert.are.equal(0, r.seconds_until("Wed, 21 Oct 2015 07:28:00 GMT"))
+    local err = { retry_after_date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 5) }
+    assert.is_true(math.abs(r.retry_after(err) - 5) <= 1)
+  end)
+
   it("retries a GET after a dropped connection and a 502-class error", function()
     e:faults{ rules = { { operation = "kontent.get_environment", queue = { "close_before", "503" },
       retry_after = 0 } } }

@@ -94,23 +94,17 @@ describe("an error raised in a hook", function()
     assert(k:get_environment{ environment_id = ENV })
   end)
 
-  it("an argument table's __index raising inside the C marshal engine: nothing sent, client fine", function()
+  it("an argument table's __index and __pairs are never consulted (no caller code runs mid-call)", function()
     local k = client("kontent")
-    -- the Lua layer reads only its own option names; the C engine then asks
-    -- for enable_webhooks, which is absent, so __index runs from C
-    local args = setmetatable({ environment_id = ENV }, { __index = function(_, key)
-      if key == "enable_webhooks" then error("boom from __index") end
-    end })
+    local mt = { __index = function() error("boom from __index") end,
+      __pairs = function() error("boom from __pairs") end }
+    local args = setmetatable({ environment_id = ENV }, mt)
     for _ = 1, 20 do
-      local before = requests()
-      local ok, msg = pcall(k.mark_environment_as_production, k, args)
-      assert.is_false(ok)
-      assert.matches("boom from __index", tostring(msg))
-      assert.are.equal(before, requests(), "nothing was sent")
+      local res, err = k:mark_environment_as_production(args)
+      assert.is_nil(res) -- already production: Kontent's 232, which proves the request went out whole
+      assert.are.equal(232, err.code)
     end
-    local res, err = k:mark_environment_as_production{ environment_id = ENV }
-    assert.is_nil(res) -- already production: Kontent's 232, which proves the request went out whole
-    assert.are.equal(232, err.code)
+    assert.are.equal('{}', e:requests()[1].body)
   end)
 
   it("many raising calls and dropped clients leave no state behind (leaks: see scripts/asan.sh)", function()
@@ -126,6 +120,31 @@ describe("an error raised in a hook", function()
     collectgarbage()
     collectgarbage()
     assert(client("kontent"):get_environment{ environment_id = ENV })
+  end)
+end)
+
+describe("arguments with metamethods", function()
+  it("are read raw: an __index that closes the client never runs, and nothing crashes", function()
+    local d = client("droplit")
+    local ran = false
+    local args = setmetatable({ ecosystemId = seed.droplit.ecosystem_id }, { __index = function()
+      ran = true
+      d:close()
+      return "$."
+    end })
+    local env = assert(d:create_environment(args))
+    assert.is_false(ran)
+    assert.are.equal(seed.droplit.ecosystem_id, env.ecosystemId)
+    assert.is_nil(e:requests()[1].headers["x-system-metadata-prefix"])
+    d:close()
+  end)
+
+  it("a credential passed as an id is not echoed in the validation error", function()
+    local k = client("kontent")
+    local _, err = k:get_environment{ environment_id = creds.kontent.api_key }
+    assert.are.equal("validation", err.kind)
+    assert.is_nil(tostring(err):find(creds.kontent.api_key:sub(1, 6), 1, true))
+    assert.matches('got "***"', err.message, 1, true)
   end)
 end)
 

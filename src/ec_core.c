@@ -324,6 +324,8 @@ static int l_operation(lua_State *L)
     int n = ec_marshal_request(L, c, op, 2);
     if (n)
         return n;
+    if (c->closed) /* not reachable through the marshal engine (it runs no caller code); kept as a guard */
+        return luaL_error(L, "envclone: the %s client is closed", c->vendor->name);
     ec_response resp;
     ec_transport_error te;
     if (ec_transport_perform(c->transport, c, op, &resp, &te) != 0) {

@@ -201,6 +201,18 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
         snprintf(err->message, sizeof err->message, "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 }
 
+/* The header list holds the credential: wipe it before it goes back to
+ * the allocator. */
+static void free_headers(struct curl_slist *headers)
+{
+    for (struct curl_slist *h = headers; h != NULL; h = h->next) {
+        volatile char *p = h->data;
+        while (*p)
+            *p++ = '\0';
+    }
+    curl_slist_free_all(headers);
+}
+
 int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
                          ec_response *resp, ec_transport_error *err)
 {
@@ -240,17 +252,22 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    /* the credential goes to base_url and nowhere else: proxies named in
+     * the environment (http_proxy, https_proxy, ALL_PROXY) are not used; to
+     * go through a proxy, make it base_url */
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     /* libcurl silently re-sends a request when a reused connection turns
-     * out to be closed before any answer byte, which for a create whose
-     * connection the server closed after acting would create it twice.
-     * Creates therefore always go out on a fresh connection; idempotent
-     * calls keep reusing it. */
-    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, op->creates ? 1L : 0L);
+     * out to be closed before any answer byte.  For a create whose
+     * connection the server closed after acting, that is a second clone;
+     * for a PUT/PATCH/DELETE, a second application whose answer (404,
+     * "already production") hides that the first one worked.  So only GETs
+     * reuse connections; everything else goes out on a fresh one. */
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, strcmp(op->method, "GET") == 0 ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
     if (c->ca_file)
@@ -279,7 +296,7 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
 
     CURLcode rc = curl_easy_perform(h);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(headers);
+    free_headers(headers);
     if (rc != CURLE_OK) {
         long request_size = 0;
         curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_size);
@@ -298,7 +315,7 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
     return 0;
 
 oom:
-    curl_slist_free_all(headers);
+    free_headers(headers);
     err->kind = "transport";
     err->code = "transport";
     err->sent = 0;

@@ -52,6 +52,18 @@ static int bad(vctx *v, const char *field, const char *fmt, ...)
     return -1;
 }
 
+/* Pushes t[name] from the table at the absolute index idx without
+ * metamethods: no caller code may run while a request is being built (an
+ * __index that closed the client or made a call would pull the buffers
+ * away underneath). */
+static void raw_field(lua_State *L, int idx, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, idx);
+}
+
+static int has_secret(const ec_client *c, const char *s, size_t n);
+
 static int too_large(vctx *v, const char *field)
 {
     return bad(v, field, "field '%s' makes the request body larger than %zu KiB", field, EC_MAX_BODY / 1024);
@@ -134,8 +146,9 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
     if (chars < lo || chars > hi)
         return bad(v, name, "field '%s' must be %zu-%zu characters long, got %zu", name, lo, hi, chars);
     if (!format_ok(fmt, s, n)) {
-        char shown[64];
-        excerpt(s, n, shown, sizeof shown);
+        char shown[64] = "***"; /* a credential passed as an id is not echoed, not even in part */
+        if (!has_secret(v->c, s, n))
+            excerpt(s, n, shown, sizeof shown);
         return bad(v, name, "field '%s' must be %s, got \"%s\"", name, ec_format_name(fmt), shown);
     }
     if (f && f->reserved) {
@@ -208,7 +221,7 @@ static int encode_object_fields(vctx *v, const ec_field *children, const char *p
     int first = 1;
     for (const ec_field *c = children; c->name; c++) {
         snprintf(child, sizeof child, "%s.%s", parent, c->name);
-        lua_getfield(L, idx, c->name);
+        raw_field(L, idx, c->name);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             if (c->required)
@@ -443,7 +456,7 @@ static int build_url(vctx *v, int args)
         if (ec_buf_add(&req->url, p, (size_t)(open - p)) != 0)
             return bad(v, name, "URL is too long");
         const ec_field *f = find_field(v->op, name);
-        lua_getfield(L, args, name);
+        raw_field(L, args, name);
         const char *s = NULL;
         size_t n = 0;
         int rc;
@@ -481,7 +494,7 @@ static int build_body(vctx *v, int args)
     for (const ec_field *f = op->fields; f->name; f++) {
         if (f->in != EC_IN_BODY)
             continue;
-        lua_getfield(L, args, f->name);
+        raw_field(L, args, f->name);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             if (f->required)
@@ -540,7 +553,7 @@ static int build_headers(vctx *v, int args)
     for (const ec_field *f = op->fields; f->name; f++) {
         if (f->in != EC_IN_HEADER)
             continue;
-        lua_getfield(L, args, f->name);
+        raw_field(L, args, f->name);
         const char *s;
         size_t n;
         if (lua_isnil(L, -1)) {
@@ -743,14 +756,15 @@ static int status_retryable(long status)
     return status == 429 || status == 502 || status == 503 || status == 504;
 }
 
-/* Could the server have acted on a request that got this status? */
-static int status_maybe_applied(const ec_op *op, long status)
+/* Could the server have acted on a request that got this status?  429,
+ * and 503 with a Retry-After, are the server saying "not now"; a bare 503
+ * may come from a gateway that had already passed the request on, and
+ * other 5xx leave it open too. */
+static int status_maybe_applied(const ec_op *op, long status, int has_retry_after)
 {
     if (strcmp(op->method, "GET") == 0)
         return 0;
-    /* 429 and 503 mean "not processed"; other 5xx and gateway timeouts
-     * leave it open. */
-    return status >= 500 && status != 503;
+    return status >= 500 && !(status == 503 && has_retry_after);
 }
 
 static void set_retry_after(lua_State *L, const char *header)
@@ -804,6 +818,38 @@ static void push_scrubbed(lua_State *L, const ec_client *c, const char *s, size_
         }
     }
     luaL_pushresult(&b);
+}
+
+/* Replaces, in the decoded JSON value at idx, every string value holding a
+ * secret by its scrubbed copy: JSON escapes ("\/", "\u003d") hide a secret
+ * from the scrub of the raw bytes.  Returns 1 when a key holds one (keys
+ * cannot be renamed during traversal: the caller then drops the body). */
+static int scrub_tree(lua_State *L, const ec_client *c, int idx, int depth)
+{
+    int key_hit = 0;
+    if (depth > 600 || !lua_checkstack(L, 6))
+        return 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        size_t n;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tolstring(L, -2, &n);
+            key_hit |= has_secret(c, k, n);
+        }
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *s = lua_tolstring(L, -1, &n);
+            if (has_secret(c, s, n)) {
+                push_scrubbed(L, c, s, n);
+                lua_pushvalue(L, -3);  /* key */
+                lua_insert(L, -2);     /* key, scrubbed */
+                lua_rawset(L, idx);    /* replacing an existing key's value is allowed */
+            }
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
+            key_hit |= scrub_tree(L, c, lua_gettop(L), depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+    return key_hit;
 }
 
 /* A header value as one printable line without secrets, or NULL. */
@@ -863,7 +909,11 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     int have_body = 0;
     if (body_len > 0 && decode_json(L, body, body_len, why, sizeof why) == 0) {
         have_body = 1;
-        if (lua_type(L, -1) == LUA_TTABLE) {
+        if (lua_type(L, -1) == LUA_TTABLE && scrub_tree(L, c, lua_gettop(L), 0)) {
+            lua_pop(L, 1); /* a secret in a key: keep no body at all */
+            have_body = 0;
+        }
+        if (have_body && lua_type(L, -1) == LUA_TTABLE) {
             code = first_of(L, code_paths, codebuf, sizeof codebuf);
             message = first_of(L, message_paths, msgbuf, sizeof msgbuf);
             if (code && message && strcmp(code, message) == 0) /* only "error" was there */
@@ -896,7 +946,7 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         ec_error_str(L, "code", code);
     ec_error_str(L, "request_id", request_id);
     ec_error_bool(L, "retryable", status_retryable(st));
-    ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st));
+    ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st, resp->retry_after != NULL));
     set_retry_after(L, retry_after);
     if (have_body) {
         lua_insert(L, -2); /* nil, err, body */

@@ -11,7 +11,6 @@
 -- @module envclone
 local core = require("envclone.core")
 local retry = require("envclone.retry")
-local runtime = require("envclone.runtime")
 local wait = require("envclone.wait")
 
 local envclone = {
@@ -49,9 +48,11 @@ local layer_options = { retry = true, on_retry = "function", log = "function", t
 local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
   on_progress = "function" }
 
+-- Tables are read raw (next, rawget): a caller's __index or __pairs must not
+-- run in the middle of a call.
 local function split(t, owned, what)
   local mine, rest = {}, {}
-  for k, v in pairs(t) do
+  for k, v in next, t do
     if owned[k] then
       if owned[k] ~= true and v ~= nil and type(v) ~= owned[k] then
         error(string.format("envclone: %s '%s' must be a %s, got %s", what, k, owned[k], type(v)), 4)
@@ -66,7 +67,7 @@ end
 
 local function has_any(t, owned)
   for k in pairs(owned) do
-    if t[k] ~= nil then return true end
+    if rawget(t, k) ~= nil then return true end
   end
   return false
 end
@@ -104,7 +105,9 @@ local function make_method(op)
     local state, werr = self[waiter](self, { environment_id = type(res) == "table" and res.id or nil,
       timeout = opts.wait_timeout, interval = opts.wait_interval, on_progress = opts.on_progress })
     if not state then
-      werr.created = res -- the clone exists; only the wait failed
+      -- the clone exists; only the wait failed (just the id: the full answer
+      -- holds Kontent's API key, and errors get logged)
+      werr.created = { id = type(res) == "table" and res.id or nil }
       return nil, werr
     end
     return res, state
@@ -138,7 +141,9 @@ function vendor_methods.kontent.wait_for_cloning(self, args)
   local id = args.environment_id
   local op = vendor_ops.kontent.get_cloning_state
   return wait.until_done(function()
-    local state, err = self:get_cloning_state{ environment_id = id }
+    -- one attempt per poll: the waiter itself keeps polling past retryable
+    -- errors and honours Retry-After, and its timeout must bound the wait
+    local state, err = self:get_cloning_state{ environment_id = id, retry = false }
     if not state then return nil, err end
     local s = type(state) == "table" and state.cloning_state
     if s == "done" then return true, state end
@@ -158,7 +163,10 @@ local transports = { auto = true, curl = true, cosocket = true }
 -- built in init_by_lua still works in a request handler).
 function Client._send(self, op, args)
   local t = self._transport
-  if t == "curl" or (t == "auto" and not runtime.in_openresty()) then
+  -- inside nginx, "auto" never falls back to blocking libcurl: where
+  -- cosockets are not allowed (init, log, filters) the cosocket transport
+  -- answers with code "unavailable"
+  if t == "curl" or (t == "auto" and type(rawget(_G, "ngx")) ~= "table") then
     return op.call(self._handle, args)
   end
   return require("envclone.cosocket").send(self, op, args)

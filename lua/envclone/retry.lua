@@ -58,10 +58,14 @@ function retry.seconds_until(date)
   if not d or not months[mon] then return nil end
   local t = { year = tonumber(y), month = months[mon], day = tonumber(d),
     hour = tonumber(h), min = tonumber(m), sec = tonumber(s), isdst = false }
+  -- a server's header must not make os.time raise ("field 'day' is out-of-bound")
+  if t.day < 1 or t.day > 31 or t.hour > 23 or t.min > 59 or t.sec > 60 then return nil end
   -- os.time reads local time; correct by the local offset from UTC
   local now = os.time()
+  local ok, when = pcall(os.time, t)
+  if not ok or not when then return nil end
   local utc_offset = os.difftime(now, os.time(os.date("!*t", now)))
-  local secs = os.difftime(os.time(t) + utc_offset, now)
+  local secs = os.difftime(when + utc_offset, now)
   return secs > 0 and secs or 0
 end
 
@@ -76,14 +80,17 @@ end
 --- May this failed attempt be tried again?
 -- A create (op.creates) is retried only when it surely did not reach the
 -- server (nothing sent: connection refused, DNS, TLS handshake) or the
--- server said it did not act (429, 503). Everything else may have created
--- something, so the caller decides, told by err.maybe_applied.
+-- server said it did not act (429, or 503 with Retry-After; a bare 503 may
+-- come from a gateway that had passed the request on). Everything else may
+-- have created something, so the caller decides, told by err.maybe_applied.
 -- @tparam table op operation descriptor (core.operations)
 -- @tparam table err error object
 -- @treturn boolean
 function retry.retryable(op, err)
   if err.kind == "http" then
-    if op.creates then return err.status == 429 or err.status == 503 end
+    if op.creates then
+      return err.status == 429 or (err.status == 503 and retry.retry_after(err) ~= nil)
+    end
     return err.retryable == true
   end
   if err.kind == "transport" or err.kind == "timeout" then
@@ -103,7 +110,25 @@ function retry.delay(policy, attempt, err)
     return ra
   end
   local ceiling = math.min(policy.max_delay, policy.base_delay * 2 ^ (attempt - 1))
-  return math.random() * ceiling
+  return retry.random() * ceiling
+end
+
+-- Jitter needs every process (every nginx worker, forked from one master)
+-- to draw differently, and must not reseed the caller's math.random:
+-- a private Park-Miller generator, seeded on first use in each process.
+local state
+
+--- A uniform number in [0, 1) for jitter.
+-- @treturn number
+function retry.random()
+  if not state then
+    local ngx = rawget(_G, "ngx")
+    local pid = type(ngx) == "table" and ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0
+    local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+    state = math.floor((core.now() % 1) * 1e9 + os.time() + pid * 7919 + addr) % 2147483646 + 1
+  end
+  state = (state * 16807) % 2147483647
+  return (state - 1) / 2147483646
 end
 
 --- Calls op on the client's handle until it succeeds or must stop.
@@ -115,7 +140,7 @@ end
 function retry.call(client, op, args, policy)
   policy = policy or client._retry
   local hooks = client._hooks
-  local attempt = 0
+  local attempt, maybe_applied = 0, false
   while true do
     attempt = attempt + 1
     local res, err = client:_send(op, args)
@@ -124,6 +149,13 @@ function retry.call(client, op, args, policy)
       return res
     end
     err.attempts = attempt
+    -- once any attempt may have acted, the call may have: a later 404 or
+    -- "already production" must not hide that
+    maybe_applied = maybe_applied or err.maybe_applied == true
+    err.maybe_applied = maybe_applied
+    if err.retry_after == nil and err.retry_after_date then
+      err.retry_after = retry.seconds_until(err.retry_after_date)
+    end
     if hooks.log then
       hooks.log("debug", tostring(err), { attempt = attempt, kind = err.kind, status = err.status })
     end

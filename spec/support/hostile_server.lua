@@ -234,6 +234,27 @@ function modes.echo(conn, headers)
   }, cjson.encode{ error_code = "bad " .. cred, request_id = cred, message = "credential " .. cred .. " refused" })
 end
 
+-- The credential echoed with JSON escapes ("/" as "\/", every other
+-- character as \uXXXX), as Gson and friends write it.
+function modes.echo_escaped(conn, headers)
+  local cred = headers.authorization or headers.cookie or "none"
+  local escaped = cred:gsub("[^%w ]", function(ch) return string.format("\\u%04x", ch:byte()) end)
+  local body = '{"code":"bad ' .. escaped .. '","request_id":"' .. escaped .. '","message":"credential refused",'
+    .. '"detail":{"list":["' .. escaped .. '"]}}'
+  respond(conn, 401, "Unauthorized", { "Content-Type: application/json" }, body)
+end
+
+-- 503 with no Retry-After: a gateway that may have passed the request on.
+function modes.bare503(conn)
+  respond(conn, 503, "Service Unavailable", { "Content-Type: text/plain" }, "no healthy upstream")
+end
+
+-- 429 with an HTTP-date Retry-After that os.time cannot represent.
+function modes.bad_date(conn)
+  respond(conn, 429, "Too Many Requests", { "Retry-After: 3000000000 Jan 2020 00:00:00",
+    "Content-Type: application/json" }, '{"message":"slow down, please"}')
+end
+
 local function control(conn, method, path)
   local name = path:match("^/_hostile/mode/([%w_]+)$")
   if name and (method == "PUT" or method == "POST") then
