@@ -156,4 +156,14 @@ static void fuzz_check_error(const ec_client *c, int idx, const char *const *kin
     }
 }
 
+/* libFuzzer's one-time set-up hook, shared by both harnesses. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_init();
+    return 0;
+}
+
 #endif
