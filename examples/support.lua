@@ -1,9 +1,43 @@
 --- Shared by the examples: real credentials from the environment when they
--- are set, otherwise the local emulator at $ENVCLONE_EMULATOR_URL (which
--- scripts/demo.sh starts; or run bin/envclone-emulator yourself).
+-- are set, otherwise the local emulator at $ENVCLONE_EMULATOR_URL, or else
+-- an emulator started for the length of the example (on a free loopback port).
 local emulator = require("envclone.emulator")
+local core = require("envclone.core")
 
 local support = {}
+
+local started -- { pid = ..., url = ... } of an emulator this process started
+
+local function stop_emulator()
+  if started then
+    os.execute("kill " .. started.pid .. " 2>/dev/null")
+    started = nil
+  end
+end
+
+-- Runs bin/envclone-emulator on a free port and returns its URL.
+local function start_emulator()
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local pipe = io.popen("lua5.4 bin/envclone-emulator --port 0 --quiet --port-file " .. portfile
+    .. " >/dev/null 2>&1 & echo $!")
+  local pid = pipe and pipe:read("l")
+  if pipe then pipe:close() end
+  for _ = 1, 100 do
+    local f = io.open(portfile)
+    local port = f and f:read("l")
+    if f then f:close() end
+    if port and port ~= "" then
+      os.remove(portfile)
+      started = { pid = tonumber(pid), url = "http://127.0.0.1:" .. port }
+      -- stopped when the example ends (the state is closed at a normal exit)
+      support._guard = setmetatable({}, { __gc = stop_emulator })
+      return started.url
+    end
+    core.sleep(0.05)
+  end
+  error("could not start bin/envclone-emulator (run the example from the repository root)")
+end
 
 local real_env = {
   versori = { token = "VERSORI_TOKEN", cookie = "VERSORI_COOKIE" },
@@ -22,13 +56,7 @@ function support.options(vendor)
     real = real or opts[option] ~= nil
   end
   if real then return opts, false end
-  local url = os.getenv("ENVCLONE_EMULATOR_URL")
-  if not url then
-    io.stderr:write("Set ", next(real_env[vendor]) and real_env[vendor][next(real_env[vendor])],
-      " for the real ", vendor, " API, or ENVCLONE_EMULATOR_URL for the emulator",
-      " (bin/envclone-emulator --port 8790 &  then ENVCLONE_EMULATOR_URL=http://127.0.0.1:8790).\n")
-    os.exit(2)
-  end
+  local url = os.getenv("ENVCLONE_EMULATOR_URL") or (started and started.url) or start_emulator()
   for k, v in pairs(emulator.credentials[vendor]) do opts[k] = v end
   opts.base_url = url .. emulator.prefixes[vendor]
   return opts, true
@@ -46,6 +74,7 @@ function support.check(label, ...)
   local res, err = ...
   if res == nil then
     io.stderr:write(label, " failed: ", tostring(err), "\n")
+    stop_emulator()
     os.exit(1)
   end
   print(label .. ": ok")
