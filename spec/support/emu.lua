@@ -35,6 +35,23 @@ local function read_file(path)
 end
 M.read_file = read_file
 
+local unpack = table.unpack or rawget(_G, "unpack") -- 5.1 and LuaJIT have no table.unpack
+
+--- Waits until process `pid` has written `port_file` in the form `pattern`
+-- (or has died, or `seconds` have passed); returns the pattern's captures.
+-- @tparam number pid
+-- @tparam string port_file
+-- @tparam string pattern
+-- @tparam[opt=10] number seconds
+function M.wait_for_port_file(pid, port_file, pattern, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  repeat
+    local found = { (read_file(port_file) or ""):match(pattern) }
+    if found[1] or not M.alive(pid) then return unpack(found) end
+    socket.sleep(0.02)
+  until socket.gettime() >= deadline
+end
+
 --- Whether the process pid is alive (a zombie counts as dead).
 -- @tparam number pid
 -- @treturn boolean
@@ -190,13 +207,7 @@ function M.start(opts)
   if not pid then error("could not start the emulator: " .. cmd) end
 
   local self = setmetatable({ pid = pid, port_file = port_file, log_file = log_file }, Emu)
-  local deadline = socket.gettime() + (opts.wait or 10)
-  local port
-  while socket.gettime() < deadline do
-    port = tonumber((read_file(port_file) or ""):match("^(%d+)\n"))
-    if port or not M.alive(pid) then break end
-    socket.sleep(0.02)
-  end
+  local port = tonumber(M.wait_for_port_file(pid, port_file, "^(%d+)\n", opts.wait))
   if not port then
     local log = read_file(log_file) or ""
     self:stop()

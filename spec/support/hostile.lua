@@ -94,13 +94,7 @@ function M.start(opts)
   local pid = tonumber(p:read("*l"))
   p:close()
   local self = setmetatable({ pid = pid, port_file = port_file, log_file = log_file, tls = opts.tls }, Hostile)
-  local deadline = socket.gettime() + 10
-  local main, other
-  while socket.gettime() < deadline do
-    main, other = (read_file(port_file) or ""):match("^(%d+) (%d+)\n")
-    if main or not emu.alive(pid) then break end
-    socket.sleep(0.02)
-  end
+  local main, other = emu.wait_for_port_file(pid, port_file, "^(%d+) (%d+)\n")
   if not main then
     local log = read_file(log_file) or ""
     self:stop()
