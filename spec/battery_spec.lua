@@ -240,6 +240,15 @@ local function client(vendor) return e:client(vendor, nil, { retry = false }) en
 
 local function requests() return e:stats().requests end
 
+-- Kontent's answers to the valid arguments aimed at the production
+-- environment (the emulator's only seed environment): code 232 "already
+-- marked as production", code 233 "the production environment can't be
+-- deleted" (Kontent Management API v2 error codes).
+local production_rules = {
+  ["kontent.mark_environment_as_production"] = 232,
+  ["kontent.delete_environment"] = 233,
+}
+
 local function check_output(text)
   outputs[#outputs + 1] = text
   assert.is_nil(text:find("[\r\n]"), "one line: " .. text)
@@ -279,8 +288,23 @@ for _, op in ipairs(envclone.operations) do
     it("accepts the battery's valid arguments (each case below breaks one thing)", function()
       local before = requests()
       local res, err = client(op.vendor)[op.name](client(op.vendor), valid_args(op))
-      assert.is_true(res ~= nil or (err and err.kind == "http"), tostring(err))
+      local id = op.vendor .. "." .. op.name
+      -- the request reached this operation's own route (not the emulator's
+      -- 404 for an unknown path)...
+      local log = e:requests()
+      assert.are.equal(id, log[#log].operation)
       assert.are.equal(before + 1, requests())
+      -- ...and the vendor accepted it, or refused it by the one rule the seed
+      -- environment meets (it is the production environment)
+      local refusal = production_rules[id]
+      if refusal then
+        assert.is_nil(res)
+        assert.are.equal("http", err.kind, tostring(err))
+        assert.are.equal(400, err.status, tostring(err))
+        assert.are.equal(refusal, err.code, tostring(err))
+      else
+        assert.is_not_nil(res, tostring(err))
+      end
     end)
 
     for _, case in ipairs(cases_for(op)) do

@@ -173,8 +173,13 @@ describe("a closed client", function()
       end
       -- the C handle itself, as transports written in Lua use it
       assert.has_error(function() c._handle:settings() end, closed_error(vendor))
-      assert.has_error(function() core.prepare(c._handle, envclone.operations[1].name, {}) end)
-      assert.has_error(function() core.parse(c._handle, envclone.operations[1].name, 200, {}, "{}") end)
+      -- one of this vendor's own operations, so the only reason to raise is the closed client
+      local own
+      for _, op in ipairs(envclone.operations) do
+        if op.vendor == vendor then own = own or op.name end
+      end
+      assert.has_error(function() core.prepare(c._handle, own, {}) end, closed_error(vendor))
+      assert.has_error(function() core.parse(c._handle, own, 200, {}, "{}") end, closed_error(vendor))
       assert.matches("(closed)", tostring(c), 1, true)
       for _, secret in pairs(creds[vendor]) do
         assert.is_nil(tostring(c):find(secret, 1, true))
@@ -183,7 +188,9 @@ describe("a closed client", function()
   end
 
   it("a to-be-closed variable closes the client at the end of its scope (Lua 5.4)", function()
-    if _VERSION ~= "Lua 5.4" then return end -- `<close>` is 5.4 syntax: skip under LuaJIT
+    if _VERSION ~= "Lua 5.4" then
+      pending("`<close>` is Lua 5.4 syntax: not testable under " .. _VERSION)
+    end
     local chunk = assert(load([[
       local client, env_id = ...
       do
