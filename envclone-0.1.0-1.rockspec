@@ -47,7 +47,17 @@ build = {
     ["envclone.wait"] = "lua/envclone/wait.lua",
     ["envclone.cosocket"] = "lua/envclone/cosocket.lua",
     ["envclone.cli"] = "lua/envclone/cli.lua",
-    ["envclone.emulator"] = "lua/envclone/emulator.lua", -- Lua 5.4 only (bin/envclone-emulator runs lua5.4)
+    -- the emulator: Lua 5.4 only (bin/envclone-emulator runs lua5.4)
+    ["envclone.emulator"] = "lua/envclone/emulator/init.lua",
+    ["envclone.emulator.server"] = "lua/envclone/emulator/server.lua",
+    ["envclone.emulator.faults"] = "lua/envclone/emulator/faults.lua",
+    ["envclone.emulator.control"] = "lua/envclone/emulator/control.lua",
+    ["envclone.emulator.json"] = "lua/envclone/emulator/json.lua",
+    ["envclone.emulator.util"] = "lua/envclone/emulator/util.lua",
+    ["envclone.emulator.vendors.versori"] = "lua/envclone/emulator/vendors/versori.lua",
+    ["envclone.emulator.vendors.qovery"] = "lua/envclone/emulator/vendors/qovery.lua",
+    ["envclone.emulator.vendors.kontent"] = "lua/envclone/emulator/vendors/kontent.lua",
+    ["envclone.emulator.vendors.droplit"] = "lua/envclone/emulator/vendors/droplit.lua",
   },
   install = {
     bin = { envclone = "bin/envclone", ["envclone-emulator"] = "bin/envclone-emulator" },

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks envclone-*.rockspec: `luarocks make` into a temporary tree for each
 # Lua version given (default 5.4 5.1), from a copy of the checkout (builtin
-# builds leave objects beside the sources); every lua/envclone/*.lua must be
+# builds leave objects beside the sources); every lua/envclone/**.lua must be
 # installed, and `require "envclone"` must load with the installed core.so.
 # Usage: scripts/check-rockspec.sh [5.1 5.2 5.3 5.4 ...]
 set -euo pipefail
@@ -20,12 +20,12 @@ for v in "${versions[@]}"; do
     echo "luarocks make failed for Lua $v" >&2
     exit 1
   }
-  for f in lua/envclone/*.lua; do
-    [ -f "$tree/share/lua/$v/envclone/$(basename "$f")" ] || {
+  while IFS= read -r f; do
+    [ -f "$tree/share/lua/$v/${f#lua/}" ] || {
       echo "the rockspec does not install $f (add it to build.modules)" >&2
       exit 1
     }
-  done
+  done < <(find lua/envclone -name '*.lua' | sort)
   lua="lua$v"
   command -v "$lua" >/dev/null || { echo "skipping the load check: no $lua"; continue; }
   LUA_PATH="$tree/share/lua/$v/?.lua;$tree/share/lua/$v/?/init.lua;;" LUA_CPATH="$tree/lib/lua/$v/?.so;;" \

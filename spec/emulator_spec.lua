@@ -150,6 +150,23 @@ describe("envclone emulator", function()
       assert.matches("rc=1", out, 1, true)
     end)
 
+    it("takes a fault plan at start, kept across resets; main() is the entry", function()
+      local f = emu.start{ faults = { rules = { { operation = "kontent.get_environment", queue = { "503" } } } } }
+      local url = f.base_urls.kontent .. "/projects/" .. KONTENT_ENV
+      assert.are.equal(503, (call("GET", url, { headers = KONTENT_AUTH })))
+      assert.are.equal(200, (call("GET", url, { headers = KONTENT_AUTH })))
+      f:reset()
+      assert.are.equal(503, (call("GET", url, { headers = KONTENT_AUTH })))
+      f:stop()
+      local p = io.popen("lua5.4 -e 'package.path=\"lua/?.lua;lua/?/init.lua;\"..package.path "
+        .. "os.exit(require(\"envclone.emulator\").main({\"--faults\", \"{bad\"}, "
+        .. "{ prog = \"envclone emulator\" }))' 2>&1; echo rc=$?")
+      local out = p:read("a")
+      p:close()
+      assert.matches("envclone emulator: --faults: invalid fault plan", out, 1, true)
+      assert.matches("rc=2", out, 1, true)
+    end)
+
     it("rejects unknown arguments", function()
       local p = io.popen("lua5.4 bin/envclone-emulator --bogus 2>&1; echo rc=$?")
       local out = p:read("a")

@@ -182,6 +182,7 @@ Emu.__close = Emu.stop
 
 --- Starts an emulator process on a free port and waits until it listens.
 -- @tparam[opt] table opts `kontent_clone_seconds`, `kontent_clone_outcome`,
+--   `faults` (a fault plan, table or JSON text, in force from the start and after each reset),
 --   `max_lifetime` (seconds, default 1800: a safety net against leaked processes),
 --   `quiet` (default true), `bin` (script path), `wait` (seconds, default 10)
 -- @treturn table the emulator handle (raises if it does not come up)
@@ -199,6 +200,10 @@ function M.start(opts)
   if opts.kontent_clone_outcome then
     args[#args + 1] = "--kontent-clone-outcome " .. shell_quote(opts.kontent_clone_outcome)
   end
+  if opts.faults then
+    local plan = type(opts.faults) == "table" and cjson.encode(opts.faults) or opts.faults
+    args[#args + 1] = "--faults " .. shell_quote(plan)
+  end
   local cmd = string.format("exec lua5.4 %s %s >%s 2>&1 </dev/null & echo $!",
     shell_quote(opts.bin or M.bin), table.concat(args, " "), shell_quote(log_file))
   local p = assert(io.popen(cmd, "r"))
@@ -215,12 +220,6 @@ function M.start(opts)
   end
   self.port = port
   self.url = "http://127.0.0.1:" .. port
-  self.base_urls = {
-    versori = self.url .. "/versori/api/v2",
-    qovery = self.url .. "/qovery",
-    kontent = self.url .. "/kontent/v2",
-    droplit = self.url .. "/droplit/v0",
-  }
   if not package.path:find("./lua/?.lua", 1, true) then
     package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
   end
@@ -229,15 +228,21 @@ function M.start(opts)
     -- the emulator is Lua 5.4 code: under LuaJIT / 5.1 ask lua5.4 for its tables
     local dump = io.popen("lua5.4 -e " .. shell_quote("package.path='./lua/?.lua;./lua/?/init.lua;'..package.path "
       .. "local m = require('envclone.emulator') "
-      .. "io.write(require('cjson').encode({ credentials = m.credentials, seed = m.seed }))"), "r")
+      .. "io.write(require('cjson').encode({ credentials = m.credentials, seed = m.seed, "
+      .. "prefixes = m.prefixes }))"), "r")
     local tables = dump and cjson.decode(dump:read("*a") or "")
     if dump then dump:close() end
     ok, emulator = tables ~= nil, tables
   end
-  if ok then
-    self.credentials = emulator.credentials
-    self.seed = emulator.seed
+  if not ok then
+    self:stop()
+    error("cannot load the emulator's tables (credentials, seed, prefixes)")
   end
+  self.credentials = emulator.credentials
+  self.seed = emulator.seed
+  -- one base URL per vendor API base: versori, versori_connect, qovery, kontent, droplit
+  self.base_urls = {}
+  for base, prefix in pairs(emulator.prefixes) do self.base_urls[base] = self.url .. prefix end
   return self
 end
 

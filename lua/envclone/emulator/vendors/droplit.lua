@@ -1,0 +1,126 @@
+--- Droplit.io in the emulator: environment create. Seed page 004.
+-- @module envclone.emulator.vendors.droplit
+
+local json = require("envclone.emulator.json")
+local util = require("envclone.emulator.util")
+
+local object, array = json.object, json.array
+
+local V = { name = "droplit" }
+
+V.bases = { droplit = "/droplit/v0" }
+
+V.credentials = { token = "emu-droplit-token" }
+
+V.seed = {
+  ecosystem_id = "E5cdeSeedEcosystem01",
+}
+
+local TYPES = {
+  [400] = "invalidParameters", [401] = "unauthorized", [404] = "missingParameters",
+  [405] = "invalidParameters", [413] = "invalidBody", [429] = "tooManyRequests",
+  [503] = "serviceUnavailable",
+}
+
+local function err(status, etype, name, parameter, message)
+  return { status = status, json = object{ errors = array{ object{
+    type = etype, name = name, parameter = parameter, message = message } } } }
+end
+
+--- The generic error in Droplit's shape.
+function V.error(_, status, message)
+  return err(status, TYPES[status] or "invalidParameters", util.REASONS[status] or "Error", nil, message)
+end
+
+function V.new_state()
+  return {
+    ecosystems = { [V.seed.ecosystem_id] = true },
+    environments = {},
+    aliases = {},
+  }
+end
+
+local function new_id()
+  return "E" .. util.random_chars(util.ALNUM, 20)
+end
+
+local function create_environment(emu, ctx)
+  local req = ctx.req
+  if req.headers["authorization"] ~= V.credentials.token then
+    return err(401, "unauthorized", "Unauthorized", "authorization",
+      "A valid token is required in the authorization header.")
+  end
+  if req.query and req.query ~= "" then
+    local param = req.query:match("^([^&=]*)") or ""
+    return err(400, "invalidParameters", "No Query String Allowed", param,
+      "No query string is allowed when calling this endpoint.")
+  end
+  local ctype = (req.headers["content-type"] or ""):match("^%s*([^;%s]+)")
+  if not ctype or ctype:lower() ~= "application/json" then
+    return err(400, "invalidParameters", "Body Parameters Missing", "ecosystemId",
+      "Body parameters are missing; the content-type header must be application/json.")
+  end
+  local body, members = json.decode_object(req.body)
+  if not body then
+    -- Emulator choice: a body that is not a JSON object is an invalid body.
+    return err(400, "invalidBody", "Body Parameters Missing", "ecosystemId", members)
+  end
+  local eco = body.ecosystemId
+  if type(eco) ~= "string" or eco == "" then
+    return err(400, "invalidParameters", "Body Parameters Missing", "ecosystemId",
+      "The body parameter ecosystemId is required.")
+  end
+  if members.meta ~= nil and json.kind(members.meta) ~= "object" then
+    return err(400, "invalidParameters", "Metadata Format Invalid", "meta",
+      "meta must be a JSON object.")
+  end
+  local alias = body.alias
+  if members.alias ~= nil then
+    if type(alias) ~= "string" or #alias < 1 or #alias > 64 or alias:find("[^%w_%.%-]") then
+      return err(400, "invalidParameters", "Alias Invalid", "alias",
+        "The alias must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' or '-'.")
+    end
+  end
+  local ds = ctx.state
+  if not ds.ecosystems[eco] then
+    return err(404, "missingParameters", "Ecosystem Missing", "ecosystemId",
+      "The ecosystem " .. eco .. " does not exist.")
+  end
+  if alias and ds.aliases[alias] then
+    return err(400, "invalidBody", "Alias Exists", "alias",
+      "An object with the alias '" .. alias .. "' already exists.")
+  end
+  if emu:capacity_reached() then
+    return err(503, "serviceUnavailable", "Service Unavailable", nil,
+      "Emulator capacity reached; reset it.")
+  end
+  local env = {
+    id = new_id(),
+    ecosystemId = eco,
+    alias = alias,
+    meta = members.meta and json.raw(members.meta) or object(),
+    createdAt = os.date("!%Y-%m-%d %H:%M:%S", math.floor(emu.clock())),
+    metadata_prefix = req.headers["x-system-metadata-prefix"] or "$",
+  }
+  ds.environments[env.id] = env
+  if alias then ds.aliases[alias] = env.id end
+  emu:applied(ctx.op, alias, true)
+  return { status = 201, json = object{
+    createdAt = env.createdAt, ecosystemId = eco, id = env.id, meta = env.meta, alias = alias,
+  } }
+end
+
+V.routes = {
+  { "POST", "api/environments", "create_environment", create_environment },
+}
+
+function V.state_view(_, state)
+  local envs = object()
+  for id, env in pairs(state.environments) do
+    envs[id] = object{ id = env.id, ecosystemId = env.ecosystemId, alias = env.alias, meta = env.meta,
+      createdAt = env.createdAt, metadata_prefix = env.metadata_prefix }
+  end
+  return object{ environments = envs }
+end
+
+return V

@@ -1,0 +1,250 @@
+--- Kontent.ai in the emulator: Management API v2 environment operations.
+-- Seed page 002.
+-- @module envclone.emulator.vendors.kontent
+
+local json = require("envclone.emulator.json")
+local util = require("envclone.emulator.util")
+
+local object, NULL = json.object, json.null
+
+local V = { name = "kontent" }
+
+V.bases = { kontent = "/kontent/v2" }
+
+V.credentials = { api_key = "emu-kontent-key" }
+
+V.seed = {
+  environment_id = "8d20758c-d74c-4f59-ae04-ee928c0816b7",
+  project_name = "Sample project",
+  environment_name = "Production",
+  role_id = "ee483b59-5a24-4010-b277-ae224c34bc71",
+}
+
+--- Settings of this vendor (control API `PUT /_emulator/config` and `--kontent-...` flags).
+V.config = {
+  { key = "kontent_clone_seconds", default = 2, kind = "number", arg = "S",
+    help = "seconds a clone stays in_progress (< 0: never)",
+    check = function(v)
+      if type(v) ~= "number" or v ~= v or v > 86400 then
+        return nil, "kontent_clone_seconds must be a number (< 0: never finishes)"
+      end
+      return v
+    end },
+  { key = "kontent_clone_outcome", default = "done", kind = "string", arg = "done|failed",
+    help = "how a clone ends",
+    check = function(v)
+      if v ~= "done" and v ~= "failed" then
+        return nil, "kontent_clone_outcome must be \"done\" or \"failed\""
+      end
+      return v
+    end },
+}
+
+-- Emulator choice: Kontent codes 5 (validation), 7 (auth), 100 (not found);
+-- other statuses use the HTTP status as error_code.
+local CODES = { [400] = 5, [401] = 7, [404] = 100 }
+
+local function err(ctx, status, code, message)
+  return { status = status, json = object{
+    request_id = ctx.request_id, error_code = code, message = message } }
+end
+
+--- The generic error in Kontent's shape.
+function V.error(ctx, status, message)
+  ctx = ctx or {}
+  ctx.request_id = ctx.request_id or util.new_hex(16)
+  return err(ctx, status, CODES[status] or status, message)
+end
+
+--- Every Kontent answer carries a request id, in the body of errors and in X-Request-Id.
+function V.begin(ctx)
+  ctx.request_id = util.new_hex(16)
+end
+
+function V.finish(ctx, resp)
+  if ctx.request_id then
+    resp.headers = resp.headers or {}
+    resp.headers["X-Request-Id"] = ctx.request_id
+  end
+end
+
+function V.new_state()
+  local ks = V.seed
+  return { environments = { [ks.environment_id] = {
+    id = ks.environment_id, project = ks.project_name, name = ks.environment_name,
+    is_production = true,
+  } } }
+end
+
+-- Cloning state of an environment. Emulator choice: evaluated when read, with
+-- the config in force at that moment; once `done`/`failed` has been seen it stays.
+local function cloning_state(emu, env)
+  local c = env.cloning
+  if not c then return "done" end
+  if c.final then return c.final end
+  local secs = emu.config.kontent_clone_seconds
+  if secs < 0 or emu.clock() - c.started < secs then return "in_progress" end
+  c.final = emu.config.kontent_clone_outcome == "failed" and "failed" or "done"
+  return c.final
+end
+
+local function view(env)
+  return object{ id = env.id, name = env.project, environment = env.name, is_production = env.is_production }
+end
+
+-- Auth + environment lookup shared by all Kontent operations.
+local function find_env(ctx)
+  if util.bearer(ctx.req) ~= V.credentials.api_key then
+    return nil, err(ctx, 401, 7,
+      "Missing or invalid API key. Please include a valid Management API key in the Authorization header.")
+  end
+  local env = ctx.state.environments[ctx.params.environment_id]
+  if not env then
+    return nil, err(ctx, 404, 100,
+      "The environment " .. ctx.params.environment_id .. " does not exist.")
+  end
+  return env
+end
+
+local function clone_environment(emu, ctx)
+  local source, failure = find_env(ctx)
+  if not source then return failure end
+  local body, members = json.decode_object(ctx.req.body)
+  if not body then return err(ctx, 400, 5, members) end
+  local field, msg = util.check_fields(body, { { "name", "string", true } })
+  if field then return err(ctx, 400, 5, msg) end
+  local len = util.count_chars(body.name)
+  if not len or len < 1 or len > 200 then
+    return err(ctx, 400, 5, "The name must be 1 to 200 characters long.")
+  end
+  local roles = body.roles_to_activate
+  if roles ~= nil and roles ~= NULL then
+    if json.kind(members.roles_to_activate) ~= "array" then
+      return err(ctx, 400, 5, "roles_to_activate must be an array of role IDs.")
+    end
+    for _, r in ipairs(roles) do
+      if type(r) ~= "string" then
+        return err(ctx, 400, 5, "roles_to_activate must contain role IDs (strings).")
+      end
+    end
+  end
+  local opts = body.copy_data_options
+  if opts ~= nil and opts ~= NULL then
+    if json.kind(members.copy_data_options) ~= "object" then
+      return err(ctx, 400, 5, "copy_data_options must be an object.")
+    end
+    for _, k in ipairs{ "content_items_assets", "content_item_version_history" } do
+      if opts[k] ~= nil and opts[k] ~= NULL and type(opts[k]) ~= "boolean" then
+        return err(ctx, 400, 5, "copy_data_options." .. k .. " must be a boolean.")
+      end
+    end
+  end
+  if emu:capacity_reached() then
+    return err(ctx, 503, 503, "Emulator capacity reached; reset it.")
+  end
+  local env = {
+    id = util.new_uuid(), project = source.project, name = body.name, is_production = false,
+    cloning = { started = emu.clock() },
+  }
+  ctx.state.environments[env.id] = env
+  emu:applied(ctx.op, body.name, true)
+  return { status = 200, json = object{
+    id = env.id,
+    management_api_key = util.bearer(ctx.req),
+    secured_delivery_api_key = NULL,
+    delivery_preview_api_key = NULL,
+  } }
+end
+
+local function get_cloning_state(emu, ctx)
+  local env, failure = find_env(ctx)
+  if not env then return failure end
+  return { status = 200, json = object{ cloning_state = cloning_state(emu, env) } }
+end
+
+local function get_environment(_, ctx)
+  local env, failure = find_env(ctx)
+  if not env then return failure end
+  return { status = 200, json = view(env) }
+end
+
+local function mark_environment_as_production(emu, ctx)
+  local env, failure = find_env(ctx)
+  if not env then return failure end
+  local raw = ctx.req.body
+  if raw and raw:find("%S") then
+    local body, derr = json.decode_object(raw)
+    if not body then return err(ctx, 400, 5, derr) end
+    local _, msg = util.check_fields(body, { { "enable_webhooks", "boolean" } })
+    if msg then return err(ctx, 400, 5, msg) end
+  end
+  if env.is_production then
+    return err(ctx, 400, 232, "The environment " .. env.id .. " is already marked as production.")
+  end
+  for _, other in pairs(ctx.state.environments) do
+    if other.project == env.project then other.is_production = false end
+  end
+  env.is_production = true
+  emu:applied(ctx.op, nil, false)
+  return { status = 204 }
+end
+
+local function rename_environment(emu, ctx)
+  local env, failure = find_env(ctx)
+  if not env then return failure end
+  local raw = ctx.req.body or ""
+  local ops, derr = json.decode(raw)
+  if ops == nil then
+    return err(ctx, 400, 5, "The request body is not valid JSON: " .. tostring(derr))
+  end
+  if json.kind(raw) ~= "array" or #ops < 1 then
+    return err(ctx, 400, 5, "The request body must be an array with at least one operation.")
+  end
+  local name
+  for i, op in ipairs(ops) do
+    if type(op) ~= "table" or op.op ~= "rename_environment" then
+      return err(ctx, 400, 5, "Operation " .. i .. ": the only allowed op is rename_environment.")
+    end
+    local len = type(op.value) == "string" and util.count_chars(op.value)
+    if not len or len < 1 or len > 200 then
+      return err(ctx, 400, 5, "Operation " .. i .. ": value must be a string of 1 to 200 characters.")
+    end
+    name = op.value
+  end
+  env.name = name
+  emu:applied(ctx.op, nil, false)
+  return { status = 200, json = view(env) }
+end
+
+local function delete_environment(emu, ctx)
+  local env, failure = find_env(ctx)
+  if not env then return failure end
+  if env.is_production then
+    return err(ctx, 400, 233, "The production environment can\u{2019}t be deleted.")
+  end
+  ctx.state.environments[env.id] = nil
+  emu:applied(ctx.op, nil, false)
+  return { status = 204 }
+end
+
+V.routes = {
+  { "POST", "projects/:environment_id/clone-environment", "clone_environment", clone_environment },
+  { "GET", "projects/:environment_id/environment-cloning-state", "get_cloning_state", get_cloning_state },
+  { "GET", "projects/:environment_id", "get_environment", get_environment },
+  { "PUT", "projects/:environment_id/mark-environment-as-production", "mark_environment_as_production",
+    mark_environment_as_production },
+  { "PATCH", "projects/:environment_id", "rename_environment", rename_environment },
+  { "DELETE", "projects/:environment_id", "delete_environment", delete_environment },
+}
+
+function V.state_view(emu, state)
+  local envs = object()
+  for id, env in pairs(state.environments) do
+    local v = view(env)
+    v.cloning_state = cloning_state(emu, env)
+    envs[id] = v
+  end
+  return object{ environments = envs }
+end
+
+return V
