@@ -31,7 +31,7 @@ local call -- function() -> true, or raises
 
 if which == "envclone" or which == "envclone-core" then
   local envclone = require("envclone")
-  local k = envclone.kontent{ api_key = "k", base_url = BASE, retry = false }
+  local k = envclone.kontent{ api_key = "bench-api-key", base_url = BASE, retry = false }
   if which == "envclone-core" then
     -- bypass the Lua layer: call the C closure of the operation directly
     local handle, ops = k._handle, {}

@@ -144,6 +144,12 @@ static void fuzz_check_error(const ec_client *c, int idx, const char *const *kin
     FUZZ_ASSERT(fuzz_one_line(line, n), "tostring(err) spans lines: %s", line);
     FUZZ_ASSERT(!fuzz_contains_secret(c, line, n), "tostring(err) shows a secret: %s", line);
     lua_pop(L, 1);
+    lua_getfield(L, idx, "body"); /* the raw text of an undecodable 2xx: may span lines, never shows a secret */
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *s = lua_tolstring(L, -1, &n);
+        FUZZ_ASSERT(!fuzz_contains_secret(c, s, n), "err.body shows a secret");
+    }
+    lua_pop(L, 1);
     static const char *const fields[] = { "message", "code", "request_id", "field", "retry_after_date", NULL };
     for (const char *const *f = fields; *f; f++) {
         lua_getfield(L, idx, *f);

@@ -366,14 +366,14 @@ describe("errors and secrets", function()
   end)
 
   it("constructors reject bad options loudly", function()
-    assert.has_error(function() envclone.kontent{ api_key = "k", tiemout = 3 } end)
-    assert.has_error(function() envclone.kontent{ api_key = "k", base_url = "ftp://x" } end)
+    assert.has_error(function() envclone.kontent{ api_key = "k-123456", tiemout = 3 } end)
+    assert.has_error(function() envclone.kontent{ api_key = "k-123456", base_url = "ftp://x" } end)
     assert.has_error(function() envclone.kontent{ api_key = "a\r\nb" } end)
     assert.has_error(function() envclone.kontent("key") end)
     assert.has_error(function()
-      envclone.kontent{ api_key = "k", base_url = "https://user:pw@manage.kontent.ai/v2" } end,
+      envclone.kontent{ api_key = "k-123456", base_url = "https://user:pw@manage.kontent.ai/v2" } end,
       "envclone.kontent: base_url must not contain user information (user:password@); pass credentials as options")
-    assert.is_truthy(envclone.kontent{ api_key = "k", base_url = "https://h/v2/@scope" })
+    assert.is_truthy(envclone.kontent{ api_key = "k-123456", base_url = "https://h/v2/@scope" })
   end)
 
   it("a connection refused is a transport error that was not sent", function()

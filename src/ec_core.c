@@ -7,6 +7,7 @@
 #include "ec_compat.h"
 #include "ec_error.h"
 #include "ec_marshal.h"
+#include "ec_mask.h"
 #include "ec_transport.h"
 
 #include <errno.h>
@@ -189,6 +190,11 @@ static int l_client(lua_State *L)
         if (*s == '\0' || !header_safe(s))
             return luaL_error(L, "envclone.%s: option '%s' must be non-empty and free of control characters",
                               vname, name);
+        /* a shorter value could not be told from ordinary words when it is
+         * masked in messages and bodies (ec_mask.h); no real credential is */
+        if (strlen(s) < EC_MASK_MIN_SECRET || strlen(s) > EC_MASK_MAX_SECRET)
+            return luaL_error(L, "envclone.%s: option '%s' must be %d to %d characters long", vname, name,
+                              EC_MASK_MIN_SECRET, EC_MASK_MAX_SECRET);
         c->secrets[i] = dup_string(L, s);
     }
     const char *base = opt_string(L, 2, vname, "base_url");

@@ -1,44 +1,14 @@
 /*
- * ec_error.c - error objects: construction, secret scrubbing, __tostring.
+ * ec_error.c - error objects: construction (messages masked by ec_mask), __tostring.
  */
 #include "ec_error.h"
+#include "ec_mask.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #define EC_MSG_MAX 512
-
-void ec_error_scrub(const ec_client *c, char *s, size_t size)
-{
-    if (c == NULL || c->vendor == NULL)
-        return;
-    for (int i = 0; i < EC_MAX_SECRETS; i++) {
-        const char *secret = c->secrets[i];
-        /* Very short secrets would blank out ordinary words; real tokens are
-         * far longer than this. */
-        if (secret == NULL || strlen(secret) < 4)
-            continue;
-        size_t slen = strlen(secret);
-        char *hit;
-        while ((hit = strstr(s, secret)) != NULL) {
-            size_t tail = strlen(hit + slen);
-            /* "***" is never longer than a scrubbed secret, so this shrinks. */
-            hit[0] = hit[1] = hit[2] = '*';
-            memmove(hit + 3, hit + slen, tail + 1);
-        }
-        /* A message cut to fit its buffer may end in the first part of a
-         * secret: blank a trailing run of 8 or more of its first bytes. */
-        size_t len = strlen(s);
-        for (size_t k = slen - 1; k >= 8; k--) {
-            if (k <= len && memcmp(s + len - k, secret, k) == 0) {
-                memcpy(s + len - k, "***", 4);
-                break;
-            }
-        }
-    }
-    (void)size;
-}
 
 void ec_error_str(lua_State *L, const char *key, const char *value)
 {
@@ -63,13 +33,18 @@ void ec_error_bool(lua_State *L, const char *key, int value)
 void ec_error_new(lua_State *L, const ec_client *c, const ec_op *op,
                   const char *kind, const char *message)
 {
-    char msg[EC_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s", message ? message : "");
-    ec_error_scrub(c, msg, sizeof msg);
+    /* masked whole, then cut: a cut first could leave part of a secret */
+    message = message ? message : "";
+    ec_mask_push(L, c, message, strlen(message));
+    size_t mlen;
+    const char *masked = lua_tolstring(L, -1, &mlen);
+    lua_pushlstring(L, masked, mlen < EC_MSG_MAX ? mlen : EC_MSG_MAX - 1);
+    lua_remove(L, -2);
 
     lua_createtable(L, 0, 12);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "message");
     ec_error_str(L, "kind", kind);
-    ec_error_str(L, "message", msg);
     ec_error_str(L, "vendor", op ? op->vendor : (c && c->vendor ? c->vendor->name : NULL));
     ec_error_str(L, "operation", op ? op->name : NULL);
     ec_error_bool(L, "retryable", 0);
@@ -92,10 +67,8 @@ int ec_error_validation(lua_State *L, const ec_client *c, const ec_op *op,
     ec_error_new(L, c, op, "validation", msg);
     /* the field may be a caller's key: it gets the message's scrubbing */
     if (field) {
-        char name[EC_MSG_MAX];
-        snprintf(name, sizeof name, "%s", field);
-        ec_error_scrub(c, name, sizeof name);
-        ec_error_str(L, "field", name);
+        ec_mask_push(L, c, field, strlen(field));
+        lua_setfield(L, -2, "field");
     }
     return 2;
 }

@@ -4,8 +4,8 @@
  * An error is a Lua table with the fields of DESIGN.md (kind, status, code,
  * message, request_id, retryable, vendor, operation, field, attempts,
  * maybe_applied, retry_after, body) and a metatable whose __tostring reads
- * as one line.  Messages pass through ec_error_scrub, so a secret the server
- * echoes back prints as ***.
+ * as one line.  Messages and fields pass through ec_mask, so a secret the
+ * server echoes back, in any form, prints as ***.
  */
 #ifndef EC_ERROR_H
 #define EC_ERROR_H
@@ -34,10 +34,6 @@ int ec_error_validation(lua_State *L, const ec_client *c, const ec_op *op,
     __attribute__((format(printf, 5, 6)))
 #endif
     ;
-
-/* Replaces every occurrence of the client's secrets in s (in place when it
- * fits, else truncated) with "***". */
-void ec_error_scrub(const ec_client *c, char *s, size_t size);
 
 /* Lua: core.error{...} builds an error table from Lua (used by the Lua layer). */
 int ec_error_lua_new(lua_State *L);

@@ -5,6 +5,7 @@
 #include "ec_marshal.h"
 #include "ec_error.h"
 #include "ec_json.h"
+#include "ec_mask.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -62,17 +63,21 @@ static void raw_field(lua_State *L, int idx, const char *name)
     lua_rawget(L, idx);
 }
 
-static int has_secret(const ec_client *c, const char *s, size_t n);
-
 static int too_large(vctx *v, const char *field)
 {
     return bad(v, field, "field '%s' makes the request body larger than %zu KiB", field, EC_MAX_BODY / 1024);
 }
 
-/* A short, printable excerpt of a rejected value for the message. */
-static void excerpt(const char *s, size_t n, char *out, size_t outlen)
+/* A short, printable excerpt of a rejected value for the message; "***"
+ * for a value that shows a credential (a cut excerpt could hide it from
+ * the masking of the whole message). */
+static void excerpt(const ec_client *c, const char *s, size_t n, char *out, size_t outlen)
 {
     size_t j = 0;
+    if (ec_mask_has(c, s, n)) {
+        snprintf(out, outlen, "***");
+        return;
+    }
     for (size_t i = 0; i < n && j + 5 < outlen; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (i == 40) {
@@ -146,9 +151,8 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
     if (chars < lo || chars > hi)
         return bad(v, name, "field '%s' must be %zu-%zu characters long, got %zu", name, lo, hi, chars);
     if (!format_ok(fmt, s, n)) {
-        char shown[64] = "***"; /* a credential passed as an id is not echoed, not even in part */
-        if (!has_secret(v->c, s, n))
-            excerpt(s, n, shown, sizeof shown);
+        char shown[64]; /* a credential passed as an id is not echoed, not even in part */
+        excerpt(v->c, s, n, shown, sizeof shown);
         return bad(v, name, "field '%s' must be %s, got \"%s\"", name, ec_format_name(fmt), shown);
     }
     if (f && f->reserved) {
@@ -209,7 +213,7 @@ static int encode_object_fields(vctx *v, const ec_field *children, const char *p
             if (lua_type(L, -1) == LUA_TSTRING) {
                 size_t n;
                 const char *k = lua_tolstring(L, -1, &n);
-                excerpt(k, n, shown, sizeof shown);
+                excerpt(v->c, k, n, shown, sizeof shown);
             }
             lua_pop(L, 1);
             snprintf(child, sizeof child, "%s.%s", parent, shown);
@@ -377,7 +381,7 @@ static int check_known_keys(vctx *v, int args)
         if (find_field(v->op, key) != NULL)
             continue;
         char shown[64] = "";
-        excerpt(key, klen, shown, sizeof shown);
+        excerpt(v->c, key, klen, shown, sizeof shown);
         const char *best = NULL;
         size_t best_d = 3; /* suggest only close matches */
         for (const ec_field *f = v->op->fields; f->name; f++) {
@@ -779,86 +783,22 @@ static void set_retry_after(lua_State *L, const char *header)
         ec_error_str(L, "retry_after_date", header);
 }
 
-/* Does the n bytes at s hold one of the client's secrets? */
-static int has_secret(const ec_client *c, const char *s, size_t n)
-{
-    for (int i = 0; i < EC_MAX_SECRETS; i++) {
-        const char *secret = c->secrets[i];
-        size_t sl = secret ? strlen(secret) : 0;
-        if (sl < 4)
-            continue;
-        for (size_t j = 0; j + sl <= n; j++)
-            if (s[j] == secret[0] && memcmp(s + j, secret, sl) == 0)
-                return 1;
-    }
-    return 0;
-}
-
-/* Pushes a copy of the n bytes at s with every secret of the client
- * replaced by "***" (s may hold NUL bytes, so this cannot use strstr). */
-static void push_scrubbed(lua_State *L, const ec_client *c, const char *s, size_t n)
-{
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    size_t i = 0;
-    while (i < n) {
-        size_t hit = 0;
-        for (int k = 0; k < EC_MAX_SECRETS && !hit; k++) {
-            const char *secret = c->secrets[k];
-            size_t sl = secret ? strlen(secret) : 0;
-            if (sl >= 4 && i + sl <= n && memcmp(s + i, secret, sl) == 0)
-                hit = sl;
-        }
-        if (hit) {
-            luaL_addstring(&b, "***");
-            i += hit;
-        } else {
-            luaL_addchar(&b, s[i]);
-            i++;
-        }
-    }
-    luaL_pushresult(&b);
-}
-
-/* Replaces, in the decoded JSON value at idx, every string value holding a
- * secret by its scrubbed copy: JSON escapes ("\/", "\u003d") hide a secret
- * from the scrub of the raw bytes.  Returns 1 when a key holds one (keys
- * cannot be renamed during traversal: the caller then drops the body). */
-static int scrub_tree(lua_State *L, const ec_client *c, int idx, int depth)
-{
-    int key_hit = 0;
-    if (depth > 600 || !lua_checkstack(L, 6))
-        return 1;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        size_t n;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tolstring(L, -2, &n);
-            key_hit |= has_secret(c, k, n);
-        }
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            const char *s = lua_tolstring(L, -1, &n);
-            if (has_secret(c, s, n)) {
-                push_scrubbed(L, c, s, n);
-                lua_pushvalue(L, -3);  /* key */
-                lua_insert(L, -2);     /* key, scrubbed */
-                lua_rawset(L, idx);    /* replacing an existing key's value is allowed */
-            }
-        } else if (lua_type(L, -1) == LUA_TTABLE) {
-            key_hit |= scrub_tree(L, c, lua_gettop(L), depth + 1);
-        }
-        lua_pop(L, 1);
-    }
-    return key_hit;
-}
-
 /* A header value as one printable line without secrets, or NULL. */
 static const char *clean_header(const ec_client *c, const char *v, char *out, size_t outlen)
 {
     if (v == NULL)
         return NULL;
-    one_line(v, strlen(v), out, outlen);
-    ec_error_scrub(c, out, outlen);
+    /* masked whole, then cut (a cut first could leave part of a secret) */
+    size_t n = strlen(v);
+    char *copy = malloc(n + 1);
+    if (copy == NULL) {
+        snprintf(out, outlen, "***");
+        return out;
+    }
+    memcpy(copy, v, n + 1);
+    n = ec_mask_inplace(c, copy, n, n + 1);
+    one_line(copy, n, out, outlen);
+    free(copy);
     return out;
 }
 
@@ -885,23 +825,22 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         /* A 2xx means the server did act: never retry a create over it. */
         ec_error_bool(L, "maybe_applied", strcmp(op->method, "GET") != 0);
         ec_error_bool(L, "retryable", !op->creates);
+        /* the raw text, so that a caller can still find a new id by hand */
+        ec_mask_push(L, c, resp->body, resp->body_len);
+        lua_setfield(L, -2, "body");
         return 2;
     }
 
     /* An error body may echo the credential (a proxy's "invalid token
-     * XYZ"): everything below reads a copy with the secrets blanked out,
-     * so no message, code, request id or err.body can carry one, however
-     * it is cut. A success body is returned as sent (Kontent's clone
-     * result holds the API key on purpose). */
+     * XYZ", percent- or JSON-escaped): everything below reads a copy masked
+     * before decoding, so no message, code, request id or err.body can
+     * carry one, however it is cut or escaped. A success body is returned
+     * as sent (Kontent's clone result holds the API key on purpose). */
     char ridhdr[128], lochdr[320], rahdr[64];
-    const char *body = resp->body;
-    size_t body_len = resp->body_len;
-    int scrubbed = 0;
-    if (has_secret(c, body, body_len)) {
-        push_scrubbed(L, c, body, body_len);
-        body = lua_tolstring(L, -1, &body_len);
-        scrubbed = lua_gettop(L);
-    }
+    size_t body_len;
+    ec_mask_push(L, c, resp->body, resp->body_len);
+    const char *body = lua_tolstring(L, -1, &body_len);
+    int masked = lua_gettop(L);
     const char *location = clean_header(c, resp->location, lochdr, sizeof lochdr);
     const char *retry_after = clean_header(c, resp->retry_after, rahdr, sizeof rahdr);
     const char *code = NULL, *message = NULL, *request_id = clean_header(c, resp->request_id, ridhdr, sizeof ridhdr);
@@ -909,11 +848,7 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     int have_body = 0;
     if (body_len > 0 && decode_json(L, body, body_len, why, sizeof why) == 0) {
         have_body = 1;
-        if (lua_type(L, -1) == LUA_TTABLE && scrub_tree(L, c, lua_gettop(L), 0)) {
-            lua_pop(L, 1); /* a secret in a key: keep no body at all */
-            have_body = 0;
-        }
-        if (have_body && lua_type(L, -1) == LUA_TTABLE) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
             code = first_of(L, code_paths, codebuf, sizeof codebuf);
             message = first_of(L, message_paths, msgbuf, sizeof msgbuf);
             if (code && message && strcmp(code, message) == 0) /* only "error" was there */
@@ -952,7 +887,6 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         lua_insert(L, -2); /* nil, err, body */
         lua_setfield(L, -2, "body");
     }
-    if (scrubbed)
-        lua_remove(L, scrubbed);
+    lua_remove(L, masked);
     return 2;
 }

@@ -35,10 +35,10 @@ Hostile.__index = Hostile
 
 -- A control call over plain HTTP (or HTTPS without verification: it is our
 -- own test server, and the control channel is not what is under test).
-function Hostile:control(method, path)
+function Hostile:control(method, path, body)
   local chunks = {}
   local req = { url = self.control_url .. path, method = method, sink = ltn12.sink.table(chunks),
-    headers = { ["content-length"] = "0" } }
+    headers = { ["content-length"] = tostring(body and #body or 0) }, source = body and ltn12.source.string(body) }
   local requester = http.request
   if self.tls then
     local https = require("ssl.https")
@@ -60,8 +60,19 @@ end
 --- Sets how the next vendor requests are answered.
 function Hostile:mode(name) return self:control("PUT", "/_hostile/mode/" .. name) end
 
+--- Answers the next vendor requests with `status`, the header lines in
+-- `headers` (a list of "Name: value") and `body`, byte for byte (a
+-- Content-Length is added).
+function Hostile:script(status, headers, body)
+  local lines = { "HTTP/1.1 " .. status .. " Scripted" }
+  for _, h in ipairs(headers or {}) do lines[#lines + 1] = h end
+  lines[#lines + 1] = "Content-Length: " .. #body
+  lines[#lines + 1] = "Connection: close"
+  return self:control("PUT", "/_hostile/script", table.concat(lines, "\r\n") .. "\r\n\r\n" .. body)
+end
+
 --- Counters: requests, other_requests, other_with_credential, bytes_sent (of
--- the last answer), last_path, last_had_credential, handshake_failures.
+-- the last answer), last_path, last_body, last_had_credential, handshake_failures.
 function Hostile:stats() return self:control("GET", "/_hostile/stats") end
 
 function Hostile:stop()

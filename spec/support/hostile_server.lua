@@ -12,12 +12,15 @@
 -- writes "MAIN OTHER\n" to the port file once both listen. Control, on main:
 --
 --    PUT  /_hostile/mode/NAME   how the next requests are answered (below)
+--    PUT  /_hostile/script      the request body is the raw HTTP answer (status
+--                               line, headers, body) sent, byte for byte, to
+--                               the next requests (mode "script")
 --    GET  /_hostile/stats       counters (JSON)
 --    POST /_hostile/shutdown
 --
 -- Modes: good, big_length, big_stream, endless, stall, badjson, deep,
 -- wrongtype, html, redirect_host, redirect_307, redirect_file, redirect_ftp,
--- headers_many, header_huge, garbage, close_early, echo.
+-- headers_many, header_huge, garbage, close_early, echo, script.
 --
 -- Everything is bounded: one connection at a time, 5 s socket timeouts,
 -- 64 KiB of request head, 1 MiB of request body, 64 MiB per streamed answer,
@@ -62,8 +65,9 @@ local DRIBBLE_SECONDS = 30
 local state = {
   mode = "good", requests = 0, other_requests = 0, other_with_credential = 0,
   bytes_sent = 0, last_path = "", last_had_credential = false, handshake_failures = 0,
-  last_headers = {},
+  last_headers = {}, last_body = "",
 }
+local script = "" -- the raw answer of mode "script"
 local running = true
 
 local GOOD = '{"id":"8d20758c-d74c-4f59-ae04-ee928c0816b7","name":"Sample project",'
@@ -255,7 +259,17 @@ function modes.bad_date(conn)
     "Content-Type: application/json" }, '{"message":"slow down, please"}')
 end
 
-local function control(conn, method, path)
+-- The raw answer set by PUT /_hostile/script.
+function modes.script(conn)
+  send(conn, script)
+end
+
+local function control(conn, method, path, body)
+  if path == "/_hostile/script" and method == "PUT" then
+    script = body
+    state.mode = "script"
+    return json(conn, 200, { mode = "script", bytes = #body })
+  end
   local name = path:match("^/_hostile/mode/([%w_]+)$")
   if name and (method == "PUT" or method == "POST") then
     if not modes[name] then return json(conn, 404, { error = "no such mode" }) end
@@ -282,13 +296,14 @@ local function handle_main(conn)
     end
     conn = wrapped
   end
-  local method, path, headers = read_request(conn)
+  local method, path, headers, body = read_request(conn)
   if not method then return end
-  if path:sub(1, 10) == "/_hostile/" then return control(conn, method, path) end
+  if path:sub(1, 10) == "/_hostile/" then return control(conn, method, path, body) end
   state.requests = state.requests + 1
   state.last_path = path
   state.last_had_credential = headers.authorization ~= nil or headers.cookie ~= nil
   state.last_headers = headers
+  state.last_body = body
   sent_now = 0
   modes[state.mode](conn, headers)
   state.bytes_sent = sent_now -- of the last vendor answer
