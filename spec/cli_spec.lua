@@ -1,9 +1,15 @@
--- The `envclone` command line against the emulator: arguments, exit codes,
--- JSON output, and credentials taken from the environment only.
+-- The `envclone` command line as a user runs it: spawned processes against
+-- the emulator (stdout and stderr are files here, not terminals; the
+-- terminal behaviour is in cli_tty_spec.lua). Subcommands and flags come
+-- from the operation table, exit codes are distinct per failure kind, and
+-- credentials come from the environment or a 0600 file and are never echoed.
 local emu = require("spec.support.emu")
 local cjson = require("cjson.safe")
+local envclone = require("envclone")
 
 local e
+
+local BUILD = os.getenv("ENVCLONE_BUILD") or "build"
 
 -- Runs bin/envclone with env vars `env`; returns exit code, stdout, stderr.
 local function run(env, args)
@@ -13,7 +19,7 @@ local function run(env, args)
   parts[#parts + 1] = os.getenv("ENVCLONE_LUA") or "lua5.4"
   parts[#parts + 1] = "bin/envclone"
   for _, a in ipairs(args) do parts[#parts + 1] = emu.quote(a) end
-  local ok, how, code = os.execute(table.concat(parts, " ") .. " >" .. out .. " 2>" .. err)
+  local ok, how, code = os.execute(table.concat(parts, " ") .. " >" .. out .. " 2>" .. err .. " </dev/null")
   if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
   if ok == true then code = 0 end
   local stdout, stderr = emu.read_file(out), emu.read_file(err)
@@ -22,67 +28,295 @@ local function run(env, args)
   return code, stdout, stderr, how
 end
 
-local function kontent_env()
-  return { KONTENT_API_KEY = e.credentials.kontent.api_key, ENVCLONE_KONTENT_URL = e.base_urls.kontent,
-    ENVCLONE_BUILD = os.getenv("ENVCLONE_BUILD") or "build" }
+-- The environment with no credential at all (the spec's own process may have some).
+local function bare_env()
+  return { ENVCLONE_BUILD = BUILD, KONTENT_API_KEY = "", VERSORI_TOKEN = "", VERSORI_COOKIE = "",
+    QOVERY_TOKEN = "", DROPLIT_TOKEN = "" }
 end
+
+local env_var = { versori = "VERSORI_TOKEN", qovery = "QOVERY_TOKEN", kontent = "KONTENT_API_KEY",
+  droplit = "DROPLIT_TOKEN" }
+
+local function vendor_env(vendor)
+  local env = bare_env()
+  env["ENVCLONE_" .. vendor:upper() .. "_URL"] = e.base_urls[vendor]
+  for option, var in pairs({ token = env_var[vendor], api_key = env_var[vendor], cookie = "VERSORI_COOKIE" }) do
+    if e.credentials[vendor][option] then env[var] = e.credentials[vendor][option] end
+  end
+  return env
+end
+
+local function kontent_env() return vendor_env("kontent") end
+
+local function last_request(operation)
+  local found
+  for _, r in ipairs(e:requests()) do if r.operation == operation then found = r end end
+  return found
+end
+
+local function kebab(name) return (name:gsub("(%l)(%u)", "%1-%2"):gsub("_", "-"):lower()) end
 
 setup(function() e = emu.start{ kontent_clone_seconds = 0.2 } end)
 teardown(function() if e then e:stop() end end)
 before_each(function() e:reset() end)
 
-describe("envclone command line", function()
-  it("clones with typed arguments and prints the result as JSON", function()
-    local code, out, err = run(kontent_env(), { "kontent", "clone_environment",
-      "environment_id=" .. e.seed.kontent.environment_id, "name=From the shell",
-      "roles_to_activate=" .. e.seed.kontent.role_id, 'copy_data_options={"content_items_assets":false}',
-      "--wait" })
+describe("envclone subcommands", function()
+  it("clones with generated flags, waits, and prints JSON when stdout is not a terminal", function()
+    local code, out, err = run(kontent_env(), { "kontent", "clone-environment",
+      "--environment-id", e.seed.kontent.environment_id, "--name", "Develop",
+      "--roles-to-activate", e.seed.kontent.role_id .. "," .. e.seed.kontent.role_id,
+      "--copy-data-options.content-items-assets", "--no-copy-data-options.content-item-version-history",
+      "--wait", "--poll-interval", "0.1" })
     assert.are.equal(0, code, err)
+    assert.are.equal("", err) -- no progress line when stderr is not a terminal
     local doc = assert(cjson.decode(out))
     assert.is_string(doc.result.id)
     assert.are.equal("done", doc.state.cloning_state)
-    local log = e:requests()
-    local clone
-    for _, r in ipairs(log) do if r.operation == "kontent.clone_environment" then clone = r end end
-    assert.are.equal('{"name":"From the shell","roles_to_activate":["' .. e.seed.kontent.role_id
-      .. '"],"copy_data_options":{"content_items_assets":false}}', clone.body)
+    local role = e.seed.kontent.role_id
+    assert.are.same({ name = "Develop", roles_to_activate = { role, role },
+      copy_data_options = { content_items_assets = true, content_item_version_history = false } },
+      cjson.decode(last_request("kontent.clone_environment").body))
   end)
 
-  it("exits 2 on a validation error and sends nothing", function()
-    local code, out, err = run(kontent_env(), { "kontent", "rename_environment",
-      "environment_id=" .. e.seed.kontent.environment_id, "name=" .. ("x"):rep(201) })
+  it("keeps the library's field=value form and snake_case names", function()
+    local code, out, err = run(kontent_env(), { "kontent", "clone_environment",
+      "environment_id=" .. e.seed.kontent.environment_id, "name=From the shell",
+      "roles_to_activate=" .. e.seed.kontent.role_id, 'copy_data_options={"content_items_assets":false}' })
+    assert.are.equal(0, code, err)
+    assert.is_string(assert(cjson.decode(out)).result.id)
+    assert.are.equal('{"name":"From the shell","roles_to_activate":["' .. e.seed.kontent.role_id
+      .. '"],"copy_data_options":{"content_items_assets":false}}', last_request("kontent.clone_environment").body)
+  end)
+
+  it("droplit create-environment --meta takes a JSON object", function()
+    local code, out, err = run(vendor_env("droplit"), { "droplit", "create-environment",
+      "--ecosystem-id", e.seed.droplit.ecosystem_id, "--meta", '{"customer":"acme","tier":"gold"}',
+      "--alias", "acme-cli", "--output", "json" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("acme-cli", assert(cjson.decode(out)).result.alias)
+    local r = last_request("droplit.create_environment")
+    assert.are.same({ ecosystemId = e.seed.droplit.ecosystem_id, meta = { customer = "acme", tier = "gold" },
+      alias = "acme-cli" }, cjson.decode(r.body))
+  end)
+
+  it("versori and qovery subcommands reach their routes", function()
+    local s = e.seed
+    local code, out, err = run(vendor_env("versori"), { "versori", "create-connection-version",
+      "--organisation-id", s.versori.organisation_id, "--connection-id", s.versori.connection_id, "--name", "v2.1.0" })
+    assert.are.equal(0, code, err)
+    assert.is_table(cjson.decode(out).result)
+    code, out, err = run(vendor_env("qovery"), { "qovery", "clone-application", "--application-id",
+      s.qovery.application_id, "--name", "web-preview", "--environment-id", s.qovery.environment_id })
+    assert.are.equal(0, code, err)
+    assert.is_table(cjson.decode(out).result)
+    assert.are.equal(2, e:stats().requests)
+  end)
+
+  it("--output text prints a summary, hiding keys; JSON never echoes the credential", function()
+    local code, out, err = run(kontent_env(), { "kontent", "clone-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--name", "Text", "--wait", "--poll-interval", "0.1", "--output", "text" })
+    assert.are.equal(0, code, err)
+    assert.matches("^kontent clone%-environment: ok, cloning done after %d+ s\n", out)
+    assert.matches("\n  id%s+%x+%-", out)
+    assert.is_nil(out:find(e.credentials.kontent.api_key, 1, true))
+    local _, json = run(kontent_env(), { "kontent", "clone-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--name", "Json" })
+    -- the emulator echoes the management key it was called with, as Kontent does
+    assert.are.equal("***", assert(cjson.decode(json)).result.management_api_key)
+    assert.is_nil(json:find(e.credentials.kontent.api_key, 1, true))
+  end)
+end)
+
+describe("envclone help", function()
+  it("lists the vendors and operations, and each vendor's operations", function()
+    local code, out = run(bare_env(), { "--help" })
+    assert.are.equal(0, code)
+    for _, op in ipairs(envclone.operations) do
+      assert.truthy(out:find(kebab(op.name), 1, true), op.name)
+    end
+    assert.matches("Exit status: 0 success", out)
+    local vcode, vout = run(bare_env(), { "kontent", "--help" })
+    assert.are.equal(0, vcode)
+    assert.matches("delete%-environment%s+DELETE%s+/projects/{environment_id}", vout)
+    assert.is_nil(vout:find("create-environment", 1, true))
+  end)
+
+  it("every operation's --help shows each field of the table: flag, type, format, required", function()
+    for _, op in ipairs(envclone.operations) do
+      local code, out, err = run(bare_env(), { op.vendor, kebab(op.name), "--help" })
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find(op.method .. " " .. op.path, 1, true), op.name)
+      for _, f in ipairs(op.fields) do
+        -- the field's block: its flag line and the indented lines under it
+        local head, body = out:match("\n(  %-%-" .. kebab(f.name):gsub("%-", "%%-") .. "%f[%s][^\n]*)\n(.-)\n  %S")
+        assert.is_string(head, op.name .. ": no flag for " .. f.name)
+        body = body:gsub("%s+", " ")
+        assert.are.equal(f.required, head:find(" %*$") ~= nil, op.name .. "." .. f.name .. " required mark")
+        assert.truthy(body:find(f.type == "table (object)" and "JSON object" or f.type, 1, true), f.name .. " type")
+        if f.format then assert.truthy(body:find(f.format, 1, true), f.name .. " format") end
+        if f.description then
+          assert.truthy(body:find(f.description:gsub("%s+", " "), 1, true), f.name .. " description")
+        end
+      end
+      assert.are.equal(envclone.waiters[op.vendor .. "." .. op.name] ~= nil, out:find("--wait ", 1, true) ~= nil)
+    end
+  end)
+
+  it("no field flag is shadowed by a command-line option", function()
+    local _, out = run(bare_env(), { "--help" })
+    local options = {}
+    for flag in out:gmatch("\n  (%-%-[%w-]+)") do options[flag] = true end
+    assert.is_true(options["--wait"] and options["--output"] and true)
+    for _, op in ipairs(envclone.operations) do
+      for _, f in ipairs(op.fields) do
+        assert.is_nil(options["--" .. kebab(f.name)], op.name .. "." .. f.name)
+        assert.is_nil(options["--no-" .. kebab(f.name)], op.name .. "." .. f.name)
+      end
+    end
+  end)
+end)
+
+describe("envclone exit codes", function()
+  it("2: usage errors, one line on stderr, nothing sent", function()
+    for _, args in ipairs{
+      {},
+      { "nobody", "clone" },
+      { "kontent", "nope" },
+      { "kontent", "rename-environment", "--environment-id", e.seed.kontent.environment_id, "--nmae", "x" },
+      { "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id, "--wait" },
+      { "kontent", "clone-environment", "--environment-id", e.seed.kontent.environment_id, "--name", "x",
+        "--copy-data-options.content-items-assets=maybe" },
+      { "kontent", "get-environment", "--environment-id" },
+      { "kontent", "get-environment", "--output", "yaml" },
+    } do
+      local code, out, err = run(kontent_env(), args)
+      assert.are.equal(2, code, table.concat(args, " "))
+      assert.are.equal("", out)
+      if #args > 0 then
+        assert.matches("^envclone: [^\n]+\n$", err)
+      else
+        assert.matches("^usage: envclone", err)
+      end
+    end
+    assert.are.equal(0, e:stats().requests)
+  end)
+
+  it("2: no credential is a usage error, before anything is sent", function()
+    local code, _, err = run(bare_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--base-url", e.base_urls.kontent })
     assert.are.equal(2, code)
+    assert.matches("needs KONTENT_API_KEY", err)
+    assert.are.equal(0, e:stats().requests)
+  end)
+
+  it("3: validation, nothing sent", function()
+    local code, out, err = run(kontent_env(), { "kontent", "rename-environment",
+      "--environment-id", e.seed.kontent.environment_id, "--name", ("x"):rep(201) })
+    assert.are.equal(3, code)
     assert.are.equal("", out)
     assert.matches("field 'name' must be 1%-200 characters", err)
-    assert.are.equal(0, e:stats().requests)
     local code2, _, err2 = run(kontent_env(), { "kontent", "get_environment", "environment_id=x", "colour=red" })
-    assert.are.equal(2, code2)
+    assert.are.equal(3, code2)
     assert.matches("unknown field 'colour'", err2)
+    assert.are.equal(0, e:stats().requests)
   end)
 
-  it("exits 1 with the vendor's error, and never prints the credential", function()
-    local code, out, err = run(kontent_env(), { "kontent", "delete_environment",
-      "environment_id=" .. e.seed.kontent.environment_id })
-    assert.are.equal(1, code)
+  it("4: the vendor's HTTP error; the credential is never printed", function()
+    local code, out, err = run(kontent_env(), { "kontent", "delete-environment",
+      "--environment-id", e.seed.kontent.environment_id })
+    assert.are.equal(4, code)
     assert.are.equal("", out)
-    assert.matches("http 400 %(code 233%)", err)
+    assert.matches("^[^\n]*http 400 %(code 233%)[^\n]*\n$", err)
     local env = kontent_env()
     env.KONTENT_API_KEY = "wrong-but-secret-key"
-    local code2, _, err2 = run(env, { "kontent", "get_environment",
-      "environment_id=" .. e.seed.kontent.environment_id })
-    assert.are.equal(1, code2)
+    local code2, _, err2 = run(env, { "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id })
+    assert.are.equal(4, code2)
     assert.matches("http 401", err2)
     assert.is_nil(err2:find("wrong-but-secret-key", 1, true))
   end)
 
-  it("reads credentials only from the environment", function()
+  it("5: transport (nothing listens)", function()
+    local socket = require("socket")
+    local s = assert(socket.bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    s:close()
+    local code, out, err = run(kontent_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--base-url", "http://127.0.0.1:" .. port .. "/kontent/v2", "--no-retry" })
+    assert.are.equal(5, code)
+    assert.are.equal("", out)
+    assert.matches("transport", err)
+  end)
+
+  it("6: the wait timed out; stderr names the clone that was created", function()
+    e:config{ kontent_clone_seconds = 30 }
+    local code, out, err = run(kontent_env(), { "kontent", "clone-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--name", "Slow", "--wait", "--wait-timeout", "0.5", "--poll-interval", "0.1" })
+    assert.are.equal(6, code)
+    assert.are.equal("", out)
+    local id = err:match("%(created ([%x-]+)%)\n$")
+    assert.is_string(id, err)
+    assert.are.equal(1, e:stats().applied.creates)
+  end)
+
+  it("7: the wait ended in a failed state", function()
+    e:config{ kontent_clone_outcome = "failed", kontent_clone_seconds = 0.1 }
+    local code, _, err = run(kontent_env(), { "kontent", "clone-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--name", "Doomed", "--wait", "--poll-interval", "0.1" })
+    assert.are.equal(7, code, err)
+    assert.matches("cloning failed", err)
+  end)
+end)
+
+describe("envclone credentials", function()
+  local function write(path, text, mode)
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    assert(os.execute("chmod " .. mode .. " " .. path))
+  end
+
+  it("--credentials FILE with mode 0600 supplies the credential", function()
+    local path = os.tmpname()
+    write(path, "# kontent\nKONTENT_API_KEY=" .. e.credentials.kontent.api_key .. "\n", "600")
+    local env = kontent_env()
+    env.KONTENT_API_KEY = "wrong-key-in-the-environment"
+    local code, out, err = run(env, { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path })
+    os.remove(path)
+    assert.are.equal(0, code, err)
+    assert.matches('"environment":"Production"', out)
+  end)
+
+  it("refuses a file others can read, and never prints what is in it", function()
+    local path = os.tmpname()
+    local secret = "kontent-SECRET-in-a-file-77"
+    write(path, "KONTENT_API_KEY=" .. secret .. "\n", "644")
+    local code, out, err = run(kontent_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.matches("must be 0600", err)
+    write(path, "KONTENT_KEY=" .. secret .. "\n", "600") -- misspelt name
+    local code2, _, err2 = run(kontent_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path })
+    os.remove(path)
+    assert.are.equal(2, code2)
+    assert.matches("line 1: unknown name KONTENT_KEY", err2)
+    assert.is_nil((err .. err2):find(secret, 1, true))
+    assert.are.equal(0, e:stats().requests)
+  end)
+
+  it("never reads a credential from the command line", function()
     local env = kontent_env()
     env.KONTENT_API_KEY = nil
     local code, _, err = run(env, { "kontent", "get_environment", "environment_id=" .. e.seed.kontent.environment_id,
       "api_key=" .. e.credentials.kontent.api_key })
     assert.are.equal(2, code)
-    assert.matches("unknown field 'api_key'", err)
     assert.is_nil(err:find(e.credentials.kontent.api_key, 1, true))
+    local code2, _, err2 = run(env, { "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id,
+      "--api-key", e.credentials.kontent.api_key })
+    assert.are.equal(2, code2)
+    assert.is_nil(err2:find(e.credentials.kontent.api_key, 1, true))
     assert.are.equal(0, e:stats().requests)
   end)
 
@@ -93,8 +327,7 @@ describe("envclone command line", function()
     local env = kontent_env()
     env.http_proxy = "http://127.0.0.1:" .. port
     env.HTTP_PROXY, env.ALL_PROXY = env.http_proxy, env.http_proxy
-    local code, out, err = run(env, { "kontent", "get_environment",
-      "environment_id=" .. e.seed.kontent.environment_id })
+    local code, out, err = run(env, { "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id })
     assert.are.equal(0, code, err)
     assert.matches('"environment":"Production"', out)
     trap:settimeout(0)
@@ -102,19 +335,31 @@ describe("envclone command line", function()
     trap:close()
     assert.are.equal(1, e:stats().requests)
   end)
+end)
 
-  it("lists the operations, and explains usage", function()
-    local code, out = run({ ENVCLONE_BUILD = os.getenv("ENVCLONE_BUILD") or "build" }, { "list" })
+describe("envclone list and emulator", function()
+  it("lists every operation on one line", function()
+    local code, out = run(bare_env(), { "list" })
     assert.are.equal(0, code)
     local n = 0
-    for _ in out:gmatch("\n[a-z]+%s+[a-z_]+%s+[A-Z]+") do n = n + 1 end
-    assert.are.equal(9, n) -- ten lines; the first has no leading newline
-    assert.matches("droplit%s+create_environment%s+POST%s+ecosystemId%*:string", out)
-    local ucode, _, uerr = run({}, {})
-    assert.are.equal(2, ucode)
-    assert.matches("usage: envclone", uerr)
-    local bcode, _, berr = run(kontent_env(), { "kontent", "nope" })
-    assert.are.equal(2, bcode)
-    assert.matches("unknown operation", berr)
+    for _ in out:gmatch("[^\n]+") do n = n + 1 end
+    assert.are.equal(#envclone.operations + 1, n)
+    assert.matches("droplit%s+create%-environment%s+POST%s+ecosystemId%*:string", out)
+  end)
+
+  it("envclone emulator starts the emulator", function()
+    local port_file = os.tmpname()
+    os.remove(port_file)
+    local p = assert(io.popen("exec lua5.4 bin/envclone emulator --port 0 --port-file " .. port_file
+      .. " --quiet --max-lifetime 60 >/dev/null 2>&1 </dev/null & echo $!"))
+    local pid = tonumber(p:read("*l"))
+    p:close()
+    local port = tonumber(emu.wait_for_port_file(pid, port_file, "^(%d+)\n", 10))
+    local other = setmetatable({ pid = pid, port_file = port_file, log_file = os.tmpname(),
+      url = "http://127.0.0.1:" .. tostring(port) }, getmetatable(e))
+    local status = port and other:request("GET", "/_emulator/stats")
+    other:stop()
+    assert.is_number(port)
+    assert.are.equal(200, status)
   end)
 end)

@@ -1,19 +1,43 @@
---- The `envclone` command line: one operation per invocation, arguments as
--- `field=value`, credentials from the environment (never from argv, which
--- other users can read in the process list), the result as JSON.
+--- The `envclone` command line.
 --
---     KONTENT_API_KEY=... envclone kontent clone_environment \
---         environment_id=8d20758c-d74c-4f59-ae04-ee928c0816b7 name=Develop --wait
+-- One operation per invocation, named in kebab-case after the library's
+-- method, with one flag per field of the operation table (so the command
+-- line cannot drift from the library):
 --
--- Exit status: 0 success, 1 the call failed (the error on stderr), 2 usage or
--- validation error (nothing was sent).
+--     KONTENT_API_KEY=... envclone kontent clone-environment \
+--         --environment-id 8d20758c-d74c-4f59-ae04-ee928c0816b7 --name Develop --wait
+--
+-- The older `field=value` arguments and snake_case operation names keep
+-- working. Credentials come from the environment or from `--credentials FILE`
+-- (mode 0600), never from argv, which other users can read in the process
+-- list. Output is JSON when stdout is not a terminal (or with `--output json`),
+-- a short summary on a terminal. Exit statuses: see `cli.exit_codes`.
 -- @module envclone.cli
 local envclone = require("envclone")
+local runtime = require("envclone.runtime")
 local cjson = require("cjson.safe")
 
 local cli = {}
 
---- Where each vendor's credentials come from.
+--- Exit statuses, one per kind of failure (also printed by `envclone --help`).
+-- @table exit_codes
+-- @field ok 0: success
+-- @field failure 1: anything else (e.g. the emulator could not start)
+-- @field usage 2: bad command line, missing credentials or credentials file; nothing was sent
+-- @field validation 3: envclone refused the arguments; nothing was sent
+-- @field http 4: the vendor answered with an error status
+-- @field transport 5: no usable answer (connection, TLS, DNS, malformed answer)
+-- @field timeout 6: the call or the `--wait` ran out of time
+-- @field state 7: the wait ended in a failed state (Kontent cloning failed)
+cli.exit_codes = { ok = 0, failure = 1, usage = 2, validation = 3, http = 4, transport = 5, timeout = 6, state = 7 }
+local EXIT = cli.exit_codes
+
+-- error kind -> exit status ("decode": the answer was not the JSON promised)
+local exit_for_kind = { validation = EXIT.validation, http = EXIT.http, transport = EXIT.transport,
+  decode = EXIT.transport, timeout = EXIT.timeout, state = EXIT.state }
+
+--- Where each vendor's credentials come from: client option -> environment
+-- variable (the same names are the keys of a `--credentials` file).
 cli.credential_env = {
   versori = { token = "VERSORI_TOKEN", cookie = "VERSORI_COOKIE" },
   qovery = { token = "QOVERY_TOKEN" },
@@ -21,147 +45,563 @@ cli.credential_env = {
   droplit = { token = "DROPLIT_TOKEN" },
 }
 
+-- ---- JSON: every byte of JSON the command line reads or writes goes through
+-- these two functions (issue 11 makes them exact: 64-bit integers, [] vs {}).
+
+--- Decodes JSON text from the command line; nil, message when it is not JSON.
+local function json_decode(text)
+  local value, err = cjson.decode(text)
+  if value == nil then return nil, tostring(err) end
+  return value
+end
+
+--- Encodes a result for stdout.
+local function json_encode(value)
+  return (assert(cjson.encode(value)))
+end
+
+-- ---- names: the library's snake_case and camelCase become the shell's kebab-case
+
+--- The command-line name of an operation or field: `clone_environment` ->
+-- `clone-environment`, `ecosystemId` -> `ecosystem-id`.
+-- @tparam string name
+-- @treturn string
+function cli.kebab(name)
+  return (name:gsub("(%l)(%u)", "%1-%2"):gsub("_", "-"):lower())
+end
+
+local vendors, vendor_ops = {}, {}
+for _, op in ipairs(envclone.operations) do
+  if not vendor_ops[op.vendor] then
+    vendors[#vendors + 1] = op.vendor
+    vendor_ops[op.vendor] = {}
+  end
+  table.insert(vendor_ops[op.vendor], op)
+end
+
 local function find_op(vendor, name)
-  for _, op in ipairs(envclone.operations) do
-    if op.vendor == vendor and op.name == name then return op end
+  for _, op in ipairs(vendor_ops[vendor] or {}) do
+    if op.name == name or cli.kebab(op.name) == name then return op end
   end
 end
 
-local function usage(out)
-  out:write([[
-usage: envclone VENDOR OPERATION [field=value ...] [options]
-       envclone list
-
-Arguments are the vendor's field names (see `envclone list`). Values are
-strings; booleans are true/false; arrays of strings are comma-separated or
-JSON (roles_to_activate=a,b); objects are JSON (copy_data_options='{"content_items_assets":true}').
-
-Options:
-  --base-url URL      API base URL (default: the vendor's, or $ENVCLONE_<VENDOR>_URL)
-  --timeout SECONDS   per attempt (default 30)
-  --no-retry          one attempt only
-  --wait              Kontent clone_environment: wait until the clone is done
-
-Credentials come from the environment only: VERSORI_TOKEN, VERSORI_COOKIE,
-QOVERY_TOKEN, KONTENT_API_KEY, DROPLIT_TOKEN.
-]])
+local function supports_wait(op)
+  return envclone.waiters[op.vendor .. "." .. op.name] ~= nil
 end
 
-local short_type = { ["array of strings"] = "string[]", ["table (object)"] = "object" }
+-- ---- options shared by every operation
+
+local OPTIONS = {
+  { "--output", "FORMAT", "json or text (default: text on a terminal, json otherwise)" },
+  { "--wait", nil, "wait until the operation is done (operations with a waiter only)", wait = true },
+  { "--wait-timeout", "SECONDS", "give up waiting after this long (default 600)", wait = true },
+  { "--poll-interval", "SECONDS", "first delay between polls while waiting (default 2)", wait = true },
+  { "--base-url", "URL", "API base URL (default: the vendor's, or $ENVCLONE_<VENDOR>_URL)" },
+  { "--timeout", "SECONDS", "per attempt (default 30)" },
+  { "--no-retry", nil, "one attempt only" },
+  { "--credentials", "FILE", "read credentials from FILE (NAME=value lines; must be mode 0600)" },
+  { "--help", nil, "this help (also -h)" },
+}
+local option_by_flag = {}
+for _, o in ipairs(OPTIONS) do option_by_flag[o[1]] = o end
+
+local EXIT_HELP = [[
+Exit status: 0 success, 1 other failure, 2 usage (bad command line or
+credentials; nothing sent), 3 validation (nothing sent), 4 the vendor
+answered with an HTTP error, 5 transport (no usable answer), 6 timeout,
+7 the wait ended in a failed state.
+]]
+
+local function credential_names()
+  local names = {}
+  for _, vendor in ipairs(vendors) do
+    for _, option in ipairs({ "token", "cookie", "api_key" }) do
+      local var = cli.credential_env[vendor][option]
+      if var then names[#names + 1] = var end
+    end
+  end
+  return table.concat(names, ", ")
+end
+
+local function write_options(out, op)
+  out:write("Options:\n")
+  for _, o in ipairs(OPTIONS) do
+    if not o.wait or not op or supports_wait(op) then
+      out:write(string.format("  %-26s %s\n", o[1] .. (o[2] and " " .. o[2] or ""), o[3]))
+    end
+  end
+end
+
+-- ---- help
+
+local function wrap(text, indent, width)
+  local lines, line = {}, indent
+  for word in text:gmatch("%S+") do
+    if #line > #indent and #line + 1 + #word > width then
+      lines[#lines + 1] = line
+      line = indent .. word
+    else
+      line = (#line > #indent) and (line .. " " .. word) or (line .. word)
+    end
+  end
+  if #line > #indent then lines[#lines + 1] = line end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function usage_top(out)
+  out:write("usage: envclone VENDOR OPERATION [--FIELD VALUE ...] [options]\n",
+    "       envclone VENDOR --help           the vendor's operations\n",
+    "       envclone VENDOR OPERATION --help the operation's fields\n",
+    "       envclone list                    every operation on one line\n",
+    "       envclone emulator [--port N] ...  the local emulator (envclone emulator --help)\n\n",
+    "Vendors and operations:\n")
+  for _, vendor in ipairs(vendors) do
+    local names = {}
+    for _, op in ipairs(vendor_ops[vendor]) do names[#names + 1] = cli.kebab(op.name) end
+    out:write(string.format("  %-8s %s\n", vendor, table.concat(names, ", ")))
+  end
+  out:write("\n")
+  write_options(out, nil)
+  out:write("\nCredentials come from the environment (", credential_names(), ")\n",
+    "or from --credentials FILE; never from the command line.\n\n", EXIT_HELP)
+end
+
+local function usage_vendor(out, vendor)
+  out:write("usage: envclone ", vendor, " OPERATION [--FIELD VALUE ...] [options]\n\n", "Operations:\n")
+  for _, op in ipairs(vendor_ops[vendor]) do
+    out:write(string.format("  %-31s %-6s %s\n", cli.kebab(op.name), op.method, op.path))
+    if op.description then out:write(wrap(op.description, "      ", 78)) end
+  end
+  local vars = {}
+  for option, var in pairs(cli.credential_env[vendor]) do vars[#vars + 1] = var .. " (" .. option .. ")" end
+  table.sort(vars)
+  out:write("\nCredentials: ", table.concat(vars, ", "), ".\n",
+    "`envclone ", vendor, " OPERATION --help` lists an operation's fields.\n")
+end
+
+local metavars = { ["array of strings"] = "LIST", ["table (object)"] = "JSON" }
+
+local function metavar(f)
+  if f.type == "boolean" then return nil end
+  if metavars[f.type] then return metavars[f.type] end
+  local fmt = f.format or ""
+  if fmt:find("UUID") then return "UUID" end
+  if fmt:find("ULID") then return "ULID" end
+  return "TEXT"
+end
+
+-- The facts the validator applies to a field, in words.
+local function field_facts(f)
+  local facts = { f.members and "JSON object with the members below" or f.type == "table (object)"
+    and "JSON object" or f.type }
+  if f["in"] == "path" then facts[#facts + 1] = "in the path"
+  elseif f["in"] == "header" then facts[#facts + 1] = "sent as the " .. (f.wire or f.name) .. " header" end
+  if f.format then
+    facts[#facts + 1] = (f.type == "array of strings" and "each " or "") .. f.format
+  end
+  if f.min_len and f.max_len and not f.format then
+    facts[#facts + 1] = string.format("%d-%d characters", f.min_len, f.max_len)
+  end
+  if f.max_items then facts[#facts + 1] = "at most " .. f.max_items .. " items, comma-separated or a JSON array" end
+  if f.max_depth then facts[#facts + 1] = "nested at most " .. f.max_depth .. " deep" end
+  if f.reserved then facts[#facts + 1] = "not " .. table.concat(f.reserved, " or ") end
+  return table.concat(facts, "; ")
+end
+
+local function write_field(out, f, prefix, required_mark)
+  local flag = "--" .. prefix .. cli.kebab(f.name)
+  local mv = metavar(f)
+  local head = "  " .. flag .. (mv and " " .. mv or "") .. (f.required and required_mark or "")
+  out:write(head, "\n", wrap(field_facts(f), "      ", 78))
+  if f.description then out:write(wrap(f.description, "      ", 78)) end
+  for _, m in ipairs(f.members or {}) do
+    write_field(out, m, prefix .. cli.kebab(f.name) .. ".", "")
+  end
+end
+
+local function usage_op(out, op)
+  local line = { "usage: envclone", op.vendor, cli.kebab(op.name) }
+  for _, f in ipairs(op.fields) do
+    if f.required then line[#line + 1] = "--" .. cli.kebab(f.name) .. " " .. metavar(f) end
+  end
+  line[#line + 1] = "[options]"
+  out:write(table.concat(line, " "), "\n\n")
+  if op.description then out:write(wrap(op.description, "", 78), "\n") end
+  out:write(op.method, " ", op.path, (op.page and "   (" .. op.page .. ")" or ""), "\n\n")
+  out:write("Fields (the vendor's names; * required):\n")
+  for _, f in ipairs(op.fields) do write_field(out, f, "", " *") end
+  out:write("  Booleans: --FLAG, --no-FLAG or --FLAG=true|false. The library's FIELD=VALUE form also works.\n\n")
+  write_options(out, op)
+  local vars = {}
+  for option, var in pairs(cli.credential_env[op.vendor]) do
+    if option == op.credential then vars[#vars + 1] = var end
+  end
+  out:write("\nCredential: ", table.concat(vars, ", "), " (or --credentials FILE).\n\n", EXIT_HELP)
+end
 
 local function list(out)
+  local short_type = { ["array of strings"] = "string[]", ["table (object)"] = "object" }
   for _, op in ipairs(envclone.operations) do
     local fields = {}
     for _, f in ipairs(op.fields) do
       fields[#fields + 1] = f.name .. (f.required and "*" or "") .. ":" .. (short_type[f.type] or f.type)
     end
-    out:write(string.format("%-8s %-31s %-6s %s\n", op.vendor, op.name, op.method, table.concat(fields, " ")))
+    out:write(string.format("%-8s %-31s %-6s %s\n", op.vendor, cli.kebab(op.name), op.method,
+      table.concat(fields, " ")))
   end
   out:write("(* required)\n")
 end
 
--- Turns "value" into the Lua type the field wants; nil, message when it cannot.
-local function convert(field, value)
+-- ---- arguments
+
+-- A usage error: raised inside the parser, caught by main.
+local function usage_error(msg, hint)
+  error({ usage = msg, hint = hint }, 0)
+end
+
+-- Turns the text `value` into the Lua value `field` wants.
+local function convert(field, value, shown)
   if field.type == "boolean" then
     if value == "true" then return true elseif value == "false" then return false end
-    return nil, "field '" .. field.name .. "' must be true or false"
+    usage_error(shown .. " must be true or false")
   elseif field.type == "array of strings" then
     if value:match("^%s*%[") then
-      local t, err = cjson.decode(value)
-      if type(t) ~= "table" then return nil, "field '" .. field.name .. "': " .. tostring(err) end
+      local t, err = json_decode(value)
+      if type(t) ~= "table" then usage_error(shown .. ": not a JSON array: " .. tostring(err or "")) end
       return envclone.array(t)
     end
     local items = {}
     for item in value:gmatch("[^,]+") do items[#items + 1] = item end
     return envclone.array(items)
   elseif field.type == "table (object)" then
-    local t, err = cjson.decode(value)
+    local t, err = json_decode(value)
     if type(t) ~= "table" then
-      return nil, "field '" .. field.name .. "' must be a JSON object: " .. tostring(err or "not an object")
+      usage_error(shown .. " must be a JSON object: " .. tostring(err or "not an object"))
     end
     return t
   end
   return value
 end
 
-local function parse(argv)
-  local vendor, opname = argv[1], argv[2]
-  local op = find_op(vendor or "", opname or "")
-  if not op then
-    return nil, "unknown operation '" .. tostring(vendor) .. " " .. tostring(opname) .. "' (see envclone list)"
-  end
-  local fields = {}
-  for _, f in ipairs(op.fields) do fields[f.name] = f end
-  local args, opts = {}, { retry = nil, wait = false }
-  local i = 3
-  while argv[i] do
-    local a = argv[i]
-    if a == "--base-url" or a == "--timeout" then
-      local v = argv[i + 1]
-      if not v then return nil, a .. " needs a value" end
-      if a == "--base-url" then opts.base_url = v else
-        opts.timeout = tonumber(v)
-        if not opts.timeout then return nil, "--timeout needs a number of seconds" end
-      end
-      i = i + 2
-    elseif a == "--no-retry" then
-      opts.retry = false
-      i = i + 1
-    elseif a == "--wait" then
-      opts.wait = true
-      i = i + 1
-    else
-      local name, value = a:match("^([%w_]+)=(.*)$")
-      if not name then return nil, "expected field=value or an option, got '" .. a .. "'" end
-      local field = fields[name]
-      local converted, err = value, nil
-      if field then converted, err = convert(field, value) end -- unknown names: envclone says which
-      if converted == nil then return nil, err end
-      args[name] = converted
-      i = i + 1
+-- flag name (without "--") -> { field = f, parent = object field or nil }
+local function flag_table(op)
+  local flags = {}
+  for _, f in ipairs(op.fields) do
+    flags[cli.kebab(f.name)] = { field = f }
+    for _, m in ipairs(f.members or {}) do
+      flags[cli.kebab(f.name) .. "." .. cli.kebab(m.name)] = { field = m, parent = f }
     end
   end
-  return op, args, opts
+  return flags
+end
+
+local function number_option(flag, v)
+  local n = tonumber(v)
+  if not n or n < 0 or n ~= n or n == math.huge then usage_error(flag .. " needs a number of seconds") end
+  return n
+end
+
+-- Parses argv into { vendor, op, args, opts }; raises usage errors.
+local function parse(argv)
+  local p = { args = {}, opts = {} }
+  local flags
+  local hint
+  local i = 1
+  local function value_of(flag, inline)
+    if inline then return inline end
+    local v = argv[i + 1]
+    if v == nil then usage_error(flag .. " needs a value", hint) end
+    i = i + 1
+    return v
+  end
+  while i <= #argv do
+    local a = argv[i]
+    local flag, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    flag = flag or a
+    local o = option_by_flag[flag]
+    if a == "-h" or flag == "--help" then
+      p.opts.help = true
+    elseif o then
+      local key = flag:sub(3):gsub("-", "_")
+      if o[2] == nil then
+        if inline then usage_error(flag .. " takes no value", hint) end
+        p.opts[key] = true
+      elseif key == "wait_timeout" or key == "poll_interval" or key == "timeout" then
+        p.opts[key] = number_option(flag, value_of(flag, inline))
+      else
+        p.opts[key] = value_of(flag, inline)
+      end
+    elseif a:sub(1, 2) == "--" then
+      if not p.op then usage_error("unknown option " .. flag, hint) end
+      local name = flag:sub(3)
+      local negated = name:match("^no%-(.+)$")
+      local entry = flags[name] or (negated and flags[negated])
+      if not entry then
+        usage_error("unknown option " .. flag .. " for " .. p.vendor .. " " .. cli.kebab(p.op.name), hint)
+      end
+      local f = entry.field
+      local v
+      if f.type == "boolean" then
+        if flags[name] then v = convert(f, inline or "true", flag) else
+          if inline then usage_error(flag .. " takes no value", hint) end
+          v = false
+        end
+      elseif not flags[name] then
+        usage_error("unknown option " .. flag, hint)
+      else
+        v = convert(f, value_of(flag, inline), flag)
+      end
+      if entry.parent then
+        local obj = p.args[entry.parent.name]
+        if obj == nil then obj = {}; p.args[entry.parent.name] = obj end
+        obj[f.name] = v
+      else
+        p.args[f.name] = v
+      end
+    elseif not p.vendor then
+      if not vendor_ops[a] then
+        usage_error("unknown vendor '" .. a .. "' (one of " .. table.concat(vendors, ", ") .. ")")
+      end
+      p.vendor = a
+      hint = "try 'envclone " .. a .. " --help'"
+    elseif not p.op then
+      p.op = find_op(p.vendor, a)
+      if not p.op then usage_error("unknown operation '" .. p.vendor .. " " .. a .. "'", hint) end
+      flags = flag_table(p.op)
+      hint = "try 'envclone " .. p.vendor .. " " .. cli.kebab(p.op.name) .. " --help'"
+    else
+      -- the library's form: field=value with the vendor's own field name
+      local name, value = a:match("^([%w_]+)=(.*)$")
+      if not name then usage_error("expected --FIELD VALUE, FIELD=VALUE or an option, got '" .. a .. "'", hint) end
+      local f
+      for _, x in ipairs(p.op.fields) do if x.name == name then f = x end end
+      -- an unknown name is passed on: the library names it in its validation error
+      p.args[name] = f and convert(f, value, "field '" .. name .. "'") or value
+    end
+    i = i + 1
+  end
+  if p.opts.output and p.opts.output ~= "json" and p.opts.output ~= "text" then
+    usage_error("--output must be json or text", hint)
+  end
+  if p.op and not p.opts.help and (p.opts.wait_timeout or p.opts.poll_interval or p.opts.wait) then
+    if not supports_wait(p.op) then
+      usage_error(p.vendor .. " " .. cli.kebab(p.op.name) .. " has nothing to wait for", hint)
+    end
+    if not p.opts.wait then usage_error("--wait-timeout and --poll-interval go with --wait", hint) end
+  end
+  p.hint = hint
+  return p
+end
+
+-- ---- credentials
+
+-- Reads NAME=value lines (blank lines and # comments allowed) from a file
+-- only its owner can read or write. Messages never include a value.
+local function read_credentials(path)
+  local lfs = require("lfs")
+  local attr = lfs.attributes(path)
+  if not attr then usage_error("--credentials: cannot read " .. path) end
+  if attr.mode ~= "file" then usage_error("--credentials: " .. path .. " is not a regular file") end
+  if attr.permissions ~= "rw-------" then
+    usage_error("--credentials: " .. path .. " has mode " .. attr.permissions
+      .. "; it must be 0600 (chmod 600 " .. path .. ")")
+  end
+  local f = io.open(path, "r")
+  if not f then usage_error("--credentials: cannot read " .. path) end
+  local known = {}
+  for _, vars in pairs(cli.credential_env) do
+    for _, var in pairs(vars) do known[var] = true end
+  end
+  local values, n = {}, 0
+  for line in f:lines() do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    if not line:match("^%s*$") and not line:match("^%s*#") then
+      local name, value = line:match("^%s*([%w_]+)%s*=(.*)$")
+      if not name then
+        f:close()
+        usage_error("--credentials: " .. path .. " line " .. n .. " is not NAME=value")
+      end
+      if not known[name] then
+        f:close()
+        usage_error("--credentials: " .. path .. " line " .. n .. ": unknown name " .. name)
+      end
+      values[name] = value
+    end
+  end
+  f:close()
+  return values
+end
+
+-- ---- output
+
+local function isatty(fd)
+  -- the shell inherits our descriptors, so `test -t` answers for this process
+  local ok = os.execute("test -t " .. fd)
+  return ok == true or ok == 0
+end
+
+-- Any string that holds a credential we sent prints as *** (a vendor may
+-- echo it back in a result).
+local function scrub(value, secrets, depth)
+  depth = depth or 0
+  if type(value) == "string" then
+    for _, s in ipairs(secrets) do
+      if value:find(s, 1, true) then return "***" end
+    end
+  elseif type(value) == "table" and depth < 64 then
+    local copy = {}
+    for k, v in pairs(value) do copy[k] = scrub(v, secrets, depth + 1) end
+    return setmetatable(copy, getmetatable(value))
+  end
+  return value
+end
+
+-- Result fields a terminal shows as *** (new environments' keys and tokens);
+-- --output json prints them.
+local function secret_name(k)
+  local l = tostring(k):lower()
+  return l:find("key$") or l:find("token") or l:find("secret") or l:find("cookie") or l:find("password")
+end
+
+local function summary(out, op, res, state, waited)
+  local head = op.vendor .. " " .. cli.kebab(op.name) .. ": ok"
+  if state and type(state) == "table" and state.cloning_state then
+    head = head .. string.format(", cloning %s after %.0f s", tostring(state.cloning_state), waited or 0)
+  end
+  out:write(head, "\n")
+  if type(res) ~= "table" then return end
+  local rows = {}
+  for k, v in pairs(res) do rows[#rows + 1] = { tostring(k), v } end
+  table.sort(rows, function(a, b) return a[1] < b[1] end)
+  local hidden = false
+  for _, row in ipairs(rows) do
+    local k, v = row[1], row[2]
+    local shown
+    if v == envclone.null then shown = "-"
+    elseif secret_name(k) and v ~= "***" then shown = "***"; hidden = true
+    elseif type(v) == "table" then shown = json_encode(v)
+    else shown = tostring(v) end
+    out:write(string.format("  %-24s %s\n", k, shown))
+  end
+  if hidden then out:write("  (keys hidden on a terminal: --output json prints them)\n") end
+end
+
+-- The live line while waiting: state, elapsed time, next poll.
+local function progress_writer(errout)
+  return function(state, elapsed, poll, err, next_delay)
+    local what = type(state) == "table" and state.cloning_state or (err and "poll failed" or "starting")
+    local line = string.format("waiting: cloning %s, %.1fs elapsed, poll %d", tostring(what), elapsed, poll)
+    if next_delay then line = line .. string.format(", next poll in %.1fs", next_delay) end
+    errout:write("\r\27[K", line)
+    errout:flush()
+  end
+end
+
+-- ---- main
+
+local function run_emulator(argv, errout)
+  local rest = {}
+  for i = 2, #argv do rest[#rest + 1] = argv[i] end
+  local ok, emulator = pcall(require, "envclone.emulator")
+  if not ok then
+    errout:write("envclone: the emulator is not installed: ", tostring(emulator), "\n")
+    return EXIT.failure
+  end
+  return emulator.main(rest)
 end
 
 --- Runs the command line.
--- @tparam table argv the arguments (arg)
--- @param out file for results
--- @param errout file for errors
--- @treturn integer exit status
-function cli.main(argv, out, errout)
+-- @tparam table argv the arguments (`arg`)
+-- @param[opt=io.stdout] out file for results and help
+-- @param[opt=io.stderr] errout file for errors and the progress line
+-- @tparam[opt] table tty `{ out = boolean, err = boolean }`: whether `out`
+--   and `errout` are terminals (default: asks the system about stdout and stderr)
+-- @treturn integer exit status (see `exit_codes`)
+function cli.main(argv, out, errout, tty)
   out, errout = out or io.stdout, errout or io.stderr
-  if not argv[1] or argv[1] == "--help" or argv[1] == "-h" then
-    usage(argv[1] and out or errout)
-    return argv[1] and 0 or 2
-  end
+  if argv[1] == "emulator" then return run_emulator(argv, errout) end
   if argv[1] == "list" then
     list(out)
-    return 0
+    return EXIT.ok
   end
-  local op, args, opts = parse(argv)
-  if not op then
-    errout:write("envclone: ", args, "\n")
-    return 2
-  end
-  local client_opts = { base_url = opts.base_url or os.getenv("ENVCLONE_" .. op.vendor:upper() .. "_URL"),
-    timeout = opts.timeout, retry = opts.retry }
-  for option, var in pairs(cli.credential_env[op.vendor]) do client_opts[option] = os.getenv(var) end
-  local ok, client = pcall(envclone[op.vendor], client_opts)
+  if argv[1] == "help" then argv = { "--help" } end
+  local ok, p = pcall(parse, argv)
   if not ok then
-    errout:write(tostring(client), "\n")
-    return 2
+    if type(p) ~= "table" or not p.usage then error(p, 0) end
+    errout:write("envclone: ", p.usage, p.hint and (" (" .. p.hint .. ")") or "", "\n")
+    return EXIT.usage
   end
-  if opts.wait then args.wait = true end
+  if p.opts.help or not p.vendor then
+    local to = p.opts.help and out or errout
+    if p.op then usage_op(to, p.op) elseif p.vendor then usage_vendor(to, p.vendor) else usage_top(to) end
+    return p.opts.help and EXIT.ok or EXIT.usage
+  end
+  if not p.op then
+    usage_vendor(errout, p.vendor)
+    return EXIT.usage
+  end
+  local op = p.op
+  tty = tty or { out = out == io.stdout and isatty(1), err = errout == io.stderr and isatty(2) }
+
+  local file_creds = {}
+  if p.opts.credentials then
+    local cok, values = pcall(read_credentials, p.opts.credentials)
+    if not cok then
+      if type(values) ~= "table" then error(values, 0) end
+      errout:write("envclone: ", values.usage, "\n")
+      return EXIT.usage
+    end
+    file_creds = values
+  end
+  local client_opts = { base_url = p.opts.base_url or os.getenv("ENVCLONE_" .. op.vendor:upper() .. "_URL"),
+    timeout = p.opts.timeout, retry = p.opts.no_retry and false or nil }
+  local secrets = {}
+  for option, var in pairs(cli.credential_env[op.vendor]) do
+    local v = file_creds[var] or os.getenv(var)
+    if v == "" then v = nil end
+    client_opts[option] = v
+    if v then secrets[#secrets + 1] = v end
+  end
+  if op.credential and client_opts[op.credential] == nil then
+    errout:write("envclone: ", op.vendor, " ", cli.kebab(op.name), " needs ",
+      cli.credential_env[op.vendor][op.credential], " in the environment or in --credentials FILE\n")
+    return EXIT.usage
+  end
+  local cok, client = pcall(envclone[op.vendor], client_opts)
+  if not cok then
+    errout:write(tostring(client), "\n")
+    return EXIT.usage
+  end
+
+  local args = p.args
+  local started = runtime.now()
+  if p.opts.wait then
+    args.wait = true
+    args.wait_timeout = p.opts.wait_timeout
+    args.wait_interval = p.opts.poll_interval
+    if tty.err then args.on_progress = progress_writer(errout) end
+  end
   local res, extra = client[op.name](client, args)
   client:close()
+  if args.on_progress then errout:write("\r\27[K") end
   if res == nil then
-    errout:write(tostring(extra), "\n")
-    return extra.kind == "validation" and 2 or 1
+    local line = tostring(extra)
+    if type(extra) == "table" and type(extra.created) == "table" and extra.created.id then
+      line = line .. " (created " .. tostring(extra.created.id) .. ")"
+    end
+    errout:write(line, "\n")
+    return type(extra) == "table" and exit_for_kind[extra.kind] or EXIT.failure
   end
-  local text = cjson.encode({ result = res, state = opts.wait and extra or nil })
-  out:write(text or "null", "\n")
-  return 0
+  res = scrub(res, secrets)
+  local state = p.opts.wait and scrub(extra, secrets) or nil
+  local format = p.opts.output or (tty.out and "text" or "json")
+  if format == "text" then
+    summary(out, op, res, state, runtime.now() - started)
+  else
+    out:write(json_encode({ result = res, state = state }), "\n")
+  end
+  return EXIT.ok
 end
 
 return cli

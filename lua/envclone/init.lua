@@ -78,6 +78,10 @@ local vendor_ops = {}       -- vendor -> name -> op
 
 -- Operations that take `wait = true`, and the waiter that follows them.
 local waiters = { ["kontent.clone_environment"] = "wait_for_cloning" }
+--- The operations that take `wait = true`: `"vendor.operation"` -> the
+-- waiter method that follows them (e.g. `"kontent.clone_environment"` ->
+-- `"wait_for_cloning"`). Read it; do not change it.
+envclone.waiters = waiters
 
 local function make_method(op)
   local waiter = waiters[op.vendor .. "." .. op.name]

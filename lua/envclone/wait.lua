@@ -31,8 +31,10 @@ end
 -- @tparam function fn
 -- @tparam[opt] table opts `timeout` (600 s), `interval` (2 s, first delay),
 --   `max_interval` (30 s), `backoff` (1.5, growth per poll),
---   `on_progress(state, elapsed, poll, err)` after each poll (err: a retryable
---   failure of that poll), `what` (names the wait in errors)
+--   `on_progress(state, elapsed, poll, err, next_delay)` after each poll (err:
+--   a retryable failure of that poll; next_delay: seconds until the next poll,
+--   nil when the deadline has passed and no poll follows), `what` (names the
+--   wait in errors)
 -- @return value, or nil and an error (kind "timeout" when the deadline passed)
 function wait.until_done(fn, opts)
   opts = opts or {}
@@ -57,24 +59,24 @@ function wait.until_done(fn, opts)
     else
       last_state = value
     end
-    if opts.on_progress then opts.on_progress(last_state, elapsed, poll, last_err) end
     local delay = interval
     -- a throttled poll waits as long as the server asked
     if last_err and type(last_err.retry_after) == "number" then
       delay = math.max(delay, last_err.retry_after)
     end
-    if elapsed + delay > timeout then
-      local remaining = timeout - elapsed
-      if remaining <= 0 then
-        return nil, core.error{
-          kind = "timeout", vendor = opts.vendor, operation = opts.what or "wait",
-          message = string.format("gave up after %.1f s and %d polls (last state: %s)",
-            elapsed, poll, type(last_state) == "table" and (last_state.cloning_state or "?")
-              or tostring(last_state)),
-          state = last_state, attempts = poll, retryable = true,
-        }
-      end
-      delay = remaining
+    local remaining = timeout - elapsed
+    if delay > remaining then delay = math.max(remaining, 0) end
+    if opts.on_progress then
+      opts.on_progress(last_state, elapsed, poll, last_err, remaining > 0 and delay or nil)
+    end
+    if remaining <= 0 then
+      return nil, core.error{
+        kind = "timeout", vendor = opts.vendor, operation = opts.what or "wait",
+        message = string.format("gave up after %.1f s and %d polls (last state: %s)",
+          elapsed, poll, type(last_state) == "table" and (last_state.cloning_state or "?")
+            or tostring(last_state)),
+        state = last_state, attempts = poll, retryable = true,
+      }
     end
     runtime.sleep(delay)
     interval = math.min(interval * backoff, max_interval)
