@@ -347,19 +347,26 @@ describe("envclone list and emulator", function()
     assert.matches("droplit%s+create%-environment%s+POST%s+ecosystemId%*:string", out)
   end)
 
-  it("envclone emulator starts the emulator", function()
+  it("envclone emulator starts the emulator, with a fault plan", function()
     local port_file = os.tmpname()
     os.remove(port_file)
+    local plan = '{"rules":[{"operation":"kontent.get_environment","queue":["503"]}]}'
     local p = assert(io.popen("exec lua5.4 bin/envclone emulator --port 0 --port-file " .. port_file
-      .. " --quiet --max-lifetime 60 >/dev/null 2>&1 </dev/null & echo $!"))
+      .. " --faults " .. emu.quote(plan) .. " --quiet --max-lifetime 60 >/dev/null 2>&1 </dev/null & echo $!"))
     local pid = tonumber(p:read("*l"))
     p:close()
     local port = tonumber(emu.wait_for_port_file(pid, port_file, "^(%d+)\n", 10))
     local other = setmetatable({ pid = pid, port_file = port_file, log_file = os.tmpname(),
       url = "http://127.0.0.1:" .. tostring(port) }, getmetatable(e))
     local status = port and other:request("GET", "/_emulator/stats")
+    local env = kontent_env()
+    env.ENVCLONE_KONTENT_URL = other.url .. "/kontent/v2"
+    local code, _, err = run(env, { "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id,
+      "--no-retry" })
     other:stop()
     assert.is_number(port)
     assert.are.equal(200, status)
+    assert.are.equal(4, code)
+    assert.matches("http 503", err)
   end)
 end)

@@ -153,7 +153,7 @@ local function usage_top(out)
     "       envclone VENDOR --help           the vendor's operations\n",
     "       envclone VENDOR OPERATION --help the operation's fields\n",
     "       envclone list                    every operation on one line\n",
-    "       envclone emulator [--port N] ...  the local emulator (envclone emulator --help)\n\n",
+    "       envclone emulator [--port N] [--faults PLAN]  the local emulator (see --help)\n\n",
     "Vendors and operations:\n")
   for _, vendor in ipairs(vendors) do
     local names = {}
@@ -508,7 +508,7 @@ local function run_emulator(argv, errout)
     errout:write("envclone: the emulator is not installed: ", tostring(emulator), "\n")
     return EXIT.failure
   end
-  return emulator.main(rest)
+  return emulator.main(rest, { prog = "envclone emulator", stderr = errout })
 end
 
 --- Runs the command line.
@@ -555,7 +555,8 @@ function cli.main(argv, out, errout, tty)
     file_creds = values
   end
   local client_opts = { base_url = p.opts.base_url or os.getenv("ENVCLONE_" .. op.vendor:upper() .. "_URL"),
-    timeout = p.opts.timeout, retry = p.opts.no_retry and false or nil }
+    timeout = p.opts.timeout }
+  if p.opts.no_retry then client_opts.retry = false end
   local secrets = {}
   for option, var in pairs(cli.credential_env[op.vendor]) do
     local v = file_creds[var] or os.getenv(var)
