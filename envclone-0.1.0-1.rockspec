@@ -33,7 +33,7 @@ build = {
   modules = {
     ["envclone.core"] = {
       sources = {
-        "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_error.c", "src/ec_marshal.c",
+        "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_mask.c", "src/ec_error.c", "src/ec_marshal.c",
         "src/ec_core.c", "src/ec_curl.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

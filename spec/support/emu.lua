@@ -4,6 +4,7 @@
 --    local e = emu.start{ kontent_clone_seconds = 1 }
 --    -- e.port, e.url, e.base_urls.{versori,qovery,kontent,droplit}, e.credentials, e.seed
 --    e:stats(); e:requests(); e:reset(); e:config{...}; e:faults(plan); e:clear_faults()
+--    e:concurrency(); e:reset_concurrency()
 --    e:stop()
 --
 -- Specs run from the repository root (package.path includes ./?.lua).
@@ -133,6 +134,16 @@ function Emu:faults(plan) return self:control("PUT", "faults", plan) end
 --- Removes the fault plan.
 function Emu:clear_faults() return self:control("DELETE", "faults") end
 
+--- Concurrency seen since start, reset or `reset_concurrency`: `connections` (open now),
+-- `max_connections`, `requests_in_flight`, `max_requests_in_flight` (vendor requests between
+-- being read and their answer being written) and `max_in_flight_per_key.kontent[ENV_ID]`
+-- (the same, per Kontent environment). The emulator answers at once unless told otherwise:
+-- give the fault plan a `delay` (e.g. `e:faults{ delay = 0.05 }`) to make overlaps visible.
+function Emu:concurrency() return self:control("GET", "concurrency") end
+
+--- Restarts the concurrency maxima from the current values; returns them.
+function Emu:reset_concurrency() return self:control("DELETE", "concurrency") end
+
 --- Whether the emulator process is still running.
 --- Marks an option to leave out in `Emu:client` (e.g. `{ token = emu.OMIT }`).
 M.OMIT = setmetatable({}, { __name = "emu.OMIT" })
@@ -182,6 +193,8 @@ Emu.__close = Emu.stop
 
 --- Starts an emulator process on a free port and waits until it listens.
 -- @tparam[opt] table opts `kontent_clone_seconds`, `kontent_clone_outcome`,
+--   `kontent_rate_limit` (default false here, although the emulator's own default is on:
+--   true enforces Kontent's 10 requests/s and 400 requests/min per environment with 429s),
 --   `faults` (a fault plan, table or JSON text, in force from the start and after each reset),
 --   `max_lifetime` (seconds, default 1800: a safety net against leaked processes),
 --   `quiet` (default true), `bin` (script path), `wait` (seconds, default 10)
@@ -200,6 +213,9 @@ function M.start(opts)
   if opts.kontent_clone_outcome then
     args[#args + 1] = "--kontent-clone-outcome " .. shell_quote(opts.kontent_clone_outcome)
   end
+  -- Kontent's per-environment rate limit (10/s, 400/min) is off unless asked for: most
+  -- suites fire Kontent calls back to back at one environment
+  args[#args + 1] = "--kontent-rate-limit " .. (opts.kontent_rate_limit and "on" or "off")
   if opts.faults then
     local plan = type(opts.faults) == "table" and cjson.encode(opts.faults) or opts.faults
     args[#args + 1] = "--faults " .. shell_quote(plan)

@@ -6,7 +6,9 @@
 --    POST   reset        state, counters, log, faults, config and concurrency back to their start values
 --    GET|PUT config      the vendors' settings (see each vendor module's `config`)
 --    GET|PUT|DELETE faults   the fault plan (see envclone.emulator.faults)
---    GET    concurrency  most concurrent connections, vendor requests and requests per limit key seen
+--    GET    concurrency  open connections now; the most connections carrying vendor requests open
+--                        at once, vendor requests in flight at once, and the same per limit key
+--                        (Kontent: per environment), since start, reset or DELETE
 --    DELETE concurrency  restarts those maxima from the current values
 --    POST   shutdown     stops the server after answering
 -- @module envclone.emulator.control
@@ -64,6 +66,7 @@ local function concurrency_view(emu)
   for vendor, keys in pairs(c.max_per_key) do per_key[vendor] = copy_counts(keys) end
   return object{
     connections = emu.connections,
+    vendor_connections = c.vendor_connections,
     max_connections = c.max_connections,
     requests_in_flight = c.in_flight,
     max_requests_in_flight = c.max_in_flight,

@@ -231,10 +231,10 @@ end
 function Emulator:reset_concurrency()
   local c = self.concurrency
   if not c then
-    c = { in_flight = 0, per_key = {} }
+    c = { in_flight = 0, per_key = {}, vendor_connections = 0 }
     self.concurrency = c
   end
-  c.max_connections = self.connections
+  c.max_connections = c.vendor_connections
   c.max_in_flight = c.in_flight
   c.max_per_key = {}
   for vendor, keys in pairs(c.per_key) do
@@ -361,9 +361,27 @@ function Emulator:finished(resp)
   end
 end
 
---- Called by the server when it accepts a connection (n open now).
-function Emulator:connection_opened(n)
-  if n > self.concurrency.max_connections then self.concurrency.max_connections = n end
+-- Counts a connection once it carries a vendor request (control calls do not count).
+function Emulator:vendor_connection(conn)
+  if not conn or conn.vendor then return end
+  conn.vendor = true
+  local c = self.concurrency
+  c.vendor_connections = c.vendor_connections + 1
+  if c.vendor_connections > c.max_connections then c.max_connections = c.vendor_connections end
+end
+
+--- Called by the server when a connection ends: releases what it still held.
+function Emulator:connection_closed(conn)
+  if not conn then return end
+  if conn.pending then
+    self:finished(conn.pending)
+    conn.pending = nil
+  end
+  if conn.vendor then
+    conn.vendor = nil
+    local c = self.concurrency
+    c.vendor_connections = math.max(0, c.vendor_connections - 1)
+  end
 end
 
 --- Handles one parsed request and returns the response description.
@@ -382,6 +400,7 @@ function Emulator:handle(req)
     return control.error(404, "no such path; vendors live under " .. list_prefixes())
   end
   self.stats.requests = self.stats.requests + 1
+  self:vendor_connection(req.conn)
   local entry = self:log_request(req)
   local ctx = { vendor = vendor.name, req = req, state = self.state[vendor.name] }
   if vendor.begin then vendor.begin(ctx) end

@@ -5,7 +5,8 @@
 -- A mixin: `install(Emulator)` adds `listen`, `url`, `step`, `serve`, `close`
 -- (and the connection plumbing) to the emulator object, which provides
 -- `handle(req)`, `protocol_error(status, message, path)`, `render_body(resp)`,
--- `rejected(resp)`, `finished(resp)`, `connection_opened(n)`, `clock`, `quiet`.
+-- `rejected(resp)`, `finished(resp)`, `connection_closed(conn)`, `clock`, `quiet`.
+-- Each parsed request carries its connection (`req.conn`, a table the core may mark).
 -- @module envclone.emulator.server
 
 local socket = require("socket")
@@ -161,7 +162,7 @@ local function read_request(self, conn)
   end
   return {
     method = method, target = target, path = path, query = query,
-    headers = headers, body = body, keep_alive = keep_alive,
+    headers = headers, body = body, keep_alive = keep_alive, conn = conn,
   }
 end
 
@@ -206,8 +207,8 @@ function S:note(req, resp)
     resp.fault and (" [fault " .. resp.fault .. "]") or ""))
 end
 
-function S:serve_connection(sock)
-  local conn = { sock = sock, buf = "" }
+function S:serve_connection(conn)
+  local sock = conn.sock
   for _ = 1, MAX_REQUESTS_PER_CONNECTION do
     local req, failure = read_request(self, conn)
     if not req then
@@ -228,7 +229,9 @@ function S:serve_connection(sock)
       resp = self:protocol_error(500, "internal emulator error", req.path)
     end
     self:note(req, resp)
+    conn.pending = resp
     local keep = self:deliver(conn, req, resp)
+    conn.pending = nil
     self:finished(resp)
     if not keep then break end
   end
@@ -268,10 +271,10 @@ function S:url()
 end
 
 function S:spawn(sock)
-  local co = coroutine.create(function() self:serve_connection(sock) end)
-  self.tasks[co] = { sock = sock }
+  local conn = { sock = sock, buf = "" }
+  local co = coroutine.create(function() self:serve_connection(conn) end)
+  self.tasks[co] = { sock = sock, conn = conn }
   self.connections = self.connections + 1
-  self:connection_opened(self.connections)
   self:resume(co)
 end
 
@@ -285,6 +288,7 @@ function S:resume(co, ...)
   if not ok or coroutine.status(co) == "dead" then
     self.tasks[co] = nil
     self.connections = self.connections - 1
+    self:connection_closed(task.conn)
     return
   end
   task.wait, task.deadline = kind, deadline
@@ -343,6 +347,7 @@ function S:close()
   for co, t in pairs(self.tasks) do
     pcall(t.sock.close, t.sock)
     self.tasks[co] = nil
+    self:connection_closed(t.conn)
   end
   self.connections = 0
   if self.server then self.server:close() end

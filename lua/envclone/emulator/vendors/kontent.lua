@@ -18,7 +18,18 @@ V.seed = {
   project_name = "Sample project",
   environment_name = "Production",
   role_id = "ee483b59-5a24-4010-b277-ae224c34bc71",
+  -- a valid key without the permission: answered 403 (Kontent's errors page: "403 Forbidden:
+  -- The provided API key is valid but doesn't provide permission for the specified resource")
+  api_key_without_permission = "emu-kontent-key-without-permission",
 }
+
+-- Management API rate limits, per environment, in sliding windows: "10 requests per second,
+-- 400 requests per minute ... The scope of API rate limits is per environment. Requests made
+-- with multiple API keys to a single environment count against a single rate limit."
+-- (https://kontent.ai/learn/docs/apis/management-api-v2/api-limitations)
+local LIMITS = { { window = 1, max = 10 }, { window = 60, max = 400 } }
+local LONGEST_WINDOW = 60
+local MAX_LIMITED_KEYS = 10000   -- environments tracked at once before stale ones are swept
 
 --- Settings of this vendor (control API `PUT /_emulator/config` and `--kontent-...` flags).
 V.config = {
@@ -38,22 +49,83 @@ V.config = {
       end
       return v
     end },
+  { key = "kontent_rate_limit", default = true, kind = "boolean", arg = "on|off",
+    help = "10 req/s and 400 req/min per environment, else 429",
+    check = function(v)
+      if type(v) ~= "boolean" then return nil, "kontent_rate_limit must be true or false" end
+      return v
+    end },
 }
 
--- Emulator choice: Kontent codes 5 (validation), 7 (auth), 100 (not found);
--- other statuses use the HTTP status as error_code.
-local CODES = { [400] = 5, [401] = 7, [404] = 100 }
+-- Error object {request_id, error_code, message[, validation_errors]}: Kontent's errors page
+-- (https://kontent.ai/learn/docs/apis/management-api-v2/errors, "Error object"); 232 and 233
+-- are the seed page's examples; 10000 is the rate-limit code (api-limitations page).
+-- Emulator choice (no page gives these numbers): 5 for validation, 7 for a missing or wrong
+-- key, 100 for an unknown environment; any other status uses the HTTP status as error_code.
+local CODES = { [400] = 5, [401] = 7, [404] = 100, [429] = 10000 }
+local RATE_LIMIT_MESSAGE = "API rate limit exceeded. Please retry your request later."
 
 local function err(ctx, status, code, message)
   return { status = status, json = object{
     request_id = ctx.request_id, error_code = code, message = message } }
 end
 
---- The generic error in Kontent's shape.
+--- The generic error in Kontent's shape (a 429 always carries the documented body).
 function V.error(ctx, status, message)
   ctx = ctx or {}
   ctx.request_id = ctx.request_id or util.new_hex(16)
+  if status == 429 then message = RATE_LIMIT_MESSAGE end
   return err(ctx, status, CODES[status] or status, message)
+end
+
+--- Requests are limited and counted per environment.
+function V.limit_key(ctx)
+  return ctx.params and ctx.params.environment_id
+end
+
+-- Drops the timestamps that left the longest window; nil when none is left.
+local function prune(times, now)
+  local first = 1
+  while times[first] and times[first] <= now - LONGEST_WINDOW do first = first + 1 end
+  if first > 1 then times = table.move(times, first, #times, 1, {}) end
+  return times[1] and times or nil
+end
+
+--- The rate limit: admits the request (recording it) or answers 429 with Retry-After, the
+-- whole seconds until the oldest request of the full window leaves it. Only admitted
+-- requests count (Emulator choice: the pages do not say whether refused ones do).
+function V.admit(emu, ctx, key)
+  if not key or not emu.config.kontent_rate_limit then return nil end
+  local windows, now = ctx.state.windows, emu.clock()
+  if windows.count > MAX_LIMITED_KEYS then
+    windows.count = 0
+    for k, times in pairs(windows.by_key) do
+      windows.by_key[k] = prune(times, now)
+      if windows.by_key[k] then windows.count = windows.count + 1 end
+    end
+  end
+  local times = windows.by_key[key] and prune(windows.by_key[key], now) or {}
+  local wait = 0
+  for _, limit in ipairs(LIMITS) do
+    local n, in_window = #times, 0
+    for i = n, 1, -1 do
+      if times[i] <= now - limit.window then break end
+      in_window = in_window + 1
+    end
+    if in_window >= limit.max then
+      wait = math.max(wait, times[n - limit.max + 1] + limit.window - now)
+    end
+  end
+  if wait > 0 then
+    windows.by_key[key] = times[1] and times or nil
+    local resp = V.error(ctx, 429)
+    resp.headers = { ["Retry-After"] = tostring(math.max(1, math.ceil(wait))) }
+    return resp
+  end
+  if not windows.by_key[key] then windows.count = windows.count + 1 end
+  times[#times + 1] = now
+  windows.by_key[key] = times
+  return nil
 end
 
 --- Every Kontent answer carries a request id, in the body of errors and in X-Request-Id.
@@ -70,10 +142,13 @@ end
 
 function V.new_state()
   local ks = V.seed
-  return { environments = { [ks.environment_id] = {
-    id = ks.environment_id, project = ks.project_name, name = ks.environment_name,
-    is_production = true,
-  } } }
+  return {
+    environments = { [ks.environment_id] = {
+      id = ks.environment_id, project = ks.project_name, name = ks.environment_name,
+      is_production = true,
+    } },
+    windows = { by_key = {}, count = 0 },  -- rate-limit timestamps per environment
+  }
 end
 
 -- Cloning state of an environment. Emulator choice: evaluated when read, with
@@ -94,7 +169,12 @@ end
 
 -- Auth + environment lookup shared by all Kontent operations.
 local function find_env(ctx)
-  if util.bearer(ctx.req) ~= V.credentials.api_key then
+  local key = util.bearer(ctx.req)
+  if key == V.seed.api_key_without_permission then
+    return nil, err(ctx, 403, 403,
+      "The provided API key doesn't provide permission for the specified resource.")
+  end
+  if key ~= V.credentials.api_key then
     return nil, err(ctx, 401, 7,
       "Missing or invalid API key. Please include a valid Management API key in the Authorization header.")
   end
