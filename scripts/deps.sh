@@ -5,9 +5,11 @@
 set -euo pipefail
 
 want=(build-essential pkg-config cmake lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-socket)
+want+=(lua-filesystem) # envclone --credentials FILE: the file's mode
 if [ "${1:-demo}" = test ]; then
   want+=(lua-busted lua-check valgrind clang libclang-rt-14-dev openssl clang-tidy)
   want+=(lua-sec) # spec/tls_spec.lua: the loopback HTTPS server (issue 6)
+  want+=(lua-ldoc tmux) # the reference and its docs check; spec/cli_tty_spec.lua (a real terminal)
   # LuaJIT build and the nginx test (issue 5): Debian's luajit2 flavour is the
   # one libnginx-mod-http-lua links against (luajit/libluajit-5.1-dev conflict).
   want+=(luajit2 libluajit2-5.1-dev nginx-light libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)

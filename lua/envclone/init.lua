@@ -125,14 +125,18 @@ for _, op in ipairs(core.operations) do
   vendor_ops[op.vendor][op.name] = op
 end
 
---- Kontent: poll the cloning state of `environment_id` until it is `done`.
--- @tparam table args `environment_id`, and `timeout` (600 s), `interval`
---   (2 s), `max_interval`, `on_progress(state, elapsed, poll)`
--- @return the last state table (`{cloning_state = "done"}`), or nil, err
---   (kind "timeout", or kind "state" with `state` when cloning failed)
 local wait_for_cloning_args = { environment_id = true, timeout = true, interval = true, max_interval = true,
   on_progress = true }
 
+--- Kontent: poll the cloning state of `environment_id` until it is `done`
+-- (Kontent Management API v2, "Get environment cloning state").
+-- @function kontent:wait_for_cloning
+-- @tparam table args `environment_id`, and `timeout` (600 s), `interval`
+--   (2 s, the first delay), `max_interval` (30 s),
+--   `on_progress(state, elapsed, poll, err, next_delay)` (see `envclone.wait.until_done`)
+-- @return the last state table (`{cloning_state = "done"}`), or nil, err
+--   (kind "timeout", or kind "state" with `state` when cloning failed)
+-- @raise on an unknown argument
 function vendor_methods.kontent.wait_for_cloning(self, args)
   if type(args) ~= "table" then
     error("envclone: wait_for_cloning takes a table of arguments", 2)

@@ -168,5 +168,9 @@ function retry.call(client, op, args, policy)
   end
 end
 
+--- Makes an error object (the same function as `envclone.core.error`).
+-- @function error
+-- @tparam table fields error fields (`kind`, `message`, ...)
+-- @treturn table the error
 retry.error = core.error
 return retry
