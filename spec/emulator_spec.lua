@@ -84,9 +84,12 @@ local function versori_clone(body, headers)
       body = body, headers = headers or { authorization = "Bearer emu-versori-token" } })
 end
 
-local function versori_version(body, headers, conn)
-  return call("POST", e.base_urls.versori .. "/o/" .. VERSORI_ORG .. "/connections/" .. (conn or VERSORI_CONN)
-    .. "/versions", { body = body, headers = headers or { cookie = "session=emu-versori-cookie" } })
+-- Connection versions live on the Connect API (connect-api-v1alpha1.yaml servers); the
+-- platform-base copy (`base = "versori"`) is the old, cookie-only route.
+local function versori_version(body, headers, conn, base)
+  return call("POST", e.base_urls[base or "versori_connect"] .. "/o/" .. VERSORI_ORG .. "/connections/"
+    .. (conn or VERSORI_CONN) .. "/versions",
+    { body = body, headers = headers or { cookie = "session=emu-versori-cookie" } })
 end
 
 local function qovery_clone(body, headers, app)
@@ -185,7 +188,18 @@ describe("envclone emulator", function()
       assert.are.equal(3, #body.environments)
       local env = body.environments[3]
       assert.are.equal("dev", env.name)
-      assert.are.equal("active", env.status)
+      -- ProjectEnvironment's required fields and status vocabulary (versori/user-docs platform-api.yaml)
+      for _, e2 in ipairs(body.environments) do
+        for _, k in ipairs{ "id", "name", "status", "createdAt", "updatedAt", "publicUrl", "config" } do
+          assert.is_not_nil(e2[k], k)
+        end
+        assert.matches('"lastDeployedAt":', raw, 1, true)
+        assert.is_truthy(({ running = 1, suspended = 1, error = 1, draft = 1 })[e2.status], e2.status)
+        assert.matches("^https://", e2.publicUrl)
+      end
+      assert.are.equal("running", body.environments[1].status)
+      assert.are.equal("draft", env.status)
+      assert.matches('"lastDeployedAt":null', raw, 1, true)
       assert.are.equal("default", env.executionPool)
       assert.matches("^[0-9A-HJKMNP-TV-Z]+$", env.id)
       assert.are.equal(26, #env.id)
@@ -203,15 +217,20 @@ describe("envclone emulator", function()
       assert.are.equal("big", body.environments[3].executionPool)
     end)
 
-    it("requires the bearer token", function()
+    it("takes the bearer token or the session cookie (security: bearerToken, cookie)", function()
       local s1, b1 = versori_clone({ oldEnvName = "staging", newEnvName = "dev" }, {})
       assert.are.equal(401, s1)
       assert.are.equal("unauthorized", b1.code)
+      assert.is_string(b1.message)
+      assert.are.same({}, b1.fields)
       local s2 = versori_clone({ oldEnvName = "staging", newEnvName = "dev" }, { authorization = "Bearer nope" })
       assert.are.equal(401, s2)
+      assert.are.equal(401, (versori_clone({ oldEnvName = "staging", newEnvName = "dev" },
+        { cookie = "session=wrong" })))
       local s3 = versori_clone({ oldEnvName = "staging", newEnvName = "dev" },
         { cookie = "session=emu-versori-cookie" })
-      assert.are.equal(401, s3)
+      assert.are.equal(200, s3)
+      assert.are.equal(1, e:stats().applied.creates)
     end)
 
     it("answers 404 for unknown organisation, project or source environment", function()
@@ -243,6 +262,9 @@ describe("envclone emulator", function()
       local s1, b1 = versori_clone{ oldEnvName = "staging" }
       assert.are.equal(400, s1)
       assert.are.equal("invalid_request", b1.code)
+      assert.are.equal("newEnvName", b1.fields[1].field)   -- ErrorField {field, message}
+      assert.is_string(b1.fields[1].message)
+      assert.are.equal("", b1.details)
       assert.are.equal(400, (versori_clone{ oldEnvName = "staging", newEnvName = "x", cloneSystems = "yes" }))
       assert.are.equal(400, (versori_clone{ oldEnvName = 5, newEnvName = "x" }))
       assert.are.equal(400, (versori_clone("{not json")))
@@ -268,12 +290,26 @@ describe("envclone emulator", function()
       assert.is_true(versions[2].isLatest)
     end)
 
-    it("uses cookie auth only", function()
-      assert.are.equal(401, (versori_version({ name = "v2" }, {})))
+    it("is served under the Connect API base with Bearer or cookie", function()
+      assert.are.equal("http://127.0.0.1:" .. e.port .. "/versori/api/connect/v1alpha1", e.base_urls.versori_connect)
+      local s0, b0 = versori_version({ name = "v2" }, {})
+      assert.are.equal(401, s0)
+      assert.are.equal("unauthorized", b0.code)
+      assert.are.equal("", b0.cause)            -- the Connect API's Error has `cause`, not `details`
+      assert.is_nil(b0.details)
       assert.are.equal(401, (versori_version({ name = "v2" }, { cookie = "session=wrong" })))
-      local status, body = versori_version({ name = "v2" }, { authorization = "Bearer emu-versori-token" })
+      assert.are.equal(401, (versori_version({ name = "v2" }, { authorization = "Bearer wrong" })))
+      assert.are.equal(201, (versori_version({ name = "v2" }, { authorization = "Bearer emu-versori-token" })))
+      assert.are.equal(201, (versori_version({ name = "v3" })))
+    end)
+
+    it("still answers the old platform-base route, cookie only", function()
+      assert.are.equal(201, (versori_version({ name = "v2" }, nil, nil, "versori")))
+      local status, body = versori_version({ name = "v3" }, { authorization = "Bearer emu-versori-token" }, nil,
+        "versori")
       assert.are.equal(401, status)
-      assert.are.equal("unauthorized", body.code)
+      assert.are.equal("", body.details)
+      assert.are.equal(2, #e:state().versori.organisations[VERSORI_ORG].connections[VERSORI_CONN].versions)
     end)
 
     it("rejects reserved names, duplicates, unknown versions and connections", function()
@@ -294,9 +330,13 @@ describe("envclone emulator", function()
   end)
 
   describe("qovery.clone_application", function()
-    it("clones an application", function()
+    it("clones an application: 202 with the Application", function()
       local status, body, _, raw = qovery_clone{ name = "web-copy", environment_id = QOVERY_ENV }
-      assert.are.equal(201, status)
+      assert.are.equal(202, status)
+      -- Application's required fields (Base, then environment, name, healthchecks, icon_uri, service_type)
+      for _, k in ipairs{ "id", "created_at", "environment", "name", "healthchecks", "icon_uri", "service_type" } do
+        assert.is_not_nil(body[k], k)
+      end
       assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", body.id)
       assert.are_not.equal(QOVERY_APP, body.id)
       assert.are.equal("web-copy", body.name)
@@ -308,15 +348,23 @@ describe("envclone emulator", function()
       assert.matches('"arguments":[]', raw, 1, true)
       assert.matches('"healthchecks":{}', raw, 1, true)
       -- the clone can be cloned in turn
-      assert.are.equal(201, (qovery_clone({ name = "web-copy-2", environment_id = QOVERY_ENV }, nil, body.id)))
+      assert.are.equal(202, (qovery_clone({ name = "web-copy-2", environment_id = QOVERY_ENV }, nil, body.id)))
     end)
 
-    it("requires the bearer token", function()
+    it("takes the token as `Token` (ApiKeyAuth) or `Bearer` (bearerAuth)", function()
       local status, body = qovery_clone({ name = "x", environment_id = QOVERY_ENV }, {})
       assert.are.equal(401, status)
       assert.are.same({ status = 401, error = "UNAUTHORIZED", message = body.message }, body)
       assert.are.equal(401, (qovery_clone({ name = "x", environment_id = QOVERY_ENV },
         { authorization = "Bearer emu-versori-token" })))
+      assert.are.equal(401, (qovery_clone({ name = "x", environment_id = QOVERY_ENV },
+        { authorization = "Token emu-versori-token" })))
+      assert.are.equal(401, (qovery_clone({ name = "x", environment_id = QOVERY_ENV },
+        { authorization = "emu-qovery-token" })))
+      assert.are.equal(202, (qovery_clone({ name = "x", environment_id = QOVERY_ENV },
+        { authorization = "Token emu-qovery-token" })))
+      assert.are.equal(202, (qovery_clone({ name = "y", environment_id = QOVERY_ENV },
+        { authorization = "token emu-qovery-token" })))
     end)
 
     it("answers 404 for an unknown application", function()
@@ -326,14 +374,15 @@ describe("envclone emulator", function()
       assert.are.equal("NOT_FOUND", body.error)
     end)
 
-    it("answers 400 for unknown environments, bad bodies and duplicate names", function()
+    it("answers 404 for an unknown environment, 400 for bad bodies, 409 for a taken name", function()
       local s1, b1 = qovery_clone{ name = "x", environment_id = "00000000-0000-4000-8000-000000000000" }
-      assert.are.equal(400, s1)
-      assert.are.equal("BAD_REQUEST", b1.error)
+      assert.are.equal(404, s1)
+      assert.are.equal(404, b1.status)
       assert.are.equal(400, (qovery_clone{ name = "x", environment_id = "not-a-uuid" }))
       assert.are.equal(400, (qovery_clone{ environment_id = QOVERY_ENV }))
+      -- names are case-insensitive and unique per environment
       local s2, b2 = qovery_clone{ name = "WEB", environment_id = QOVERY_ENV }
-      assert.are.equal(400, s2)
+      assert.are.equal(409, s2)
       assert.matches("already exists", b2.message, 1, true)
       assert.are.equal(0, e:stats().applied.creates)
     end)

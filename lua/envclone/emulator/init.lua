@@ -402,7 +402,7 @@ function Emulator:handle(req)
   self.stats.requests = self.stats.requests + 1
   self:vendor_connection(req.conn)
   local entry = self:log_request(req)
-  local ctx = { vendor = vendor.name, req = req, state = self.state[vendor.name] }
+  local ctx = { vendor = vendor.name, base = base, req = req, state = self.state[vendor.name] }
   if vendor.begin then vendor.begin(ctx) end
   local route, params = match_route(base, rest, req.method)
   local resp, fault, rule, tracked
@@ -454,8 +454,9 @@ end
 --- An error answered by the HTTP layer itself (then the connection is closed),
 -- in the shape of the vendor the path belongs to.
 function Emulator.protocol_error(_, status, message, path)
-  local vendor = path and split_vendor(path)
-  local ctx = { vendor = vendor and vendor.name }
+  local vendor, base
+  if path then vendor, base = split_vendor(path) end
+  local ctx = { vendor = vendor and vendor.name, base = base }
   if vendor and vendor.begin then vendor.begin(ctx) end
   local resp = vendor_error(vendor, ctx, status, message)
   if vendor and vendor.finish then vendor.finish(ctx, resp) end

@@ -1,4 +1,11 @@
 --- Qovery in the emulator: application clone. Seed page 001.
+--
+-- Source: Qovery's OpenAPI spec (github.com/Qovery/qovery-openapi-spec, `openapi.yaml`):
+-- `POST /application/{applicationId}/clone` (operationId cloneApplication) answers
+-- 202 "Application clone has been requested" with an Application, 401, 403, 404, and 409
+-- "Operation is in progress"; the request is a CloneServiceRequest {name, environment_id}
+-- (both required, environment_id a uuid); `securitySchemes`: bearerAuth (JWT,
+-- `Authorization: Bearer`) and ApiKeyAuth (`Authorization: Token <token>`), either one.
 -- @module envclone.emulator.vendors.qovery
 
 local json = require("envclone.emulator.json")
@@ -58,15 +65,22 @@ function V.new_state()
   }
 end
 
+-- Both schemes carry the same API token here (a JWT in Bearer is what the console sends).
+local function authorised(req)
+  return util.auth_scheme(req, "Token") == V.credentials.token or util.bearer(req) == V.credentials.token
+end
+
 local function clone_application(emu, ctx)
   local req, qs = ctx.req, ctx.state
-  if util.bearer(req) ~= V.credentials.token then
-    return err(401, "missing or invalid bearer token")
+  if not authorised(req) then
+    return err(401, "Access token is missing or invalid")   -- components/responses/401
   end
   local source = qs.applications[ctx.params.applicationId]
   if not source then
     return err(404, "application " .. ctx.params.applicationId .. " not found")
   end
+  -- Emulator choice: the operation lists no 400, but a body the API cannot read gets the
+  -- API-wide components/responses/400 "Bad request".
   local body, derr = json.decode_object(req.body)
   if not body then return err(400, derr) end
   local _, msg = util.check_fields(body, { { "name", "string", true }, { "environment_id", "string", true } })
@@ -76,13 +90,15 @@ local function clone_application(emu, ctx)
   end
   local env_id = body.environment_id:lower()
   if not qs.environments[env_id] then
-    return err(400, "environment " .. body.environment_id .. " not found")
+    return err(404, "environment " .. body.environment_id .. " not found")
   end
-  -- "name is case insensitive": names are unique per environment, ignoring case.
+  -- Application.name: "name is case insensitive"; a second service of that name in the
+  -- environment is a 409 (the spec's wording on blueprint creation: "A service with this name
+  -- already exists in the environment"; 409 is among cloneApplication's statuses).
   local wanted = body.name:lower()
   for _, app in pairs(qs.applications) do
     if app.environment.id == env_id and app.name:lower() == wanted then
-      return err(400, "an application named '" .. body.name .. "' already exists in environment " .. env_id)
+      return err(409, "a service named '" .. body.name .. "' already exists in environment " .. env_id)
     end
   end
   if emu:capacity_reached() then
@@ -97,7 +113,7 @@ local function clone_application(emu, ctx)
   app.updated_at = now
   qs.applications[app.id] = app
   emu:applied(ctx.op, body.name, true)
-  return { status = 201, json = app }
+  return { status = 202, json = app }
 end
 
 V.routes = {

@@ -1,5 +1,11 @@
---- Versori in the emulator: platform API v2 (environment clone) and
--- connection versions. Seed pages 000 and 003.
+--- Versori in the emulator: the platform API v2 (environment clone, seed page 000) and the
+-- Connect API v1alpha1 (connection versions, seed page 003).
+--
+-- Sources: Versori's public docs repository (github.com/versori/user-docs):
+-- `openapi/platform-api.yaml` (servers `https://platform.versori.com/api/v2`; schemas
+-- Project, ProjectEnvironment, CloneEnvironmentRequest, Error) and
+-- `openapi/connect-api-v1alpha1.yaml` (as of commit 2155eea^; servers
+-- `https://platform.versori.com/api/connect/v1alpha1`; ConnectionVersion, Error).
 -- @module envclone.emulator.vendors.versori
 
 local json = require("envclone.emulator.json")
@@ -9,7 +15,13 @@ local object, array, NULL = json.object, json.array, json.null
 
 local V = { name = "versori" }
 
-V.bases = { versori = "/versori/api/v2" }
+-- The platform API and the Connect API have bases of their own (each spec's `servers`).
+-- The connection-version route is also still answered under the platform base, where
+-- envclone's client sent it before it learnt `connect_base_url` (cookie only there).
+V.bases = {
+  versori = "/versori/api/v2",
+  versori_connect = "/versori/api/connect/v1alpha1",
+}
 
 V.credentials = { token = "emu-versori-token", cookie = "session=emu-versori-cookie" }
 
@@ -25,6 +37,7 @@ V.seed = {
 
 local SEED_TIME = "2024-01-15T09:30:00Z"
 
+-- Emulator choice: the specs give `code` as "a machine-readable error code" without a list.
 local CODES = {
   [400] = "invalid_request", [401] = "unauthorized", [404] = "not_found",
   [405] = "method_not_allowed", [409] = "conflict", [411] = "length_required",
@@ -32,30 +45,54 @@ local CODES = {
   [500] = "internal_error", [503] = "service_unavailable",
 }
 
-local function err(status, code, message)
-  return { status = status, json = object{ code = code, message = message } }
+-- Error: {code, message} required, `fields` [{field, message}] and `details` optional
+-- (platform-api.yaml, Error / ErrorField); the Connect API names the last one `cause`
+-- (connect-api-v1alpha1.yaml, Error). Both always carry `fields` here, [] when none.
+local function err(ctx, status, code, message, fields)
+  local body = object{ code = code, message = message, fields = array(fields or {}) }
+  if ctx and ctx.base == "versori_connect" then body.cause = "" else body.details = "" end
+  return { status = status, json = body }
 end
 
 --- The generic error (404/405/429/503, parse errors...) in Versori's shape.
-function V.error(_, status, message)
-  return err(status, CODES[status] or "error", message)
+function V.error(ctx, status, message)
+  return err(ctx, status, CODES[status] or "error", message)
 end
 
-local function environment(id, name, pool, created)
+-- A validation error naming its field (ErrorField).
+local function invalid(ctx, field, message)
+  return err(ctx, 400, "invalid_request", message,
+    field and { object{ field = field, message = message } } or nil)
+end
+
+-- Emulator choice: the spec has `publicUrl: string` (required) with no format; this is a
+-- made-up host under .invalid, one per environment.
+local function public_url(project_id, name)
+  return "https://" .. project_id:lower() .. "-" .. name:lower():gsub("[^%w]+", "-")
+    .. ".versori.invalid"
+end
+
+-- ProjectEnvironment: required id, name, status ("One of running|suspended|error|draft"),
+-- createdAt, updatedAt, publicUrl, lastDeployedAt, config (platform-api.yaml).
+local function environment(project_id, id, name, pool, created, status, deployed)
   return object{
-    id = id, name = name, status = "active", createdAt = created, updatedAt = created,
-    executionPool = pool, files = array(), labels = object(),
+    id = id, name = name, status = status, createdAt = created, updatedAt = created,
+    publicUrl = public_url(project_id, name), lastDeployedAt = deployed or NULL,
+    config = object(), executionPool = pool, files = array(), labels = object(),
   }
 end
 
 function V.new_state()
   local vs = V.seed
+  local pid = vs.project_id
   local project = object{
-    id = vs.project_id,
+    id = pid,
     name = vs.project_name,
     environments = array{
-      environment("01HZY8K2V6Q4N3M5T7W9X0PRDN", "production", vs.execution_pool, SEED_TIME),
-      environment("01HZY8K2V6Q4N3M5T7W9X0STGE", "staging", vs.execution_pool, SEED_TIME),
+      environment(pid, "01HZY8K2V6Q4N3M5T7W9X0PRDN", "production", vs.execution_pool, SEED_TIME,
+        "running", SEED_TIME),
+      environment(pid, "01HZY8K2V6Q4N3M5T7W9X0STGE", "staging", vs.execution_pool, SEED_TIME,
+        "running", SEED_TIME),
     },
     currentFiles = object{ files = array(), labels = object() },
     createdAt = SEED_TIME,
@@ -81,41 +118,54 @@ function V.new_state()
   } } }
 end
 
+-- Both APIs declare `security: [bearerToken, cookie]` (either one). The platform-base copy of
+-- the connection-version route keeps the cookie-only rule of seed page 003.
+local function authorised(ctx, cookie_only)
+  local req = ctx.req
+  if req.headers["cookie"] == V.credentials.cookie then return true end
+  return not cookie_only and util.bearer(req) == V.credentials.token
+end
+
+local function unauthorised(ctx)
+  return err(ctx, 401, "unauthorized", "missing or invalid bearer token or session cookie")
+end
+
 local function clone_environment(emu, ctx)
   local req, p = ctx.req, ctx.params
-  if util.bearer(req) ~= V.credentials.token then
-    return err(401, "unauthorized", "missing or invalid bearer token")
-  end
+  if not authorised(ctx) then return unauthorised(ctx) end
   local org = ctx.state.orgs[p.organisation_id]
   if not org then
-    return err(404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
+    return err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
   end
   local project = org.projects[p.project_id]
   if not project then
-    return err(404, "project_not_found", "project " .. p.project_id .. " not found")
+    return err(ctx, 404, "project_not_found", "project " .. p.project_id .. " not found")
   end
   local body, derr = json.decode_object(req.body)
-  if not body then return err(400, "invalid_request", derr) end
-  local _, msg = util.check_fields(body, {
+  if not body then return invalid(ctx, nil, derr) end
+  -- CloneEnvironmentRequest: oldEnvName and newEnvName required
+  local field, msg = util.check_fields(body, {
     { "oldEnvName", "string", true }, { "newEnvName", "string", true },
     { "executionPool", "string" }, { "cloneSystems", "boolean" },
     { "copyStaticUserVariables", "boolean" },
   })
-  if msg then return err(400, "invalid_request", msg) end
+  if msg then return invalid(ctx, field, msg) end
   local source = util.find_by_name(project.environments, body.oldEnvName)
   if not source then
-    return err(404, "environment_not_found", "environment '" .. body.oldEnvName .. "' not found")
+    return err(ctx, 404, "environment_not_found", "environment '" .. body.oldEnvName .. "' not found")
   end
   if util.find_by_name(project.environments, body.newEnvName) then
-    return err(409, "environment_exists", "environment '" .. body.newEnvName .. "' already exists")
+    return err(ctx, 409, "environment_exists", "environment '" .. body.newEnvName .. "' already exists")
   end
   if emu:capacity_reached() then
-    return err(503, "service_unavailable", "emulator capacity reached; reset it")
+    return err(ctx, 503, "service_unavailable", "emulator capacity reached; reset it")
   end
   local now = emu.clock()
+  -- "Optional override execution pool ... Defaults to the source environment's execution pool."
   local pool = body.executionPool
   if pool == nil or pool == NULL then pool = source.executionPool end
-  local env = environment(util.new_ulid(now), body.newEnvName, pool, util.iso_time(now))
+  -- Emulator choice: a clone is not deployed yet, so it starts as "draft" with no lastDeployedAt.
+  local env = environment(project.id, util.new_ulid(now), body.newEnvName, pool, util.iso_time(now), "draft")
   table.insert(project.environments, env)
   project.updatedAt = util.iso_time(now)
   emu:applied(ctx.op, body.newEnvName, true)
@@ -124,37 +174,39 @@ end
 
 local function create_connection_version(emu, ctx)
   local req, p = ctx.req, ctx.params
-  if req.headers["cookie"] ~= V.credentials.cookie then
-    return err(401, "unauthorized", "missing or invalid session cookie")
-  end
+  if not authorised(ctx, ctx.base ~= "versori_connect") then return unauthorised(ctx) end
   local org = ctx.state.orgs[p.organisation_id]
   if not org then
-    return err(404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
+    return err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
   end
   local conn = org.connections[p.connection_id]
   if not conn then
-    return err(404, "connection_not_found", "connection " .. p.connection_id .. " not found")
+    return err(ctx, 404, "connection_not_found", "connection " .. p.connection_id .. " not found")
   end
   local body, derr = json.decode_object(req.body)
-  if not body then return err(400, "invalid_request", derr) end
-  local _, msg = util.check_fields(body, { { "name", "string", true }, { "fromVersion", "string" } })
-  if msg then return err(400, "invalid_request", msg) end
-  -- Emulator choice: the reserved words are matched exactly (lower case), as written on the page.
+  if not body then return invalid(ctx, nil, derr) end
+  -- ConnectionVersionCreate: name required, fromVersion optional
+  local field, msg = util.check_fields(body, { { "name", "string", true }, { "fromVersion", "string" } })
+  if msg then return invalid(ctx, field, msg) end
+  -- "The names "default" and "latest" are reserved words and cannot be used."
+  -- Emulator choice: matched exactly (lower case), as written.
   if body.name == "default" or body.name == "latest" then
-    return err(400, "reserved_name", "the version name '" .. body.name .. "' is reserved")
+    return err(ctx, 400, "reserved_name", "the version name '" .. body.name .. "' is reserved",
+      { object{ field = "name", message = "reserved word" } })
   end
   if util.find_by_name(conn.versions, body.name) then
-    return err(409, "version_exists", "version '" .. body.name .. "' already exists")
+    return err(ctx, 409, "version_exists", "version '" .. body.name .. "' already exists")
   end
   local from = body.fromVersion
   if from ~= nil and from ~= NULL and not util.find_by_name(conn.versions, from) then
-    return err(404, "version_not_found", "version '" .. from .. "' not found")
+    return err(ctx, 404, "version_not_found", "version '" .. from .. "' not found")
   end
   if emu:capacity_reached() then
-    return err(503, "service_unavailable", "emulator capacity reached; reset it")
+    return err(ctx, 503, "service_unavailable", "emulator capacity reached; reset it")
   end
   local now = util.iso_time(emu.clock())
   for _, v in ipairs(conn.versions) do v.isLatest = false end
+  -- "The ConnectionVersion will be created as a draft (i.e. publishedAt will be `null`)."
   local version = object{
     id = util.new_ulid(emu.clock()), name = body.name, description = "",
     isLatest = true, isDefault = false, createdAt = now, updatedAt = now, publishedAt = NULL,
@@ -167,6 +219,8 @@ end
 -- Path templates relative to the base; ":name" segments are parameters.
 V.routes = {
   { "POST", "o/:organisation_id/projects/:project_id/environments/clone", "clone_environment", clone_environment },
+  { "POST", "o/:organisation_id/connections/:connection_id/versions", "create_connection_version",
+    create_connection_version, base = "versori_connect" },
   { "POST", "o/:organisation_id/connections/:connection_id/versions", "create_connection_version",
     create_connection_version },
 }
