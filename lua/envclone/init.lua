@@ -12,6 +12,7 @@
 local core = require("envclone.core")
 local retry = require("envclone.retry")
 local wait = require("envclone.wait")
+local limiter = require("envclone.limiter")
 
 local envclone = {
   _VERSION = "envclone " .. core.version,
@@ -43,7 +44,7 @@ envclone.wait = wait.until_done
 -- Options the Lua layer owns; everything else goes to the C core, which
 -- rejects what it does not know.
 local layer_options = { retry = true, on_retry = "function", log = "function", transport = "string",
-  pool_size = "number", keepalive_timeout = "number" }
+  pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true }
 -- Per-call arguments the Lua layer owns.
 local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
   on_progress = "function" }
@@ -212,7 +213,12 @@ local function new_client(vendor, opts, level)
   if not transports[transport] then
     error("envclone." .. vendor .. ": transport must be 'auto', 'curl' or 'cosocket'", level)
   end
+  local settings = handle:settings()
+  local okl, limit = pcall(limiter.new, vendor, settings.base_url, mine.rate_limit, mine.rate_limit_dict,
+    settings.timeout)
+  if not okl then error(limit, level) end
   return setmetatable({
+    _limit = limit,
     _handle = handle,
     _retry = retry.policy(mine.retry),
     _hooks = { on_retry = mine.on_retry, log = mine.log },
@@ -228,7 +234,11 @@ end
 -- `transport` ("auto": cosockets where nginx allows them, else libcurl;
 -- "curl"; "cosocket"), `pool_size` (idle connections kept per pool, 30) and
 -- `keepalive_timeout` (seconds an idle connection is kept, 60): see
--- `envclone.cosocket`.
+-- `envclone.cosocket`. `rate_limit`: `false`, or a table
+-- `{ per_second =, per_minute =, concurrency_per_key = }` whose fields
+-- replace the vendor's documented limits (see `envclone.limiter`; Kontent.ai:
+-- 10/s, 400/min, one at a time per environment); `rate_limit_dict`: inside
+-- OpenResty, a `lua_shared_dict` that shares the limits across workers.
 -- @tparam table opts
 function envclone.versori(opts) return new_client("versori", opts, 3) end
 

@@ -3,6 +3,7 @@
 -- @module envclone.retry
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
+local limiter = require("envclone.limiter")
 
 local retry = {}
 
@@ -143,7 +144,14 @@ function retry.call(client, op, args, policy)
   local attempt, maybe_applied = 0, false
   while true do
     attempt = attempt + 1
+    -- every attempt, retries and waiter polls included, counts against the
+    -- vendor's limits
+    local ticket = limiter.acquire(client._limit, args)
     local res, err = client:_send(op, args)
+    if ticket then
+      -- an attempt that surely never reached the server leaves the log
+      limiter.release(ticket, res ~= nil or (err.kind ~= "validation" and err.sent ~= false))
+    end
     if res ~= nil then
       if hooks.log then hooks.log("debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt }) end
       return res

@@ -19,11 +19,37 @@ function runtime.in_openresty()
     and phase ~= "header_filter" and phase ~= "body_filter" and phase ~= "log"
 end
 
---- Sleep without blocking others where the host allows it.
+-- Coroutines run by a batch (envclone.batch), and the batch that runs
+-- each: weak keys, so a dropped batch's tasks are collected.
+local schedulers = setmetatable({}, { __mode = "k" })
+
+--- Marks coroutine `co` as a task of `scheduler` (an object with
+-- `sleep(self, seconds)` and `perform(self, ...)`): envclone calls made
+-- inside it yield to the scheduler instead of blocking.
+-- @tparam thread co
+-- @tparam table scheduler
+function runtime.attach(co, scheduler)
+  schedulers[co] = scheduler
+end
+
+--- The scheduler of the running coroutine, or nil outside a batch task.
+-- @treturn table|nil
+function runtime.scheduler()
+  local co = coroutine.running()
+  return co and schedulers[co] or nil
+end
+
+--- Sleep without blocking others where the host allows it: inside a batch
+-- task the batch's loop runs the other tasks meanwhile; inside nginx,
+-- ngx.sleep; otherwise a blocking sleep.
 -- @tparam number seconds
 function runtime.sleep(seconds)
   if seconds <= 0 then return end
-  if runtime.in_openresty() then
+  local co = coroutine.running()
+  local scheduler = co and schedulers[co]
+  if scheduler then
+    scheduler:sleep(seconds)
+  elseif runtime.in_openresty() then
     rawget(_G, "ngx").sleep(seconds)
   else
     core.sleep(seconds)
