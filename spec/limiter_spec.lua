@@ -156,7 +156,7 @@ describe("limiter against the emulator (Kontent's limits enforced)", function()
     end
     assert.is_not_nil(err)
     assert.are.equal(429, err.status)
-    assert.are.equal("rate_limited", err.reason)
+    assert.are.equal(10000, err.code, tostring(err))
   end)
 
   it("an invalid call waits for nothing and counts for nothing", function()
