@@ -466,6 +466,8 @@ describe("envclone emulator", function()
       local s1, b1 = kontent_clone("")
       assert.are.equal(400, s1)
       assert.are.equal(5, b1.error_code)
+      assert.are.equal("name", b1.validation_errors[1].path)
+      assert.is_string(b1.validation_errors[1].message)
       assert.are.equal(400, (kontent_clone(string.rep("x", 201))))
       assert.are.equal(200, (kontent_clone(string.rep("é", 200))))
       assert.are.equal(400, (kontent("POST", KONTENT_ENV, "/clone-environment",

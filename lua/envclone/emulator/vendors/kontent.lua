@@ -70,6 +70,14 @@ local function err(ctx, status, code, message)
     request_id = ctx.request_id, error_code = code, message = message } }
 end
 
+-- A request body the API refuses: error_code 5 with `validation_errors` (the error object's
+-- list of what is wrong; Emulator choice: each entry is {message, path}, path "" for the body).
+local function invalid(ctx, path, message)
+  local resp = err(ctx, 400, 5, "The provided request body is invalid. See 'validation_errors' for more information.")
+  resp.json.validation_errors = json.array{ object{ message = message, path = path or "" } }
+  return resp
+end
+
 --- The generic error in Kontent's shape (a 429 always carries the documented body).
 function V.error(ctx, status, message)
   ctx = ctx or {}
@@ -190,32 +198,32 @@ local function clone_environment(emu, ctx)
   local source, failure = find_env(ctx)
   if not source then return failure end
   local body, members = json.decode_object(ctx.req.body)
-  if not body then return err(ctx, 400, 5, members) end
+  if not body then return invalid(ctx, nil, members) end
   local field, msg = util.check_fields(body, { { "name", "string", true } })
-  if field then return err(ctx, 400, 5, msg) end
+  if field then return invalid(ctx, field, msg) end
   local len = util.count_chars(body.name)
   if not len or len < 1 or len > 200 then
-    return err(ctx, 400, 5, "The name must be 1 to 200 characters long.")
+    return invalid(ctx, "name", "The name must be 1 to 200 characters long.")
   end
   local roles = body.roles_to_activate
   if roles ~= nil and roles ~= NULL then
     if json.kind(members.roles_to_activate) ~= "array" then
-      return err(ctx, 400, 5, "roles_to_activate must be an array of role IDs.")
+      return invalid(ctx, "roles_to_activate", "roles_to_activate must be an array of role IDs.")
     end
     for _, r in ipairs(roles) do
       if type(r) ~= "string" then
-        return err(ctx, 400, 5, "roles_to_activate must contain role IDs (strings).")
+        return invalid(ctx, "roles_to_activate", "roles_to_activate must contain role IDs (strings).")
       end
     end
   end
   local opts = body.copy_data_options
   if opts ~= nil and opts ~= NULL then
     if json.kind(members.copy_data_options) ~= "object" then
-      return err(ctx, 400, 5, "copy_data_options must be an object.")
+      return invalid(ctx, "copy_data_options", "copy_data_options must be an object.")
     end
     for _, k in ipairs{ "content_items_assets", "content_item_version_history" } do
       if opts[k] ~= nil and opts[k] ~= NULL and type(opts[k]) ~= "boolean" then
-        return err(ctx, 400, 5, "copy_data_options." .. k .. " must be a boolean.")
+        return invalid(ctx, "copy_data_options." .. k, "copy_data_options." .. k .. " must be a boolean.")
       end
     end
   end
@@ -254,9 +262,9 @@ local function mark_environment_as_production(emu, ctx)
   local raw = ctx.req.body
   if raw and raw:find("%S") then
     local body, derr = json.decode_object(raw)
-    if not body then return err(ctx, 400, 5, derr) end
-    local _, msg = util.check_fields(body, { { "enable_webhooks", "boolean" } })
-    if msg then return err(ctx, 400, 5, msg) end
+    if not body then return invalid(ctx, nil, derr) end
+    local field, msg = util.check_fields(body, { { "enable_webhooks", "boolean" } })
+    if msg then return invalid(ctx, field, msg) end
   end
   if env.is_production then
     return err(ctx, 400, 232, "The environment " .. env.id .. " is already marked as production.")
@@ -275,19 +283,19 @@ local function rename_environment(emu, ctx)
   local raw = ctx.req.body or ""
   local ops, derr = json.decode(raw)
   if ops == nil then
-    return err(ctx, 400, 5, "The request body is not valid JSON: " .. tostring(derr))
+    return invalid(ctx, nil, "The request body is not valid JSON: " .. tostring(derr))
   end
   if json.kind(raw) ~= "array" or #ops < 1 then
-    return err(ctx, 400, 5, "The request body must be an array with at least one operation.")
+    return invalid(ctx, nil, "The request body must be an array with at least one operation.")
   end
   local name
   for i, op in ipairs(ops) do
     if type(op) ~= "table" or op.op ~= "rename_environment" then
-      return err(ctx, 400, 5, "Operation " .. i .. ": the only allowed op is rename_environment.")
+      return invalid(ctx, "[" .. (i - 1) .. "].op", "The only allowed op is rename_environment.")
     end
     local len = type(op.value) == "string" and util.count_chars(op.value)
     if not len or len < 1 or len > 200 then
-      return err(ctx, 400, 5, "Operation " .. i .. ": value must be a string of 1 to 200 characters.")
+      return invalid(ctx, "[" .. (i - 1) .. "].value", "The value must be a string of 1 to 200 characters.")
     end
     name = op.value
   end
