@@ -28,7 +28,7 @@ print("          application " .. app.name .. " " .. app.id)
 local droplit = envclone.droplit(support.options("droplit"))
 local denv = support.check("droplit  create_environment", droplit:create_environment{
   ecosystemId = support.id("DROPLIT_ECOSYSTEM", seed.droplit.ecosystem_id),
-  alias = "demo-" .. stamp, meta = { purpose = "demo" },
+  alias = "demo_" .. stamp, meta = { purpose = "demo" },
 })
 print("          environment " .. denv.id)
 

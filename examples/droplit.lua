@@ -7,7 +7,7 @@ local support = require("support")
 local droplit = envclone.droplit(support.options("droplit"))
 local env = support.check("create_environment", droplit:create_environment{
   ecosystemId = support.id("DROPLIT_ECOSYSTEM", support.seed.droplit.ecosystem_id),
-  alias = "lab-" .. os.time(),
+  alias = "lab_" .. os.time(),
   meta = { owner = "platform-team", rooms = envclone.array{ "lab", "office" } },
 })
 print("  " .. env.id .. " created " .. env.createdAt)

@@ -91,12 +91,12 @@ describe("envclone subcommands", function()
   it("droplit create-environment --meta takes a JSON object", function()
     local code, out, err = run(vendor_env("droplit"), { "droplit", "create-environment",
       "--ecosystem-id", e.seed.droplit.ecosystem_id, "--meta", '{"customer":"acme","tier":"gold"}',
-      "--alias", "acme-cli", "--output", "json" })
+      "--alias", "acme_cli", "--output", "json" })
     assert.are.equal(0, code, err)
-    assert.are.equal("acme-cli", assert(cjson.decode(out)).result.alias)
+    assert.are.equal("acme_cli", assert(cjson.decode(out)).result.alias)
     local r = last_request("droplit.create_environment")
     assert.are.same({ ecosystemId = e.seed.droplit.ecosystem_id, meta = { customer = "acme", tier = "gold" },
-      alias = "acme-cli" }, cjson.decode(r.body))
+      alias = "acme_cli" }, cjson.decode(r.body))
   end)
 
   it("versori and qovery subcommands reach their routes", function()

@@ -543,17 +543,17 @@ describe("envclone emulator", function()
     end)
 
     it("echoes alias and meta, with or without the trailing slash", function()
-      local status, body, _, raw = droplit_create({ ecosystemId = DROPLIT_ECO, alias = "my.env-1_a" }, nil, "")
+      local status, body, _, raw = droplit_create({ ecosystemId = DROPLIT_ECO, alias = "My_env_1a" }, nil, "")
       assert.are.equal(201, status)
-      assert.are.equal("my.env-1_a", body.alias)
+      assert.are.equal("My_env_1a", body.alias)
       local s2, _, _, raw2 = droplit_create('{"ecosystemId":"' .. DROPLIT_ECO .. '","meta":{"a":[],"b":{}}}',
         { authorization = "emu-droplit-token", ["x-system-metadata-prefix"] = "_" })
       assert.are.equal(201, s2)
       assert.matches('"meta":{"a":[],"b":{}}', raw2, 1, true)
-      assert.matches('"alias":"my.env-1_a"', raw, 1, true)
+      assert.matches('"alias":"My_env_1a"', raw, 1, true)
       local prefixes = {}
       for _, env in pairs(e:state().droplit.environments) do prefixes[env.alias or "none"] = env.metadata_prefix end
-      assert.are.same({ ["my.env-1_a"] = "$", none = "_" }, prefixes)
+      assert.are.same({ My_env_1a = "$", none = "_" }, prefixes)
     end)
 
     it("uses the raw authorization header", function()
@@ -582,9 +582,12 @@ describe("envclone emulator", function()
       assert.are.equal("ecosystemId", err.parameter)
       err = droplit_error(404, "Ecosystem Missing", { ecosystemId = "Enope" })
       assert.are.equal("ecosystemId", err.parameter)
-      for _, alias in ipairs{ "has space", string.rep("a", 65), "" } do
+      -- docs.droplit.io/reference/aliases: 1 to 24 of a-z, A-Z, 0-9, _
+      for _, alias in ipairs{ "has space", string.rep("a", 25), "", "a-b", "a.b", "@thing1", "é" } do
         droplit_error(400, "Alias Invalid", { ecosystemId = DROPLIT_ECO, alias = alias }, auth)
       end
+      assert.are.equal(201, (droplit_create{ ecosystemId = DROPLIT_ECO, alias = string.rep("Z", 24) }))
+      assert.are.equal(201, (droplit_create{ ecosystemId = DROPLIT_ECO, alias = "Dup" }))  -- case-sensitive
       droplit_error(400, "Alias Invalid", '{"ecosystemId":"' .. DROPLIT_ECO .. '","alias":5}')
       droplit_error(400, "Metadata Format Invalid", '{"ecosystemId":"' .. DROPLIT_ECO .. '","meta":[]}')
       droplit_error(400, "Metadata Format Invalid", '{"ecosystemId":"' .. DROPLIT_ECO .. '","meta":"x"}')
@@ -592,7 +595,7 @@ describe("envclone emulator", function()
       err = droplit_error(400, "Alias Exists", { ecosystemId = DROPLIT_ECO, alias = "dup" })
       assert.are.equal("invalidBody", err.type)
       assert.are.equal("alias", err.parameter)
-      assert.are.equal(1, e:stats().applied.creates)
+      assert.are.equal(3, e:stats().applied.creates)
     end)
   end)
 

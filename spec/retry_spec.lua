@@ -39,7 +39,7 @@ describe("retries of creates", function()
       function(i) return kontent:clone_environment{ environment_id = seed.kontent.environment_id,
         name = "k-" .. i } end,
       function(i) return droplit:create_environment{ ecosystemId = seed.droplit.ecosystem_id,
-        alias = "d-" .. i } end,
+        alias = "d_" .. i } end,
       function(i) return qovery:clone_application{ applicationId = seed.qovery.application_id,
         environment_id = seed.qovery.environment_id, name = "q-" .. i } end,
     }

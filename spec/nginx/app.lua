@@ -88,8 +88,8 @@ end
 
 function cases.duplicate(opts)
   local d = client("droplit", opts)
-  d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "dup-" .. opts.transport }
-  return d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "dup-" .. opts.transport }
+  d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "dup_" .. opts.transport }
+  return d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "dup_" .. opts.transport }
 end
 
 function cases.unauthorized(opts)
@@ -192,7 +192,7 @@ end
 function M.init_worker()
   local d = envclone.droplit{ base_url = conf.base_urls.droplit, token = conf.credentials.droplit.token,
     transport = "cosocket", retry = false }
-  local res, err = d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "init-worker" }
+  local res, err = d:create_environment{ ecosystemId = conf.seed.droplit.ecosystem_id, alias = "init_worker" }
   M.init_worker_result = { result = res, err = plain(err) }
   d:close()
 end

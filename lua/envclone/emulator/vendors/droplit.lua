@@ -1,4 +1,11 @@
 --- Droplit.io in the emulator: environment create. Seed page 004.
+--
+-- Sources: the seed page (POST /v0/api/environments/: 201; 400 Body Parameters Missing,
+-- No Query String Allowed, Alias Exists, Alias Invalid, Metadata Format Invalid; 404
+-- Ecosystem Missing; each "defined by the standard error structure" as invalid parameters,
+-- invalid body or missing parameters), https://docs.droplit.io/reference/aliases and
+-- https://docs.droplit.io/reference/identifiers (alias and id format, uniqueness),
+-- https://docs.droplit.io/reference/rest-api-standard-responses (400 carries an error object).
 -- @module envclone.emulator.vendors.droplit
 
 local json = require("envclone.emulator.json")
@@ -36,8 +43,15 @@ function V.new_state()
   return {
     ecosystems = { [V.seed.ecosystem_id] = true },
     environments = {},
-    aliases = {},
+    aliases = {},   -- "ECOSYSTEM_ID;ALIAS" (Droplit's scoped reference) -> environment id
   }
+end
+
+-- "Aliases must meet the following requirements: Between 1 and 24 characters; Only contain
+-- the characters: a-z, A-Z, 0-9, _; No spaces ... Aliases are case sensitive."
+-- (docs.droplit.io/reference/aliases; ids follow the same rule: reference/identifiers)
+local function valid_alias(alias)
+  return type(alias) == "string" and #alias >= 1 and #alias <= 24 and not alias:find("[^%w_]")
 end
 
 local function new_id()
@@ -75,18 +89,18 @@ local function create_environment(emu, ctx)
       "meta must be a JSON object.")
   end
   local alias = body.alias
-  if members.alias ~= nil then
-    if type(alias) ~= "string" or #alias < 1 or #alias > 64 or alias:find("[^%w_%.%-]") then
-      return err(400, "invalidParameters", "Alias Invalid", "alias",
-        "The alias must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' or '-'.")
-    end
+  if members.alias ~= nil and not valid_alias(alias) then
+    return err(400, "invalidParameters", "Alias Invalid", "alias",
+      "An alias is 1 to 24 characters of a-z, A-Z, 0-9 and _.")
   end
   local ds = ctx.state
   if not ds.ecosystems[eco] then
     return err(404, "missingParameters", "Ecosystem Missing", "ecosystemId",
       "The ecosystem " .. eco .. " does not exist.")
   end
-  if alias and ds.aliases[alias] then
+  -- "For environments, the alias is unique within the parent ecosystem." (reference/aliases)
+  local scoped = alias and (eco .. ";" .. alias)
+  if scoped and ds.aliases[scoped] then
     return err(400, "invalidBody", "Alias Exists", "alias",
       "An object with the alias '" .. alias .. "' already exists.")
   end
@@ -103,7 +117,7 @@ local function create_environment(emu, ctx)
     metadata_prefix = req.headers["x-system-metadata-prefix"] or "$",
   }
   ds.environments[env.id] = env
-  if alias then ds.aliases[alias] = env.id end
+  if scoped then ds.aliases[scoped] = env.id end
   emu:applied(ctx.op, alias, true)
   return { status = 201, json = object{
     createdAt = env.createdAt, ecosystemId = eco, id = env.id, meta = env.meta, alias = alias,
