@@ -31,7 +31,9 @@ local call -- function() -> true, or raises
 
 if which == "envclone" or which == "envclone-core" then
   local envclone = require("envclone")
-  local k = envclone.kontent{ api_key = "bench-api-key", base_url = BASE, retry = false }
+  -- rate_limit = false: Kontent's client-side limit (10 calls/s per
+  -- environment) would measure the limiter, not the call path
+  local k = envclone.kontent{ api_key = "bench-api-key", base_url = BASE, retry = false, rate_limit = false }
   if which == "envclone-core" then
     -- bypass the Lua layer: call the C closure of the operation directly
     local handle, ops = k._handle, {}
