@@ -27,6 +27,7 @@ local function valid_args(op)
     ["qovery.clone_application"] = { applicationId = s.application_id, name = "battery-ok",
       environment_id = s.environment_id },
     ["droplit.create_environment"] = { ecosystemId = s.ecosystem_id },
+    ["kontent.mark_environment_as_production"] = { environment_id = s.environment_id, enable_webhooks = false },
   }
   local a = by_op[op.vendor .. "." .. op.name]
   if not a then -- Kontent: every operation takes environment_id, some a name
@@ -383,7 +384,7 @@ describe("free-form path parameters are percent-encoded, never refused or passed
       assert.are.equal(404, err.status, tostring(err)) -- no such connection: the id stayed one segment
       assert.are.equal(before + 1, requests(), "exactly one request")
       local log = e:requests()
-      assert.are.equal("/versori/api/v2/o/" .. seed.versori.organisation_id .. "/connections/" .. pct(v)
+      assert.are.equal("/versori/api/connect/v1alpha1/o/" .. seed.versori.organisation_id .. "/connections/" .. pct(v)
         .. "/versions", log[#log].path)
       assert.are.equal("", log[#log].query, "nothing leaked into the query string")
       assert.is_nil(log[#log].headers["x-injected"], "no header injected")

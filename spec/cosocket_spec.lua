@@ -181,7 +181,7 @@ describe("envclone.cosocket with a scripted socket", function()
     local err_body = '{"request_id":"abc","error_code":232,"message":"already production"}'
     scripts[1] = { response = response(400, { "Content-Type: application/json",
       "Content-Length: " .. #err_body }, err_body) }
-    local _, err = kontent():mark_environment_as_production{ environment_id = ENV }
+    local _, err = kontent():mark_environment_as_production{ environment_id = ENV, enable_webhooks = true }
     assert.are.equal("http", err.kind)
     assert.are.equal(400, err.status)
     assert.are.equal(232, err.code)

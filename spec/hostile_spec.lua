@@ -258,6 +258,25 @@ describe("a hostile server", function()
     still_works()
   end)
 
+  it("answers an idempotent call 500 once: retried (Kontent asks clients to retry 5xx), then it succeeds",
+    function()
+    local k = envclone.kontent{ api_key = KEY, base_url = srv.url .. "/v2", timeout = TIMEOUT,
+      retry = { max_attempts = 3, base_delay = 0.001 } }
+    local before = srv:stats().requests
+    local res, err = call("error500_once", function() return k:get_environment{ environment_id = ENV } end)
+    assert.is_table(res, tostring(err))
+    assert.are.equal(before + 2, srv:stats().requests)
+    -- a create answered 500 is never re-sent: the server may have acted
+    before = srv:stats().requests
+    res, err = call("error500_once", function()
+      return k:clone_environment{ environment_id = ENV, name = "Once" } end)
+    assert_error(res, err, "http")
+    assert.are.equal("server_error", err.reason)
+    assert.is_true(err.maybe_applied)
+    assert.are.equal(before + 1, srv:stats().requests)
+    still_works()
+  end)
+
   it("sends a Retry-After date os.time cannot hold: an error, not a raise", function()
     local k = envclone.kontent{ api_key = KEY, base_url = srv.url .. "/v2", timeout = TIMEOUT,
       retry = { max_attempts = 2, base_delay = 0.001 } }

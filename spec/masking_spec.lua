@@ -127,8 +127,8 @@ describe("input 7: a secret echoed in any form is masked", function()
       -- a header carries no JSON escapes: those forms send the token verbatim there
       local header_form = form:find("\\", 1, true) and TOKEN or form
       srv:script(401, { "Content-Type: application/json", "X-Request-Id: req-" .. header_form },
-        '{"code":"bad_token ' .. form .. '","message":"invalid token ' .. form .. '",'
-          .. '"detail":{"' .. form .. '":["' .. form .. '"]}}')
+        '{"errors":[{"type":"unauthorized","name":"bad_token ' .. form .. '","message":"invalid token ' .. form
+          .. '"}],"detail":{"' .. form .. '":["' .. form .. '"]}}')
       local res, err = droplit:create_environment{ ecosystemId = ECO }
       assert.is_nil(res)
       assert.are.equal(401, err.status)
@@ -155,7 +155,7 @@ describe("input 7: a secret echoed in any form is masked", function()
   end)
 
   it("ordinary text that merely looks like part of the token is left alone", function()
-    srv:script(401, { "Content-Type: application/json" }, '{"message":"AbCd is not a valid PLACE"}')
+    srv:script(401, { "Content-Type: application/json" }, '{"errors":[{"message":"AbCd is not a valid PLACE"}]}')
     local _, err = droplit:create_environment{ ecosystemId = ECO }
     assert.are.equal("AbCd is not a valid PLACE", err.message)
   end)

@@ -114,8 +114,43 @@ describe("versori", function()
       return a
     end
 
-    it("creates a version with cookie auth", function()
+    it("creates a version on the Connect API with the bearer token, preferred over the cookie", function()
       local v = client("versori")
+      assert(v:create_connection_version(cargs{ name = "v2b" }))
+      local req = last_request()
+      assert.are.equal("Bearer " .. creds.versori.token, req.headers.authorization)
+      assert.is_nil(req.headers.cookie)
+    end)
+
+    it("sends a Connect API call to connect_base_url, and derives it from base_url when only that is set",
+      function()
+      local srv = require("spec.support.hostile").start()
+      local ok, err = pcall(function()
+        local path = "/o/" .. seed.versori.organisation_id .. "/connections/" .. seed.versori.connection_id
+          .. "/versions"
+        -- a connect_base_url of its own wins
+        local v = envclone.versori{ cookie = creds.versori.cookie, base_url = srv.url .. "/p/api/v2",
+          connect_base_url = srv.url .. "/elsewhere/connect/v1alpha1/", retry = false }
+        assert(v:create_connection_version(cargs{ name = "v3" }))
+        assert.are.equal("/elsewhere/connect/v1alpha1" .. path, srv:stats().last_path)
+        -- base_url alone: the Connect API is its sibling ../connect/v1alpha1
+        v = envclone.versori{ token = creds.versori.token, base_url = srv.url .. "/x/api/v2/", retry = false }
+        assert(v:create_connection_version(cargs{ name = "v3" }))
+        assert.are.equal("/x/api/connect/v1alpha1" .. path, srv:stats().last_path)
+        -- the platform API stays on base_url
+        assert(v:clone_environment{ organisation_id = seed.versori.organisation_id,
+          project_id = seed.versori.project_id, oldEnvName = "a", newEnvName = "b" })
+        assert.matches("^/x/api/v2/o/", srv:stats().last_path)
+      end)
+      srv:stop()
+      assert(ok, err)
+      -- with neither set, the vendor's own Connect API root
+      assert.are.equal("https://platform.versori.com/api/connect/v1alpha1",
+        require("envclone.core").vendors.versori.bases.connect.url)
+    end)
+
+    it("creates a version with cookie auth when the client holds no token", function()
+      local v = client("versori", { token = emu.OMIT })
       local version = assert(v:create_connection_version(cargs{ fromVersion = "v1" }))
       assert.are.equal("v2", version.name)
       assert.is_true(version.isLatest)
@@ -133,16 +168,16 @@ describe("versori", function()
       assert.matches("reserved", err.message)
     end)
 
-    it("needs the cookie", function()
-      local v = client("versori", { cookie = emu.OMIT })
-      rejects("cookie", function() return v:create_connection_version(cargs()) end)
+    it("needs the token or the cookie", function()
+      local v = client("versori", { cookie = emu.OMIT, token = emu.OMIT })
+      rejects("token", function() return v:create_connection_version(cargs()) end)
     end)
 
     it("percent-encodes the connection id so it cannot change the path", function()
       local v = client("versori")
       local _, err = v:create_connection_version(cargs{ connection_id = "../../projects?x=1#y" })
       assert.are.equal(404, err.status)
-      assert.are.equal("/versori/api/v2/o/" .. seed.versori.organisation_id
+      assert.are.equal("/versori/api/connect/v1alpha1/o/" .. seed.versori.organisation_id
         .. "/connections/..%2F..%2Fprojects%3Fx%3D1%23y/versions", last_request().path)
       rejects("connection_id", function() return v:create_connection_version(cargs{ connection_id = ".." }) end)
     end)
@@ -170,8 +205,21 @@ describe("qovery", function()
     assert.are.equal(seed.qovery.environment_id, app.environment.id)
     local req = last_request()
     assert.are.equal("/qovery/application/" .. seed.qovery.application_id .. "/clone", req.path)
-    assert.are.equal("Bearer " .. creds.qovery.token, req.headers.authorization)
+    -- an API token (not a JWT) goes out as "Token", Qovery's ApiKeyAuth scheme
+    assert.are.equal("Token " .. creds.qovery.token, req.headers.authorization)
     assert.are.equal('{"name":"web-copy","environment_id":"' .. seed.qovery.environment_id .. '"}', req.body)
+  end)
+
+  it("sends a JWT as Bearer, and token_type overrides the choice", function()
+    local jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    client("qovery", { token = jwt }):clone_application(args{ name = "jwt-copy" })
+    assert.are.equal("Bearer " .. jwt, last_request().headers.authorization)
+    client("qovery", { token_type = "Bearer" }):clone_application(args{ name = "bearer-copy" })
+    assert.are.equal("Bearer " .. creds.qovery.token, last_request().headers.authorization)
+    client("qovery", { token = jwt, token_type = "Token" }):clone_application(args{ name = "token-copy" })
+    assert.are.equal("Token " .. jwt, last_request().headers.authorization)
+    assert.has_error(function() envclone.qovery{ token = creds.qovery.token, token_type = "Basic" } end,
+      'envclone.qovery: option \'token_type\' must be "Token" or "Bearer"')
   end)
 
   it("validates UUIDs and names before sending", function()
@@ -245,15 +293,17 @@ describe("kontent", function()
     assert.is_true(k:mark_environment_as_production{ environment_id = clone.id, enable_webhooks = false })
     assert.are.equal('{"enable_webhooks":false}', last_request().body)
     assert.are.equal("PUT", last_request().method)
-    local res, err = k:mark_environment_as_production{ environment_id = clone.id }
+    local res, err = k:mark_environment_as_production{ environment_id = clone.id, enable_webhooks = true }
     assert.is_nil(res)
     assert.are.equal(400, err.status)
     assert.are.equal(232, err.code)
+    assert.are.equal("already_production", err.reason)
     assert.matches("already marked as production", err.message)
     assert.is_string(err.request_id)
     assert.matches("request_id " .. err.request_id, tostring(err), 1, true)
     local _, derr = k:delete_environment{ environment_id = clone.id }
     assert.are.equal(233, derr.code)
+    assert.are.equal("production_not_deletable", derr.reason)
     -- the swap made the old production deletable
     assert.is_true(k:delete_environment{ environment_id = env_id })
   end)

@@ -148,24 +148,46 @@ describe("retries of creates", function()
 end)
 
 describe("retries of idempotent calls", function()
-  it("a DELETE whose connection dropped after acting: only envclone retries, and the error keeps maybe_applied",
-    function()
-    local k = client("kontent", { retry = { base_delay = 0.001 } })
+  it("a DELETE whose connection dropped after acting: the retry's 404 means the first attempt applied", function()
+    local logged = {}
+    local k = client("kontent", { retry = { base_delay = 0.001 },
+      log = function(level, msg, info) logged[#logged + 1] = { level = level, msg = msg, info = info } end })
     local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "ToDelete" })
     assert(k:get_environment{ environment_id = clone.id }) -- leaves a pooled connection behind
     e:faults{ rules = { { operation = "kontent.delete_environment", queue = { "close_after" } } } }
-    local res, err = k:delete_environment{ environment_id = clone.id }
-    assert.is_nil(res)
-    -- attempt 1 deleted it and lost the answer; attempt 2 got 404
-    assert.are.equal(2, err.attempts)
-    assert.are.equal(404, err.status)
-    assert.is_true(err.maybe_applied, "the first attempt may have deleted it")
+    -- attempt 1 deleted it and lost the answer; attempt 2 got 404: that is success
+    assert.is_true(k:delete_environment{ environment_id = clone.id })
+    local said
+    for _, l in ipairs(logged) do
+      if l.level == "info" and l.msg:find("earlier attempt", 1, true) then said = l end
+    end
+    assert.is_table(said, "the log hook is told why a 404 counts as success")
+    assert.are.equal("not_found", said.info.reason)
+    assert.are.equal(2, said.info.attempt)
     local deletes = 0
     for _, r in ipairs(e:requests()) do
       if r.operation == "kontent.delete_environment" then deletes = deletes + 1 end
     end
     assert.are.equal(2, deletes, "libcurl must not re-send on its own")
   end)
+
+  it("a 404 on the FIRST attempt of a DELETE stays an error (nothing says it applied)", function()
+    local k = client("kontent", { retry = { base_delay = 0.001 } })
+    local res, err = k:delete_environment{ environment_id = "00000000-0000-4000-8000-00000000dead" }
+    assert.is_nil(res)
+    assert.are.equal(404, err.status)
+    assert.are.equal("not_found", err.reason)
+    assert.are.equal(1, err.attempts)
+  end)
+
+  it("mark-as-production answered 500 then 232 on the retry: the first attempt applied", function()
+    local k = client("kontent", { retry = { base_delay = 0.001 } })
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "SwapMe" })
+    e:faults{ rules = { { operation = "kontent.mark_environment_as_production", queue = { "close_after" } } } }
+    assert.is_true(k:mark_environment_as_production{ environment_id = clone.id, enable_webhooks = false })
+    assert.are.equal(true, k:get_environment{ environment_id = clone.id }.is_production)
+  end)
+
 
   it("an HTTP-date Retry-After is honoured and reported in seconds; a nonsense date is ignored", function()
     local r = require("envclone.retry")

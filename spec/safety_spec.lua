@@ -98,13 +98,13 @@ describe("an error raised in a hook", function()
     local k = client("kontent")
     local mt = { __index = function() error("boom from __index") end,
       __pairs = function() error("boom from __pairs") end }
-    local args = setmetatable({ environment_id = ENV }, mt)
+    local args = setmetatable({ environment_id = ENV, enable_webhooks = true }, mt)
     for _ = 1, 20 do
       local res, err = k:mark_environment_as_production(args)
       assert.is_nil(res) -- already production: Kontent's 232, which proves the request went out whole
       assert.are.equal(232, err.code)
     end
-    assert.are.equal('{}', e:requests()[1].body)
+    assert.are.equal('{"enable_webhooks":true}', e:requests()[1].body)
   end)
 
   it("many raising calls and dropped clients leave no state behind (leaks: see scripts/asan.sh)", function()
@@ -303,8 +303,12 @@ describe("secrets", function()
             local args = {}
             for _, f in ipairs(op.fields) do
               if f.required then
-                args[f.name] = (f.format or ""):find("ULID") and seed.versori.organisation_id
-                  or (f.format or ""):find("UUID") and ENV or "x"
+                if f.type == "boolean" then
+                  args[f.name] = false
+                else
+                  args[f.name] = (f.format or ""):find("ULID") and seed.versori.organisation_id
+                    or (f.format or ""):find("UUID") and ENV or "x"
+                end
               end
             end
             local res, rerr = c[op.name](c, args)

@@ -13,6 +13,7 @@
 #include "ec_ops.h"
 
 #define EC_MAX_SECRETS 4
+#define EC_MAX_BASES 2
 #define EC_CLIENT_MT "envclone.core.client"
 
 struct ec_transport;
@@ -28,6 +29,8 @@ typedef struct {
 typedef struct {
     const ec_vendor *vendor;
     char *base_url;
+    char *bases[EC_MAX_BASES];     /* parallel to vendor->bases */
+    ec_auth scheme_override;       /* from vendor->scheme_option; EC_AUTH_UNSET: by the credential */
     char *secrets[EC_MAX_SECRETS]; /* parallel to vendor->credentials; NULL = not set */
     char *user_agent;
     char *ca_file;
@@ -42,5 +45,11 @@ typedef struct {
 
 /* The secret for credential option `name`, or NULL when the client has none. */
 const char *ec_client_secret(const ec_client *c, const char *name);
+
+/* The API root `op` is sent to: base_url, or the vendor base it names. */
+const char *ec_client_base(const ec_client *c, const ec_op *op);
+
+/* The scheme a credential goes out with (resolves EC_AUTH_TOKEN_OR_JWT). */
+ec_auth ec_client_scheme(const ec_client *c, ec_auth scheme, const char *secret);
 
 #endif

@@ -50,6 +50,10 @@ static void client_release(ec_client *c)
     ec_buf_free(&c->req.body);
     ec_buf_free(&c->req.headers);
     free(c->base_url);
+    for (int i = 0; i < EC_MAX_BASES; i++) {
+        free(c->bases[i]);
+        c->bases[i] = NULL;
+    }
     free(c->user_agent);
     free(c->ca_file);
     c->base_url = c->user_agent = c->ca_file = NULL;
@@ -127,26 +131,62 @@ static int known_option(const ec_vendor *v, const char *key)
     for (const char *const *o = v->credentials; *o; o++)
         if (strcmp(*o, key) == 0)
             return 1;
-    return 0;
+    for (const ec_base *b = v->bases; b && b->name; b++)
+        if (strcmp(b->option, key) == 0)
+            return 1;
+    return v->scheme_option != NULL && strcmp(v->scheme_option, key) == 0;
 }
 
-static void check_base_url(lua_State *L, const char *vendor, const char *url)
+static void check_base_url(lua_State *L, const char *vendor, const char *option, const char *url)
 {
     size_t n = strlen(url);
     if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
-        luaL_error(L, "envclone.%s: base_url must start with http:// or https://", vendor);
+        luaL_error(L, "envclone.%s: %s must start with http:// or https://", vendor, option);
     if (n > EC_MAX_BASE_URL)
-        luaL_error(L, "envclone.%s: base_url is longer than %d bytes", vendor, EC_MAX_BASE_URL);
+        luaL_error(L, "envclone.%s: %s is longer than %d bytes", vendor, option, EC_MAX_BASE_URL);
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7F || *p == '?' || *p == '#')
-            luaL_error(L, "envclone.%s: base_url must not contain spaces, control characters, '?' or '#'", vendor);
+            luaL_error(L, "envclone.%s: %s must not contain spaces, control characters, '?' or '#'", vendor, option);
     /* user:password@host would be a credential outside envclone's secret
      * handling (printed by tostring, sent on every request) */
     const char *authority = strstr(url, "://") + 3;
     size_t alen = strcspn(authority, "/");
     if (memchr(authority, '@', alen) != NULL)
-        luaL_error(L, "envclone.%s: base_url must not contain user information (user:password@); "
-                      "pass credentials as options", vendor);
+        luaL_error(L, "envclone.%s: %s must not contain user information (user:password@); "
+                      "pass credentials as options", vendor, option);
+}
+
+/* A checked copy of url without trailing slashes, owned by the caller. */
+static char *dup_base_url(lua_State *L, const char *vendor, const char *option, const char *url)
+{
+    check_base_url(L, vendor, option, url);
+    char *copy = dup_string(L, url);
+    size_t n = strlen(copy);
+    while (n > 0 && copy[n - 1] == '/')
+        copy[--n] = '\0';
+    return copy;
+}
+
+/* A sibling root of base_url: base_url read as a directory ("/api/v2/"),
+ * with a reference made of "../" segments and a path resolved against it
+ * as RFC 3986 §5.2 does ("../connect/v1alpha1" -> "/api/connect/v1alpha1"). */
+static char *resolve_base(lua_State *L, const char *vendor, const char *option, const char *base, const char *rel)
+{
+    char buf[EC_MAX_BASE_URL + 256];
+    size_t n = strlen(base);
+    size_t root = (size_t)(strstr(base, "://") + 3 - base);
+    root += strcspn(base + root, "/");
+    if (n >= sizeof buf)
+        luaL_error(L, "envclone.%s: base_url is too long", vendor);
+    memcpy(buf, base, n + 1);
+    for (; strncmp(rel, "../", 3) == 0; rel += 3) {
+        while (n > root && buf[n - 1] != '/')
+            n--;
+        if (n > root)
+            n--;
+    }
+    snprintf(buf + n, sizeof buf - n, "/%s", rel);
+    return dup_base_url(L, vendor, option, buf);
 }
 
 /* core.client(vendor, opts) -> client userdata */
@@ -198,12 +238,30 @@ static int l_client(lua_State *L)
         c->secrets[i] = dup_string(L, s);
     }
     const char *base = opt_string(L, 2, vname, "base_url");
-    base = base ? base : vendor->default_base_url;
-    check_base_url(L, vname, base);
-    c->base_url = dup_string(L, base);
-    size_t blen = strlen(c->base_url);
-    while (blen > 0 && c->base_url[blen - 1] == '/')
-        c->base_url[--blen] = '\0';
+    c->base_url = dup_base_url(L, vname, "base_url", base ? base : vendor->default_base_url);
+    /* A vendor's further API roots: their own option, else (base_url given:
+     * a proxy, staging or the emulator) a sibling of base_url, else the
+     * vendor's default. */
+    for (int i = 0; vendor->bases && vendor->bases[i].name && i < EC_MAX_BASES; i++) {
+        const ec_base *b = &vendor->bases[i];
+        const char *own = opt_string(L, 2, vname, b->option);
+        if (own)
+            c->bases[i] = dup_base_url(L, vname, b->option, own);
+        else if (base)
+            c->bases[i] = resolve_base(L, vname, b->option, c->base_url, b->relative);
+        else
+            c->bases[i] = dup_base_url(L, vname, b->option, b->url);
+    }
+    if (vendor->scheme_option) {
+        const char *t = opt_string(L, 2, vname, vendor->scheme_option);
+        if (t && strcmp(t, "Token") == 0)
+            c->scheme_override = EC_AUTH_TOKEN;
+        else if (t && strcmp(t, "Bearer") == 0)
+            c->scheme_override = EC_AUTH_BEARER;
+        else if (t)
+            return luaL_error(L, "envclone.%s: option '%s' must be \"Token\" or \"Bearer\"", vname,
+                              vendor->scheme_option);
+    }
 
     const char *ua = opt_string(L, 2, vname, "user_agent");
     if (ua && !header_safe(ua))
@@ -408,9 +466,18 @@ static int l_parse(lua_State *L)
     return ec_parse_response(L, c, op, &resp);
 }
 
+/* t[key] = v for the table on top of the stack, unless v is NULL. */
+static void set_opt_string(lua_State *L, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, key);
+}
+
 static void push_field(lua_State *L, const ec_field *f)
 {
-    static const char *const where[] = { "path", "body", "header" };
+    static const char *const where[] = { "body", "path", "header" };
     lua_createtable(L, 0, 8);
     lua_pushstring(L, f->name);
     lua_setfield(L, -2, "name");
@@ -420,10 +487,10 @@ static void push_field(lua_State *L, const ec_field *f)
     lua_setfield(L, -2, "type");
     lua_pushboolean(L, f->required);
     lua_setfield(L, -2, "required");
-    if (f->wire) {
-        lua_pushstring(L, f->wire);
-        lua_setfield(L, -2, "wire");
-    }
+    set_opt_string(L, "wire", f->wire);
+    set_opt_string(L, "description", f->description);
+    if (f->charset)
+        set_opt_string(L, "charset", f->charset->name);
     if (f->format != EC_FMT_NONE || f->item_format != EC_FMT_NONE) {
         lua_pushstring(L, ec_format_name(f->format != EC_FMT_NONE ? f->format : f->item_format));
         lua_setfield(L, -2, "format");
@@ -478,8 +545,29 @@ static void push_operations(lua_State *L)
         lua_setfield(L, -2, "path");
         lua_pushboolean(L, op->creates);
         lua_setfield(L, -2, "creates");
-        lua_pushstring(L, op->credential);
+        /* credential: the first (preferred) one; credentials: all, in order */
+        lua_pushstring(L, op->auth[0].credential);
         lua_setfield(L, -2, "credential");
+        lua_newtable(L);
+        for (int k = 0; k < EC_MAX_AUTH_WAYS && op->auth[k].credential; k++) {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, op->auth[k].credential);
+            lua_setfield(L, -2, "credential");
+            lua_pushstring(L, ec_auth_name(op->auth[k].scheme));
+            lua_setfield(L, -2, "scheme");
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "auth");
+        lua_newtable(L);
+        for (int k = 0; k < EC_MAX_STATUSES && op->success[k]; k++) {
+            lua_pushinteger(L, op->success[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "success");
+        set_opt_string(L, "base", op->base);
+        set_opt_string(L, "summary", op->summary);
+        set_opt_string(L, "page", op->page);
+        set_opt_string(L, "applied_reason", op->applied_reason);
         lua_newtable(L);
         int n = 0;
         for (const ec_field *f = op->fields; f->name; f++) {
@@ -508,6 +596,33 @@ static void push_vendors(lua_State *L)
             lua_rawseti(L, -2, k + 1);
         }
         lua_setfield(L, -2, "credentials");
+        lua_newtable(L);
+        for (int k = 0; v->bases && v->bases[k].name; k++) {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, v->bases[k].url);
+            lua_setfield(L, -2, "url");
+            lua_pushstring(L, v->bases[k].option);
+            lua_setfield(L, -2, "option");
+            lua_setfield(L, -2, v->bases[k].name);
+        }
+        lua_setfield(L, -2, "bases");
+        if (v->scheme_option) {
+            lua_pushstring(L, v->scheme_option);
+            lua_setfield(L, -2, "scheme_option");
+        }
+        /* the documented limit, for the Lua rate limiter */
+        if (v->rate_limit.key) {
+            lua_createtable(L, 0, 4);
+            lua_pushstring(L, v->rate_limit.key);
+            lua_setfield(L, -2, "key");
+            lua_pushinteger(L, v->rate_limit.per_second);
+            lua_setfield(L, -2, "per_second");
+            lua_pushinteger(L, v->rate_limit.per_minute);
+            lua_setfield(L, -2, "per_minute");
+            lua_pushinteger(L, v->rate_limit.concurrency_per_key);
+            lua_setfield(L, -2, "concurrency_per_key");
+            lua_setfield(L, -2, "rate_limit");
+        }
         lua_setfield(L, -2, v->name);
     }
 }

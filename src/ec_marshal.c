@@ -26,6 +26,47 @@ const char *ec_client_secret(const ec_client *c, const char *name)
     return NULL;
 }
 
+const char *ec_client_base(const ec_client *c, const ec_op *op)
+{
+    if (op->base != NULL && c->vendor->bases != NULL)
+        for (int i = 0; c->vendor->bases[i].name && i < EC_MAX_BASES; i++)
+            if (strcmp(c->vendor->bases[i].name, op->base) == 0 && c->bases[i] != NULL)
+                return c->bases[i];
+    return c->base_url;
+}
+
+/* A JWT is three base64url segments joined by dots (RFC 7519 §7.2, JWS
+ * compact serialisation); an opaque API token such as qov_... is not. */
+static int is_jwt(const char *s)
+{
+    int dots = 0;
+    size_t seg = 0;
+    for (; *s; s++) {
+        if (*s == '.') {
+            if (seg == 0)
+                return 0;
+            dots++;
+            seg = 0;
+        } else if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'
+                   || *s == '_' || *s == '=') {
+            seg++;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 2 && seg > 0;
+}
+
+ec_auth ec_client_scheme(const ec_client *c, ec_auth scheme, const char *secret)
+{
+    if (scheme != EC_AUTH_TOKEN_OR_JWT)
+        return scheme;
+    if (c->scheme_override != EC_AUTH_UNSET)
+        return c->scheme_override;
+    return is_jwt(secret) ? EC_AUTH_BEARER : EC_AUTH_TOKEN;
+}
+
+
 /* Validation state: the first problem found, reported once at the top. */
 typedef struct {
     lua_State *L;
@@ -155,6 +196,12 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
         excerpt(v->c, s, n, shown, sizeof shown);
         return bad(v, name, "field '%s' must be %s, got \"%s\"", name, ec_format_name(fmt), shown);
     }
+    if (f && f->charset && strspn(s, f->charset->chars) != n) {
+        char shown[64];
+        excerpt(v->c, s, n, shown, sizeof shown);
+        return bad(v, name, "field '%s' may hold only the characters %s, got \"%s\"", name,
+                   f->charset->name, shown);
+    }
     if (f && f->reserved) {
         for (const char *const *r = f->reserved; *r; r++)
             if (strcmp(*r, s) == 0)
@@ -273,7 +320,7 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
         if (ec_buf_addc(out, '[') != 0)
             return too_large(v, name);
         char item[160];
-        ec_field item_rules = { name, EC_IN_BODY, EC_T_STRING, 1, NULL, 1, 0, f->item_format, NULL, NULL, EC_FMT_NONE };
+        ec_field item_rules = { .name = name, .type = EC_T_STRING, .required = 1, .min_len = 1, .format = f->item_format };
         for (size_t i = 1; i <= len; i++) {
             snprintf(item, sizeof item, "%s[%zu]", name, i);
             lua_rawgeti(L, idx, (lua_Integer)i);
@@ -407,13 +454,20 @@ static int check_known_keys(vctx *v, int args)
     return 0;
 }
 
-static int add_header(ec_request *req, const char *name, const char *value)
+/* Appends "name: prefix value" (prefix: an auth scheme and its space, or ""). */
+static int add_header2(ec_request *req, const char *name, const char *prefix, const char *value)
 {
     if (ec_buf_adds(&req->headers, name) != 0 || ec_buf_add(&req->headers, ": ", 2) != 0
-        || ec_buf_adds(&req->headers, value) != 0 || ec_buf_add(&req->headers, "", 1) != 0)
+        || ec_buf_adds(&req->headers, prefix) != 0 || ec_buf_adds(&req->headers, value) != 0
+        || ec_buf_add(&req->headers, "", 1) != 0)
         return -1;
     req->nheaders++;
     return 0;
+}
+
+static int add_header(ec_request *req, const char *name, const char *value)
+{
+    return add_header2(req, name, "", value);
 }
 
 static int percent_encode(ec_buf *b, const char *s, size_t n)
@@ -440,7 +494,7 @@ static int build_url(vctx *v, int args)
 {
     lua_State *L = v->L;
     ec_request *req = &v->c->req;
-    if (ec_buf_adds(&req->url, v->c->base_url) != 0)
+    if (ec_buf_adds(&req->url, ec_client_base(v->c, v->op)) != 0)
         return bad(v, "base_url", "base_url is too long");
     const char *p = v->op->path;
     while (*p) {
@@ -529,16 +583,22 @@ static int build_headers(vctx *v, int args)
     ec_client *c = v->c;
     const ec_op *op = v->op;
     ec_request *req = &c->req;
-    const char *secret = ec_client_secret(c, op->credential);
+    const ec_auth_way *way = op->auth;
+    const char *secret = NULL;
+    for (; way->credential && (secret = ec_client_secret(c, way->credential)) == NULL; way++)
+        ;
     if (secret == NULL)
-        return bad(v, op->credential, "this %s client has no '%s': pass %s = ... to envclone.%s{} (needed by %s)",
-                   op->vendor, op->credential, op->credential, op->vendor, op->name);
+        return bad(v, op->auth[0].credential, "this %s client has no '%s': pass %s = ... to envclone.%s{} (needed by %s)",
+                   op->vendor, op->auth[0].credential, op->auth[0].credential, op->vendor, op->name);
     int rc = 0;
-    switch (op->auth) {
+    switch (ec_client_scheme(c, way->scheme, secret)) {
+    case EC_AUTH_UNSET: /* not in the table: every way names its scheme */
     case EC_AUTH_BEARER:
-        rc = ec_buf_adds(&req->headers, "Authorization: Bearer ") || ec_buf_adds(&req->headers, secret)
-             || ec_buf_add(&req->headers, "", 1);
-        req->nheaders++;
+        rc = add_header2(req, "Authorization", "Bearer ", secret);
+        break;
+    case EC_AUTH_TOKEN:
+    case EC_AUTH_TOKEN_OR_JWT:
+        rc = add_header2(req, "Authorization", "Token ", secret);
         break;
     case EC_AUTH_COOKIE:
         rc = add_header(req, "Cookie", secret);
@@ -722,22 +782,18 @@ static const char *lookup(lua_State *L, const char *path, char *tmp, size_t tmpl
     return res;
 }
 
-static const char *first_of(lua_State *L, const char *const *paths, char *tmp, size_t tmplen)
+/* The first of n dotted paths (a NULL ends them early) that holds a value. */
+static const char *first_of(lua_State *L, const char *const *paths, size_t n, char *tmp, size_t tmplen)
 {
-    for (; *paths; paths++) {
-        const char *v = lookup(L, *paths, tmp, tmplen);
+    for (size_t i = 0; i < n && paths[i]; i++) {
+        const char *v = lookup(L, paths[i], tmp, tmplen);
         if (v && *v)
             return v;
     }
     return NULL;
 }
 
-/* Every vendor's error body, read by one routine: Kontent's
- * {request_id, error_code, message}, Versori's {code, message}, Qovery's
- * {status, error, message} and Droplit's {errors: [{name, type, message}]}. */
-static const char *const code_paths[] = { "error_code", "code", "error.code", "errors.1.code", "errors.1.name", "error", NULL };
-static const char *const message_paths[] = { "message", "error.message", "errors.1.message", "error_description", "detail", "title", "error", NULL };
-static const char *const request_id_paths[] = { "request_id", "requestId", "error.request_id", NULL };
+#define FIRST_OF(L, paths, tmp) first_of((L), (paths), sizeof(paths) / sizeof((paths)[0]), (tmp), sizeof(tmp))
 
 static void html_title(const char *body, size_t n, char *out, size_t outlen)
 {
@@ -755,9 +811,13 @@ static void html_title(const char *body, size_t n, char *out, size_t outlen)
     }
 }
 
+/* Statuses a later attempt may get past (RFC 9110 §15.5.9, §15.6; Kontent's
+ * error page asks clients to retry 5xx).  Creates are narrowed further by
+ * the retry layer: only 429 and 503 with Retry-After, where the server says
+ * it did not act. */
 static int status_retryable(long status)
 {
-    return status == 429 || status == 502 || status == 503 || status == 504;
+    return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
 /* Could the server have acted on a request that got this status?  429,
@@ -849,13 +909,16 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     if (body_len > 0 && decode_json(L, body, body_len, why, sizeof why) == 0) {
         have_body = 1;
         if (lua_type(L, -1) == LUA_TTABLE) {
-            code = first_of(L, code_paths, codebuf, sizeof codebuf);
-            message = first_of(L, message_paths, msgbuf, sizeof msgbuf);
-            if (code && message && strcmp(code, message) == 0) /* only "error" was there */
+            /* where each part lives is the vendor row's knowledge */
+            const ec_error_shape *shape = &c->vendor->errors;
+            code = FIRST_OF(L, shape->code, codebuf);
+            message = FIRST_OF(L, shape->message, msgbuf);
+            if (code && message && strcmp(code, message) == 0) /* Qovery's old {error} alone */
                 code = NULL;
-            const char *rid = first_of(L, request_id_paths, ridbuf, sizeof ridbuf);
+            const char *rid = FIRST_OF(L, shape->request_id, ridbuf);
             if (rid)
                 request_id = rid;
+
         }
     }
     if (message == NULL) {
@@ -880,6 +943,15 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
     else
         ec_error_str(L, "code", code);
     ec_error_str(L, "request_id", request_id);
+    ec_error_str(L, "reason", ec_error_reason(c->vendor, st, code));
+    /* Kontent's validation_errors[], Versori's fields: the caller's list of what to fix */
+    if (have_body && c->vendor->errors.details && lua_type(L, -2) == LUA_TTABLE) {
+        lua_getfield(L, -2, c->vendor->errors.details);
+        if (lua_type(L, -1) == LUA_TTABLE)
+            lua_setfield(L, -2, "validation_errors");
+        else
+            lua_pop(L, 1);
+    }
     ec_error_bool(L, "retryable", status_retryable(st));
     ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st, resp->retry_after != NULL));
     set_retry_after(L, retry_after);

@@ -3,7 +3,9 @@
  *
  * Vendors differ only in the rows of this table; the marshal engine, the
  * transports and the Lua layer read it and never branch on a vendor name.
- * Adding an operation is adding a row in ec_ops.c.
+ * Adding an operation is adding a row in ec_ops.c.  Rows use designated
+ * initializers (named columns): a new attribute is a new member here, set
+ * only in the rows that need it and read by the code that uses it.
  */
 #ifndef EC_OPS_H
 #define EC_OPS_H
@@ -26,15 +28,19 @@ typedef enum {
 } ec_format;
 
 typedef enum {
+    EC_IN_BODY,   /* member of the JSON body (the default) */
     EC_IN_PATH,   /* substituted into the path, percent-encoded */
-    EC_IN_BODY,   /* member of the JSON body */
     EC_IN_HEADER  /* a request header; `wire` is the header name */
 } ec_location;
 
 typedef enum {
-    EC_AUTH_BEARER, /* Authorization: Bearer <credential> */
-    EC_AUTH_COOKIE, /* Cookie: <credential> */
-    EC_AUTH_RAW     /* authorization: <credential> (no scheme) */
+    EC_AUTH_UNSET,        /* no choice made (a client's scheme override) */
+    EC_AUTH_BEARER,       /* Authorization: Bearer <credential> */
+    EC_AUTH_COOKIE,       /* Cookie: <credential> */
+    EC_AUTH_RAW,          /* authorization: <credential> (no scheme) */
+    EC_AUTH_TOKEN,        /* Authorization: Token <credential> */
+    EC_AUTH_TOKEN_OR_JWT  /* Token, or Bearer when the credential is a JWT;
+                             the vendor's scheme_option overrides */
 } ec_auth;
 
 typedef enum {
@@ -43,37 +49,98 @@ typedef enum {
     EC_BODY_PATCH_OP  /* [{"op": patch_op, "value": <the one body field>}] */
 } ec_body_shape;
 
+typedef struct {
+    const char *chars;         /* the only bytes a string may hold */
+    const char *name;          /* the same, as users read it */
+} ec_charset;
+
 typedef struct ec_field {
-    const char *name;   /* the Lua argument name: the vendor's own field name */
+    const char *name;          /* the Lua argument name: the vendor's own field name */
     ec_location in;
     ec_type type;
     int required;
-    const char *wire;   /* header name (EC_IN_HEADER); NULL = name */
-    size_t min_len;     /* in characters (UTF-8 code points) for strings */
-    size_t max_len;     /* 0 = EC_DEFAULT_MAX_LEN */
+    const char *wire;          /* header name (EC_IN_HEADER); NULL = name */
+    size_t min_len;            /* in characters (UTF-8 code points) for strings */
+    size_t max_len;            /* 0 = EC_DEFAULT_MAX_LEN */
     ec_format format;
-    const char *const *reserved; /* NULL-terminated list of refused values */
+    const char *const *reserved;     /* NULL-terminated list of refused values */
     const struct ec_field *children; /* EC_T_OBJECT members, ends with {NULL} */
-    ec_format item_format; /* EC_T_STRING_ARRAY items */
+    ec_format item_format;     /* EC_T_STRING_ARRAY items */
+    const ec_charset *charset; /* NULL: any UTF-8 */
+    const char *description;   /* the vendor's own words (CLI help, docs) */
 } ec_field;
+
+/* One way to authenticate an operation: the client option holding the
+ * secret and how it goes on the wire.  An operation lists its ways in order
+ * of preference; the first whose credential the client holds is used. */
+typedef struct {
+    const char *credential;
+    ec_auth scheme;
+} ec_auth_way;
+
+#define EC_MAX_AUTH_WAYS 3
+#define EC_MAX_STATUSES 4
 
 typedef struct {
     const char *vendor;       /* "kontent" */
     const char *name;         /* "clone_environment": the Lua method name */
     const char *method;       /* "POST" */
+    const char *base;         /* NULL: the vendor's base_url; else a name in ec_vendor.bases */
     const char *path;         /* "/projects/{environment_id}/clone-environment" */
-    ec_auth auth;
-    const char *credential;   /* client option holding the secret: "token" */
+    ec_auth_way auth[EC_MAX_AUTH_WAYS]; /* ends with {NULL} */
     ec_body_shape body;
     const char *patch_op;     /* EC_BODY_PATCH_OP only */
     int creates;              /* 1: not idempotent, a retry could create twice */
+    int success[EC_MAX_STATUSES]; /* the success statuses the vendor documents; 0 ends */
+    /* A retry that meets this reason after an earlier attempt whose outcome
+     * is unknown means that attempt applied (a DELETE's not_found). */
+    const char *applied_reason;
     const ec_field *fields;   /* ends with {NULL} */
+    const char *summary;      /* the vendor page's one-line description */
+    const char *page;         /* the vendor page this row follows */
 } ec_op;
+
+/* A second API root of a vendor that splits its APIs. */
+typedef struct {
+    const char *name;         /* "connect": named by ec_op.base */
+    const char *url;          /* default */
+    const char *option;       /* client option overriding it: "connect_base_url" */
+    const char *relative;     /* when only base_url is given: resolved against it */
+} ec_base;
+
+/* Maps a vendor error to a stable reason: status (0 = any) and code (the
+ * vendor's error code as text, NULL = any). */
+typedef struct {
+    int status;
+    const char *code;
+    const char *reason;
+} ec_reason_rule;
+
+/* Where a vendor's error body keeps its parts: dotted paths, first hit wins. */
+typedef struct {
+    const char *code[3];
+    const char *message[3];
+    const char *request_id[2];
+    const char *details;      /* copied into err.validation_errors */
+} ec_error_shape;
+
+/* Client-side rate limit, before the vendor has to answer 429. */
+typedef struct {
+    const char *key;          /* argument whose value keys the limit; NULL = no limit */
+    int per_second;           /* sliding 1 s window; 0 = none */
+    int per_minute;           /* sliding 60 s window; 0 = none */
+    int concurrency_per_key;  /* calls in flight per key; 0 = unbounded */
+} ec_rate_limit;
 
 typedef struct {
     const char *name;              /* "kontent" */
     const char *default_base_url;
+    const ec_base *bases;          /* further API roots, ends with {NULL}; may be NULL */
     const char *const *credentials; /* option names holding secrets, NULL-terminated */
+    const char *scheme_option;     /* option choosing EC_AUTH_TOKEN_OR_JWT's scheme, or NULL */
+    ec_error_shape errors;
+    const ec_reason_rule *reasons; /* vendor-specific rules, ends with {0, NULL, NULL} */
+    ec_rate_limit rate_limit;
 } ec_vendor;
 
 #define EC_DEFAULT_MAX_LEN 1024  /* characters, for strings the page leaves open */
@@ -89,5 +156,10 @@ const ec_op *ec_op_find(const char *vendor, const char *name);
 const ec_vendor *ec_vendor_find(const char *name);
 const char *ec_type_name(ec_type t);
 const char *ec_format_name(ec_format f);
+const char *ec_auth_name(ec_auth a);
+
+/* The stable reason for a vendor error (status, vendor code or NULL):
+ * the vendor's own rules first, then the generic ones by status. */
+const char *ec_error_reason(const ec_vendor *v, long status, const char *code);
 
 #endif

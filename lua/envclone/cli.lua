@@ -222,7 +222,12 @@ end
 local function usage_op(out, op)
   local line = { "usage: envclone", op.vendor, cli.kebab(op.name) }
   for _, f in ipairs(op.fields) do
-    if f.required then line[#line + 1] = "--" .. cli.kebab(f.name) .. " " .. metavar(f) end
+    if f.required then
+      -- a required boolean is a flag pair: --enable-webhooks | --no-enable-webhooks
+      local mv = metavar(f)
+      line[#line + 1] = mv and ("--" .. cli.kebab(f.name) .. " " .. mv)
+        or ("--[no-]" .. cli.kebab(f.name))
+    end
   end
   line[#line + 1] = "[options]"
   out:write(table.concat(line, " "), "\n\n")

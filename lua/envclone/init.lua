@@ -13,6 +13,7 @@ local core = require("envclone.core")
 local retry = require("envclone.retry")
 local wait = require("envclone.wait")
 local limiter = require("envclone.limiter")
+local runtime = require("envclone.runtime")
 
 local envclone = {
   _VERSION = "envclone " .. core.version,
@@ -47,7 +48,7 @@ local layer_options = { retry = true, on_retry = "function", log = "function", t
   pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true }
 -- Per-call arguments the Lua layer owns.
 local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
-  on_progress = "function" }
+  wait_grace = "number", on_progress = "function" }
 
 -- Tables are read raw (next, rawget): a caller's __index or __pairs must not
 -- run in the middle of a call.
@@ -108,7 +109,8 @@ local function make_method(op)
       return res, err
     end
     local state, werr = self[waiter](self, { environment_id = type(res) == "table" and res.id or nil,
-      timeout = opts.wait_timeout, interval = opts.wait_interval, on_progress = opts.on_progress })
+      timeout = opts.wait_timeout, interval = opts.wait_interval, grace = opts.wait_grace,
+      on_progress = opts.on_progress })
     if not state then
       -- the clone exists; only the wait failed (just the id: the full answer
       -- holds Kontent's API key, and errors get logged)
@@ -127,13 +129,16 @@ for _, op in ipairs(core.operations) do
 end
 
 local wait_for_cloning_args = { environment_id = true, timeout = true, interval = true, max_interval = true,
-  on_progress = true }
+  grace = true, on_progress = true }
 
 --- Kontent: poll the cloning state of `environment_id` until it is `done`
 -- (Kontent Management API v2, "Get environment cloning state").
+-- A new environment may not be visible for a moment after the clone call:
+-- a 404 during the first `grace` seconds means "not visible yet" and the
+-- waiter keeps polling.
 -- @function kontent:wait_for_cloning
 -- @tparam table args `environment_id`, and `timeout` (600 s), `interval`
---   (2 s, the first delay), `max_interval` (30 s),
+--   (2 s, the first delay), `max_interval` (30 s), `grace` (30 s),
 --   `on_progress(state, elapsed, poll, err, next_delay)` (see `envclone.wait.until_done`)
 -- @return the last state table (`{cloning_state = "done"}`), or nil, err
 --   (kind "timeout", or kind "state" with `state` when cloning failed)
@@ -149,11 +154,21 @@ function vendor_methods.kontent.wait_for_cloning(self, args)
   end
   local id = args.environment_id
   local op = vendor_ops.kontent.get_cloning_state
+  local grace = args.grace or 30
+  if type(grace) ~= "number" or not (grace >= 0 and grace < math.huge) then
+    error("envclone: wait_for_cloning: grace must be a finite, non-negative number of seconds", 2)
+  end
+  local start = runtime.now()
   return wait.until_done(function()
     -- one attempt per poll: the waiter itself keeps polling past retryable
     -- errors and honours Retry-After, and its timeout must bound the wait
     local state, err = self:get_cloning_state{ environment_id = id, retry = false }
-    if not state then return nil, err end
+    if not state then
+      if err.status == 404 and runtime.now() - start < grace then
+        return false, { cloning_state = "not_visible_yet" }
+      end
+      return nil, err
+    end
     local s = type(state) == "table" and state.cloning_state
     if s == "done" then return true, state end
     if s == "failed" then

@@ -157,6 +157,18 @@ function retry.call(client, op, args, policy)
       return res
     end
     err.attempts = attempt
+    -- A retry that meets exactly the answer an earlier, unknown attempt
+    -- would cause (a DELETE's not_found, mark-as-production's
+    -- already_production: op.applied_reason from the table) means that
+    -- attempt applied: the call succeeded.
+    if maybe_applied and op.applied_reason and err.reason == op.applied_reason then
+      if hooks.log then
+        hooks.log("info", op.vendor .. "." .. op.name .. ": attempt " .. attempt .. " found " .. err.reason
+          .. ", so an earlier attempt whose answer was lost applied; reporting success",
+          { attempt = attempt, reason = err.reason })
+      end
+      return true
+    end
     -- once any attempt may have acted, the call may have: a later 404 or
     -- "already production" must not hide that
     maybe_applied = maybe_applied or err.maybe_applied == true

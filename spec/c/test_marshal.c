@@ -116,8 +116,26 @@ static void test_requests(void)
                 field, sizeof field) == NULL, "connection version builds");
     CHECK(strstr(v.req.url.data, "/connections/a%2Fb%3Fc%23d%20e/versions") != NULL, "path param encoded: %s",
           v.req.url.data);
-    CHECK(has_header(&v.req, "Cookie: session=c00kie-secret"), "cookie auth");
-    CHECK(!has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "no bearer on cookie op");
+    /* the Connect API takes a bearer token first, then the cookie */
+    CHECK(has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "bearer preferred on the Connect API");
+    CHECK(!has_header(&v.req, "Cookie: session=c00kie-secret"), "one credential per request");
+    CHECK(strncmp(v.req.url.data, v.base_url, strlen(v.base_url)) == 0, "no connect base set: base_url");
+    v.bases[0] = (char *)"https://platform.versori.com/api/connect/v1alpha1";
+    CHECK(build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', name='1.0.0'}",
+                field, sizeof field) == NULL, "connection version builds on the connect base");
+    CHECK(strcmp(v.req.url.data, "https://platform.versori.com/api/connect/v1alpha1/o/" ULID_ORG
+                                 "/connections/c1/versions") == 0, "connect base: %s", v.req.url.data);
+    CHECK(build(&v, "clone_environment", "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ
+                "', oldEnvName='prod', newEnvName='dev'}", field, sizeof field) == NULL
+              && strncmp(v.req.url.data, v.base_url, strlen(v.base_url)) == 0,
+          "platform op stays on base_url: %s", v.req.url.data);
+    char *token = v.secrets[0];
+    v.secrets[0] = NULL;
+    CHECK(build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', name='1.0.0'}",
+                field, sizeof field) == NULL, "cookie-only client builds");
+    CHECK(has_header(&v.req, "Cookie: session=c00kie-secret"), "cookie auth without a token");
+    CHECK(!has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "no bearer without a token");
+    v.secrets[0] = token;
     const char *f = build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='..', name='x'}",
                           field, sizeof field);
     CHECK(f && strcmp(f, "connection_id") == 0, "dot segment refused: %s", f ? f : "accepted");
@@ -141,8 +159,11 @@ static void test_requests(void)
           "rename builds");
     CHECK(strcmp(k.req.body.data, "[{\"op\":\"rename_environment\",\"value\":\"Tab\\t\\\"q\\\"\"}]") == 0,
           "rename body: %s", k.req.body.data);
-    CHECK(build(&k, "mark_environment_as_production", "{environment_id='" UUID_A "'}", field, sizeof field) == NULL
-              && strcmp(k.req.body.data, "{}") == 0, "empty object body for PUT");
+    f = build(&k, "mark_environment_as_production", "{environment_id='" UUID_A "'}", field, sizeof field);
+    CHECK(f && strcmp(f, "enable_webhooks") == 0, "enable_webhooks is required: %s", f ? f : "accepted");
+    CHECK(build(&k, "mark_environment_as_production", "{environment_id='" UUID_A "', enable_webhooks=false}", field,
+                sizeof field) == NULL
+              && strcmp(k.req.body.data, "{\"enable_webhooks\":false}") == 0, "PUT body: %s", k.req.body.data);
     CHECK(build(&k, "delete_environment", "{environment_id='" UUID_A "'}", field, sizeof field) == NULL
               && !k.req.has_body && !has_header(&k.req, "Content-Type: application/json"), "DELETE has no body");
     f = build(&k, "clone_environment", "{environment_id='" UUID_A "', name=string.rep('\\195\\169', 201)}", field, sizeof field);
@@ -185,11 +206,35 @@ static void test_requests(void)
     f = build(&d, "create_environment", "{ecosystemId='E1', meta=(function() local t = {} t.self = t return t end)()}",
               field, sizeof field);
     CHECK(f != NULL, "cyclic meta refused");
+    f = build(&d, "create_environment", "{ecosystemId='E1', alias='my-alias'}", field, sizeof field);
+    CHECK(f && strcmp(f, "alias") == 0, "alias outside Droplit's a-z, A-Z, 0-9, _ refused");
+    f = build(&d, "create_environment", "{ecosystemId='E1', alias=string.rep('a', 25)}", field, sizeof field);
+    CHECK(f && strcmp(f, "alias") == 0, "alias over 24 characters refused");
+    CHECK(build(&d, "create_environment", "{ecosystemId='C594b89aea18568c408c3ad24', alias=string.rep('a', 24)}", field,
+                sizeof field) == NULL, "24-character alias and a 25-character system id accepted");
+    f = build(&d, "create_environment", "{ecosystemId='E 1'}", field, sizeof field);
+    CHECK(f && strcmp(f, "ecosystemId") == 0, "ecosystem id with a space refused");
     f = build(&d, "create_environment", "{ecosystemId='E1', metadata_prefix='a\\r\\nX-Evil: 1'}", field, sizeof field);
     CHECK(f && strcmp(f, "metadata_prefix") == 0, "CRLF in header refused");
     f = build(&d, "create_environment", "{ecosystemId='E1', meta={big=string.rep('x', 300000)}}", field, sizeof field);
     CHECK(f != NULL, "oversized body refused");
     free_client(&d);
+
+    /* Qovery: API tokens go as "Token", JWTs as "Bearer" (OpenAPI securitySchemes) */
+    ec_client q = make_client("qovery", "https://api.qovery.com");
+    q.secrets[0] = (char *)"qov_abcdefghijklmnop";
+    const char *qargs = "{applicationId='" UUID_A "', name='copy', environment_id='" UUID_A "'}";
+    CHECK(build(&q, "clone_application", qargs, field, sizeof field) == NULL, "qovery builds");
+    CHECK(has_header(&q.req, "Authorization: Token qov_abcdefghijklmnop"), "API token sent as Token");
+    q.secrets[0] = (char *)"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+    CHECK(build(&q, "clone_application", qargs, field, sizeof field) == NULL, "qovery jwt builds");
+    CHECK(has_header(&q.req, "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"),
+          "JWT sent as Bearer");
+    q.scheme_override = EC_AUTH_TOKEN;
+    CHECK(build(&q, "clone_application", qargs, field, sizeof field) == NULL
+              && has_header(&q.req, "Authorization: Token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"),
+          "token_type overrides the guess");
+    free_client(&q);
 
     ec_client nokey = make_client("kontent", "https://h");
     nokey.secrets[0] = NULL;
@@ -282,11 +327,36 @@ static void test_responses(void)
           "droplit error");
     CHECK(strcmp(errfield("code"), "Alias Exists") == 0, "droplit code: %s", errfield("code"));
     CHECK(strcmp(errfield("message"), "alias taken") == 0, "droplit message");
+    CHECK(strcmp(errfield("reason"), "alias_exists") == 0, "droplit reason: %s", errfield("reason"));
+    lua_settop(L, top);
+    CHECK(parse(&k, "mark_environment_as_production", 400,
+                "{\"request_id\":\"r1\",\"error_code\":232,\"message\":\"already\"}", NULL) == 2, "kontent 232");
+    CHECK(strcmp(errfield("reason"), "already_production") == 0, "232 reason: %s", errfield("reason"));
+    lua_settop(L, top);
+    CHECK(parse(&k, "clone_environment", 400,
+                "{\"request_id\":\"r2\",\"error_code\":5,\"message\":\"bad\","
+                "\"validation_errors\":[{\"message\":\"name too long\",\"path\":\"name\"}]}", NULL) == 2,
+          "kontent validation");
+    CHECK(strcmp(errfield("reason"), "invalid_body") == 0, "400 reason: %s", errfield("reason"));
+    lua_getfield(L, -1, "validation_errors");
+    CHECK(lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) == 1, "validation_errors copied");
+    lua_settop(L, top);
+    CHECK(parse(&k, "get_environment", 429, "{\"request_id\":\"r3\",\"error_code\":10000,\"message\":\"slow\"}", "1")
+              == 2, "kontent 429");
+    CHECK(strcmp(errfield("reason"), "rate_limited") == 0, "429 reason");
+    lua_settop(L, top);
+    CHECK(parse(&k, "get_environment", 502, "<html><title>Bad gateway</title></html>", NULL) == 2, "502");
+    CHECK(strcmp(errfield("reason"), "server_error") == 0, "5xx reason");
     lua_settop(L, top);
     ec_client q = make_client("qovery", "https://h");
     CHECK(parse(&q, "clone_application", 404, "{\"status\":404,\"error\":\"NOT_FOUND\",\"message\":\"no app\"}", NULL) == 2,
           "qovery error");
     CHECK(strcmp(errfield("code"), "NOT_FOUND") == 0 && strcmp(errfield("message"), "no app") == 0, "qovery fields");
+    lua_settop(L, top);
+    CHECK(parse(&q, "clone_application", 404, "{\"status\":404,\"detail\":\"Application not found\"}", NULL) == 2,
+          "qovery {status, detail}");
+    CHECK(strcmp(errfield("message"), "Application not found") == 0, "qovery detail: %s", errfield("message"));
+    CHECK(strcmp(errfield("reason"), "not_found") == 0, "qovery reason");
     lua_settop(L, top);
     free_client(&k);
     free_client(&d);

@@ -156,6 +156,8 @@ M.OMIT = setmetatable({}, { __name = "emu.OMIT" })
 -- @tparam[opt] table base
 function Emu:client(vendor, extra, base)
   local opts = { base_url = self.base_urls[vendor], timeout = 5 }
+  -- a vendor's further API roots (Versori's Connect API) by their option
+  for option, url in pairs(self.extra_base_urls and self.extra_base_urls[vendor] or {}) do opts[option] = url end
   for k, v in pairs(self.credentials[vendor]) do opts[k] = v end
   for _, layer in ipairs{ base or {}, extra or {} } do
     for k, v in pairs(layer) do
@@ -259,6 +261,8 @@ function M.start(opts)
   -- one base URL per vendor API base: versori, versori_connect, qovery, kontent, droplit
   self.base_urls = {}
   for base, prefix in pairs(emulator.prefixes) do self.base_urls[base] = self.url .. prefix end
+  -- a vendor's further API roots go to the client by their option (Versori's connect_base_url)
+  self.extra_base_urls = { versori = { connect_base_url = self.base_urls.versori_connect } }
   return self
 end
 

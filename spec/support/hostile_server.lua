@@ -243,7 +243,7 @@ end
 function modes.echo_escaped(conn, headers)
   local cred = headers.authorization or headers.cookie or "none"
   local escaped = cred:gsub("[^%w ]", function(ch) return string.format("\\u%04x", ch:byte()) end)
-  local body = '{"code":"bad ' .. escaped .. '","request_id":"' .. escaped .. '","message":"credential refused",'
+  local body = '{"error_code":"bad ' .. escaped .. '","request_id":"' .. escaped .. '","message":"credential refused",'
     .. '"detail":{"list":["' .. escaped .. '"]}}'
   respond(conn, 401, "Unauthorized", { "Content-Type: application/json" }, body)
 end
@@ -251,6 +251,13 @@ end
 -- 503 with no Retry-After: a gateway that may have passed the request on.
 function modes.bare503(conn)
   respond(conn, 503, "Service Unavailable", { "Content-Type: text/plain" }, "no healthy upstream")
+end
+
+-- 500, then the good answer: a server error a later attempt gets past.
+function modes.error500_once(conn)
+  state.mode = "good"
+  respond(conn, 500, "Internal Server Error", { "Content-Type: application/json" },
+    '{"request_id":"r500","error_code":0,"message":"Internal error"}')
 end
 
 -- 429 with an HTTP-date Retry-After that os.time cannot represent.
