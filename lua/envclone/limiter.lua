@@ -28,14 +28,6 @@ local runtime = require("envclone.runtime")
 
 local limiter = {}
 
--- A vendor's policy comes from its row of the vendor table (core.vendors);
--- until the C table carries one, from here, keyed by vendor name (data,
--- not a code path). Kontent.ai: Management API, 10 requests/s and 400/min
--- per environment, no parallel requests to one environment.
-local fallback = {
-  kontent = { per_second = 10, per_minute = 400, concurrency_per_key = 1, key = "environment_id" },
-}
-
 -- Margin added to every computed wait (seconds): clocks are read a little
 -- after the moment they describe.
 local MARGIN = 0.005
@@ -56,11 +48,9 @@ local policy_fields = { per_second = true, per_minute = true, concurrency_per_ke
 -- @tparam string vendor
 -- @treturn table|nil
 function limiter.vendor_policy(vendor)
-  local row = core.vendors and core.vendors[vendor]
-  if type(row) == "table" and row.rate_limit ~= nil then
-    return row.rate_limit or nil
-  end
-  return fallback[vendor]
+  -- the vendor row's rate_limit column (src/ec_ops.c), where the source is cited
+  local row = core.vendors[vendor]
+  return row and row.rate_limit or nil
 end
 
 --- Builds a client's policy from its `rate_limit` option (raises on a
