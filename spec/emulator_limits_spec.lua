@@ -193,3 +193,40 @@ describe("emulator: rate limit and concurrency, over HTTP", function()
     assert.are.equal(1, c.max_requests_in_flight)
   end)
 end)
+
+describe("emulator: an operation is a route and a handler in its vendor module", function()
+  if not in_process then
+    pending("needs Lua 5.4 (the emulator's interpreter)")
+    return
+  end
+
+  it("serves, counts, logs and faults a route added to one vendor module, with no core change", function()
+    local kontent = require("envclone.emulator.vendors.kontent")
+    local saved = package.loaded["envclone.emulator"]
+    package.loaded["envclone.emulator"] = nil
+    table.insert(kontent.routes, { "GET", "projects/:environment_id/ping", "ping", function(em, ctx)
+      em:applied(ctx.op, nil, false)
+      return { status = 200, json = { environment = ctx.params.environment_id } }
+    end })
+    local ok, fresh = pcall(require, "envclone.emulator")
+    table.remove(kontent.routes)
+    package.loaded["envclone.emulator"] = saved
+    assert(ok, fresh)
+    local e = assert(fresh.new{ quiet = true })
+    assert.is_truthy(("\n" .. table.concat(fresh.operations, "\n") .. "\n"):find("\nkontent.ping\n", 1, true))
+    local function ping()
+      return e:handle{ method = "GET", path = "/kontent/v2/projects/" .. KONTENT_ENV .. "/ping",
+        headers = {}, body = "" }
+    end
+    local resp = ping()
+    assert.are.equal(200, resp.status)
+    assert.are.equal(KONTENT_ENV, resp.json.environment)
+    assert.is_string(resp.headers["X-Request-Id"])       -- the vendor's own decoration
+    assert.are.equal(1, e.stats.by_operation["kontent.ping"])
+    assert.are.equal(1, e.stats.applied.by_operation["kontent.ping"])
+    e.faults = assert(fresh.parse_fault_plan('{"rules":[{"operation":"kontent.ping","queue":["503"]}]}'))
+    resp = ping()
+    assert.are.equal(503, resp.status)
+    assert.are.equal(503, resp.json.error_code)
+  end)
+end)
