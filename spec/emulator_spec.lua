@@ -354,7 +354,8 @@ describe("envclone emulator", function()
     it("takes the token as `Token` (ApiKeyAuth) or `Bearer` (bearerAuth)", function()
       local status, body = qovery_clone({ name = "x", environment_id = QOVERY_ENV }, {})
       assert.are.equal(401, status)
-      assert.are.same({ status = 401, error = "UNAUTHORIZED", message = body.message }, body)
+      assert.are.same({ status = 401, detail = body.detail }, body)
+      assert.is_string(body.detail)
       assert.are.equal(401, (qovery_clone({ name = "x", environment_id = QOVERY_ENV },
         { authorization = "Bearer emu-versori-token" })))
       assert.are.equal(401, (qovery_clone({ name = "x", environment_id = QOVERY_ENV },
@@ -371,19 +372,20 @@ describe("envclone emulator", function()
       local status, body = qovery_clone({ name = "x", environment_id = QOVERY_ENV }, nil,
         "00000000-0000-4000-8000-000000000000")
       assert.are.equal(404, status)
-      assert.are.equal("NOT_FOUND", body.error)
+      assert.are.same({ status = 404, detail = body.detail }, body)
     end)
 
     it("answers 404 for an unknown environment, 400 for bad bodies, 409 for a taken name", function()
       local s1, b1 = qovery_clone{ name = "x", environment_id = "00000000-0000-4000-8000-000000000000" }
       assert.are.equal(404, s1)
       assert.are.equal(404, b1.status)
+      assert.matches("not found", b1.detail, 1, true)
       assert.are.equal(400, (qovery_clone{ name = "x", environment_id = "not-a-uuid" }))
       assert.are.equal(400, (qovery_clone{ environment_id = QOVERY_ENV }))
       -- names are case-insensitive and unique per environment
       local s2, b2 = qovery_clone{ name = "WEB", environment_id = QOVERY_ENV }
       assert.are.equal(409, s2)
-      assert.matches("already exists", b2.message, 1, true)
+      assert.matches("already exists", b2.detail, 1, true)
       assert.are.equal(0, e:stats().applied.creates)
     end)
   end)
@@ -756,7 +758,7 @@ describe("envclone emulator", function()
       assert.are.equal("service_unavailable", b1.code)
       local s2, b2 = qovery_clone{ name = "x", environment_id = QOVERY_ENV }
       assert.are.equal(503, s2)
-      assert.are.equal("SERVICE_UNAVAILABLE", b2.error)
+      assert.are.same({ status = 503, detail = "service unavailable" }, b2)
       local s3, b3 = droplit_create{ ecosystemId = DROPLIT_ECO }
       assert.are.equal(503, s3)
       assert.is_string(b3.errors[1].type)

@@ -27,9 +27,11 @@ V.seed = {
 
 local SEED_TIME = "2024-01-15T09:30:00Z"
 
+-- Errors are {status, detail}. Not in the OpenAPI file (its error responses have no
+-- schema): the shape the issue gives for Qovery's answers (older ones carried
+-- {error, message}, which envclone's client still reads).
 local function err(status, message)
-  return { status = status, json = object{
-    status = status, error = util.upper_snake(util.REASONS[status] or "Error"), message = message } }
+  return { status = status, json = object{ status = status, detail = message } }
 end
 
 --- The generic error in Qovery's shape.
