@@ -13,9 +13,11 @@
 -- list. Output is JSON when stdout is not a terminal (or with `--output json`),
 -- a short summary on a terminal. Exit statuses: see `cli.exit_codes`.
 -- @module envclone.cli
-local envclone = require("envclone")
-local runtime = require("envclone.runtime")
 local cjson = require("cjson.safe")
+-- The library (and its C core) is loaded by `load_library`, not here:
+-- `envclone emulator` needs neither, and runs under lua5.4 whichever Lua the
+-- core was built for.
+local envclone, runtime
 
 local cli = {}
 
@@ -71,12 +73,17 @@ function cli.kebab(name)
 end
 
 local vendors, vendor_ops = {}, {}
-for _, op in ipairs(envclone.operations) do
-  if not vendor_ops[op.vendor] then
-    vendors[#vendors + 1] = op.vendor
-    vendor_ops[op.vendor] = {}
+
+local function load_library()
+  if envclone then return end
+  envclone, runtime = require("envclone"), require("envclone.runtime")
+  for _, op in ipairs(envclone.operations) do
+    if not vendor_ops[op.vendor] then
+      vendors[#vendors + 1] = op.vendor
+      vendor_ops[op.vendor] = {}
+    end
+    table.insert(vendor_ops[op.vendor], op)
   end
-  table.insert(vendor_ops[op.vendor], op)
 end
 
 local function find_op(vendor, name)
@@ -526,6 +533,7 @@ end
 function cli.main(argv, out, errout, tty)
   out, errout = out or io.stdout, errout or io.stderr
   if argv[1] == "emulator" then return run_emulator(argv, errout) end
+  load_library()
   if argv[1] == "list" then
     list(out)
     return EXIT.ok
