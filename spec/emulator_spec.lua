@@ -84,8 +84,7 @@ local function versori_clone(body, headers)
       body = body, headers = headers or { authorization = "Bearer emu-versori-token" } })
 end
 
--- Connection versions live on the Connect API (connect-api-v1alpha1.yaml servers); the
--- platform-base copy (`base = "versori"`) is the old, cookie-only route.
+-- Connection versions live on the Connect API (connect-api-v1alpha1.yaml servers).
 local function versori_version(body, headers, conn, base)
   return call("POST", e.base_urls[base or "versori_connect"] .. "/o/" .. VERSORI_ORG .. "/connections/"
     .. (conn or VERSORI_CONN) .. "/versions",
@@ -303,13 +302,12 @@ describe("envclone emulator", function()
       assert.are.equal(201, (versori_version({ name = "v3" })))
     end)
 
-    it("still answers the old platform-base route, cookie only", function()
-      assert.are.equal(201, (versori_version({ name = "v2" }, nil, nil, "versori")))
-      local status, body = versori_version({ name = "v3" }, { authorization = "Bearer emu-versori-token" }, nil,
-        "versori")
-      assert.are.equal(401, status)
+    it("is not a platform API v2 path", function()
+      local status, body = versori_version({ name = "v2" }, nil, nil, "versori")
+      assert.are.equal(404, status)
+      assert.are.equal("not_found", body.code)
       assert.are.equal("", body.details)
-      assert.are.equal(2, #e:state().versori.organisations[VERSORI_ORG].connections[VERSORI_CONN].versions)
+      assert.are.equal(1, #e:state().versori.organisations[VERSORI_ORG].connections[VERSORI_CONN].versions)
     end)
 
     it("rejects reserved names, duplicates, unknown versions and connections", function()

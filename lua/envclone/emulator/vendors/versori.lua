@@ -15,9 +15,8 @@ local object, array, NULL = json.object, json.array, json.null
 
 local V = { name = "versori" }
 
--- The platform API and the Connect API have bases of their own (each spec's `servers`).
--- The connection-version route is also still answered under the platform base, where
--- envclone's client sent it before it learnt `connect_base_url` (cookie only there).
+-- The platform API and the Connect API have bases of their own (each spec's `servers`);
+-- the platform API v2 has no connection-version path, so it answers 404 there.
 V.bases = {
   versori = "/versori/api/v2",
   versori_connect = "/versori/api/connect/v1alpha1",
@@ -118,12 +117,10 @@ function V.new_state()
   } } }
 end
 
--- Both APIs declare `security: [bearerToken, cookie]` (either one). The platform-base copy of
--- the connection-version route keeps the cookie-only rule of seed page 003.
-local function authorised(ctx, cookie_only)
+-- Both APIs declare `security: [bearerToken, cookie]` (either one).
+local function authorised(ctx)
   local req = ctx.req
-  if req.headers["cookie"] == V.credentials.cookie then return true end
-  return not cookie_only and util.bearer(req) == V.credentials.token
+  return req.headers["cookie"] == V.credentials.cookie or util.bearer(req) == V.credentials.token
 end
 
 local function unauthorised(ctx)
@@ -174,7 +171,7 @@ end
 
 local function create_connection_version(emu, ctx)
   local req, p = ctx.req, ctx.params
-  if not authorised(ctx, ctx.base ~= "versori_connect") then return unauthorised(ctx) end
+  if not authorised(ctx) then return unauthorised(ctx) end
   local org = ctx.state.orgs[p.organisation_id]
   if not org then
     return err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
@@ -221,8 +218,6 @@ V.routes = {
   { "POST", "o/:organisation_id/projects/:project_id/environments/clone", "clone_environment", clone_environment },
   { "POST", "o/:organisation_id/connections/:connection_id/versions", "create_connection_version",
     create_connection_version, base = "versori_connect" },
-  { "POST", "o/:organisation_id/connections/:connection_id/versions", "create_connection_version",
-    create_connection_version },
 }
 
 --- The vendor's state for `GET /_emulator/state`.
