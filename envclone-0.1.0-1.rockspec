@@ -34,7 +34,7 @@ build = {
     ["envclone.core"] = {
       sources = {
         "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_mask.c", "src/ec_error.c", "src/ec_marshal.c",
-        "src/ec_core.c", "src/ec_curl.c",
+        "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "src", "$(CURL_INCDIR)" },
@@ -46,6 +46,7 @@ build = {
     ["envclone.runtime"] = "lua/envclone/runtime.lua",
     ["envclone.wait"] = "lua/envclone/wait.lua",
     ["envclone.cosocket"] = "lua/envclone/cosocket.lua",
+    ["envclone.http1"] = "lua/envclone/http1.lua",
     ["envclone.cli"] = "lua/envclone/cli.lua",
     -- the emulator: Lua 5.4 only (bin/envclone-emulator runs lua5.4)
     ["envclone.emulator"] = "lua/envclone/emulator/init.lua",

@@ -7,6 +7,8 @@
  */
 #include "ec_transport.h"
 
+#include "ec_http1.h"
+
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,10 @@ struct ec_transport {
     ec_buf body;
     size_t header_bytes;
     int too_large;      /* 1: body past max_response_size, 2: headers past EC_MAX_HEADER_BYTES */
+    ec_http1_head head; /* what RFC 9112 refuses and libcurl does not (ec_http1.c) */
+    int bad_head;       /* the head was refused: head.why says why */
+    char *fold;         /* the captured value an obs-fold line would continue */
+    size_t fold_cap;
     size_t max_body;
     char content_type[128];
     char retry_after[64];
@@ -78,13 +84,27 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Copies the value of header line `line` into out when its name is `name`. */
-static void capture(const char *line, size_t n, const char *name, char *out, size_t outlen)
+/* Copies the value of header line `line` into out when its name is `name`;
+ * an obs-fold line (name NULL) adds its text to the last value captured,
+ * after one SP (RFC 9112 §5.2). */
+static void capture(ec_transport *t, const char *line, size_t n, const char *name, char *out, size_t outlen)
 {
-    size_t nl = strlen(name);
-    if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+    size_t nl = name ? strlen(name) : 0;
+    if (name == NULL && t->fold != NULL) {
+        out = t->fold + strlen(t->fold);
+        outlen = t->fold_cap - (size_t)(out - t->fold);
+        if (out > t->fold && outlen > 1) {
+            *out++ = ' ';
+            outlen--;
+        }
+    } else if (name == NULL || n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':') {
         return;
-    const char *v = line + nl + 1;
+    } else {
+        t->fold = out;
+        t->fold_cap = outlen;
+        nl++;
+    }
+    const char *v = line + nl;
     const char *end = line + n;
     while (v < end && (*v == ' ' || *v == '\t'))
         v++;
@@ -106,16 +126,26 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
         t->too_large = 2;
         return 0;
     }
+    int line = ec_http1_head_line(&t->head, data, n);
+    if (line < 0) {
+        t->bad_head = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (line == 1) {
+        capture(t, data, n, NULL, NULL, 0);
+        return n;
+    }
+    t->fold = NULL;
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* a new response (after 100 Continue): forget the previous one */
         t->content_type[0] = t->retry_after[0] = t->request_id[0] = t->location[0] = '\0';
         return n;
     }
-    capture(data, n, "Content-Type", t->content_type, sizeof t->content_type);
-    capture(data, n, "Retry-After", t->retry_after, sizeof t->retry_after);
-    capture(data, n, "X-Request-Id", t->request_id, sizeof t->request_id);
-    capture(data, n, "Request-Id", t->request_id, sizeof t->request_id);
-    capture(data, n, "Location", t->location, sizeof t->location);
+    capture(t, data, n, "Content-Type", t->content_type, sizeof t->content_type);
+    capture(t, data, n, "Retry-After", t->retry_after, sizeof t->retry_after);
+    capture(t, data, n, "X-Request-Id", t->request_id, sizeof t->request_id);
+    capture(t, data, n, "Request-Id", t->request_id, sizeof t->request_id);
+    capture(t, data, n, "Location", t->location, sizeof t->location);
     return n;
 }
 
@@ -167,7 +197,15 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
         err->code = "too_large";
         break;
     case CURLE_WRITE_ERROR:
-        err->code = t->too_large ? "too_large" : "transport";
+        err->code = t->too_large ? "too_large" : t->bad_head ? "protocol" : "transport";
+        break;
+    case CURLE_BAD_FUNCTION_ARGUMENT: /* libcurl's header store refusing a line of the answer */
+        if (t->header_bytes > 0)
+            err->code = "protocol";
+        break;
+    case CURLE_WEIRD_SERVER_REPLY:  /* a head libcurl cannot read ("Header without colon", ...) */
+    case CURLE_BAD_CONTENT_ENCODING: /* a transfer coding envclone never asked for */
+        err->code = "protocol";
         break;
     case CURLE_OUT_OF_MEMORY:
         /* libcurl 7.x reports one header line over its own 100 KiB limit as
@@ -197,6 +235,8 @@ static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transpo
     else if (strcmp(err->code, "too_large") == 0)
         snprintf(err->message, sizeof err->message,
                  "the response body is larger than max_response_size (%zu bytes); not read further", t->max_body);
+    else if (t->bad_head)
+        snprintf(err->message, sizeof err->message, "malformed HTTP response: %s", t->head.why);
     else
         snprintf(err->message, sizeof err->message, "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
 }
@@ -227,6 +267,9 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
     t->max_body = c->max_response_size;
     t->header_bytes = 0;
     t->too_large = 0;
+    t->bad_head = 0;
+    t->fold = NULL;
+    ec_http1_head_reset(&t->head);
     t->errbuf[0] = t->content_type[0] = t->retry_after[0] = t->request_id[0] = t->location[0] = '\0';
 
     const char *entry = req->headers.data;
@@ -297,6 +340,11 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
     CURLcode rc = curl_easy_perform(h);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     free_headers(headers);
+    if (rc == CURLE_OK && !ec_http1_head_complete(&t->head)) {
+        /* libcurl returns the status of a head the connection cut short */
+        rc = CURLE_PARTIAL_FILE;
+        snprintf(t->errbuf, sizeof t->errbuf, "the answer ended inside its headers");
+    }
     if (rc != CURLE_OK) {
         long request_size = 0;
         curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_size);

@@ -23,11 +23,12 @@
 -- @module envclone.cosocket
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
+local http1 = require("envclone.http1")
 
 local M = {}
 
 --- Cap on the bytes of a response's status line and headers (as libcurl's).
-M.MAX_HEADER_BYTES = 256 * 1024
+M.MAX_HEADER_BYTES = http1.MAX_HEADER_BYTES
 --- Default idle time of a pooled connection, seconds.
 M.DEFAULT_KEEPALIVE = 60
 --- Default size of a connection pool (nginx's lua_socket_pool_size).
@@ -39,10 +40,7 @@ M.DEFAULT_POOL_SIZE = 30
 M.counters = { requests = 0, connects = 0, reused = 0, kept = 0, failures = 0 }
 
 --- Cap on one header line (libcurl's own limit).
-M.MAX_HEADER_LINE = 100 * 1024
-
-local READ_CHUNK = 64 * 1024
-local MAX_CHUNK_LINE = 4096
+M.MAX_HEADER_LINE = http1.MAX_HEADER_LINE
 
 local function ngx_api()
   local ngx = rawget(_G, "ngx")
@@ -126,199 +124,9 @@ local function tls_failure(op, err, where)
   return fail(op, "tls", "TLS handshake with " .. where .. " failed: " .. e, false, not verify)
 end
 
--- A buffered reader over the socket, with every read bounded by the caller.
--- `buf` holds received bytes, `pos` the first one not consumed yet.
-local Reader = {}
-Reader.__index = Reader
-
 local function ms(seconds)
   local v = math.floor(seconds * 1000)
   return v < 1 and 1 or v
-end
-
-local function new_reader(sock, deadline)
-  return setmetatable({ sock = sock, buf = "", pos = 1, deadline = deadline, eof = false, consumed = 0 }, Reader)
-end
-
--- Bytes received but not consumed.
-function Reader:pending()
-  return #self.buf - self.pos + 1
-end
-
--- Sets the timeouts to what is left of the call's time; false when none is.
-function Reader:arm()
-  local left = self.deadline - runtime.now()
-  if left <= 0 then return false end
-  self.sock:settimeouts(ms(left), ms(left), ms(left))
-  return true
-end
-
--- Takes n pending bytes.
-function Reader:take(n)
-  local s = self.buf:sub(self.pos, self.pos + n - 1)
-  self.pos = self.pos + n
-  self.consumed = self.consumed + n
-  return s
-end
-
--- Reads whatever arrives next (up to max bytes) into the buffer.
-function Reader:more(max)
-  if not self:arm() then return nil, "timeout" end
-  local data, err = self.sock:receiveany(max)
-  if not data then
-    if err == "closed" then self.eof = true end
-    return nil, err
-  end
-  self.buf = self.buf:sub(self.pos) .. data
-  self.pos = 1
-  return true
-end
-
--- The next line (without CR LF), looking at most `cap` bytes ahead; nil, err.
-function Reader:line(cap)
-  local from = self.pos
-  while true do
-    local nl = self.buf:find("\n", from, true)
-    if nl then
-      local line = self:take(nl - self.pos + 1):sub(1, -2)
-      return (line:gsub("\r$", ""))
-    end
-    local have = self:pending()
-    if have >= cap then return nil, "too_large" end
-    from = have + 1 -- where the new bytes will start once `more` compacts the buffer
-    local ok, err = self:more(math.min(READ_CHUNK, cap - have))
-    if not ok then return nil, err end
-  end
-end
-
--- Exactly n bytes; nil, err.
-function Reader:exact(n)
-  local have = self:pending()
-  if have >= n then return self:take(n) end
-  local parts = { self:take(have) }
-  while have < n do
-    if not self:arm() then return nil, "timeout" end
-    local data, err = self.sock:receive(math.min(n - have, READ_CHUNK))
-    if not data then
-      if err == "closed" then self.eof = true end
-      return nil, err
-    end
-    parts[#parts + 1] = data
-    have = have + #data
-  end
-  self.consumed = self.consumed + (n - #parts[1])
-  return table.concat(parts)
-end
-
--- Everything up to the end of the stream, at most cap bytes; nil, err.
-function Reader:rest(cap)
-  local have = self:pending()
-  local parts = { self:take(have) }
-  while not self.eof do
-    if have > cap then return nil, "too_large" end
-    if not self:arm() then return nil, "timeout" end
-    local data, err = self.sock:receiveany(READ_CHUNK)
-    if not data then
-      if err ~= "closed" then return nil, err end
-      self.eof = true
-    else
-      parts[#parts + 1] = data
-      have = have + #data
-    end
-  end
-  if have > cap then return nil, "too_large" end
-  return table.concat(parts)
-end
-
--- Reads one response head: status, version, headers (lower-case names, the
--- last value of a repeated header wins), or nil, err. `budget` is what is
--- left of the header cap.
-local function read_head(r, budget)
-  local start = r.consumed
-  local function used() return r.consumed - start end
-  local status_line, err = r:line(math.min(budget, M.MAX_HEADER_LINE))
-  if not status_line then return nil, err == "too_large" and "headers_too_large" or err end
-  local major, minor, status = status_line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
-  if not major then return nil, "protocol" end
-  local headers = {}
-  while true do
-    local left = budget - used()
-    if left <= 0 then return nil, "headers_too_large" end
-    local line, lerr = r:line(math.min(left, M.MAX_HEADER_LINE))
-    if not line then return nil, lerr == "too_large" and "headers_too_large" or lerr end
-    if line == "" then break end
-    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
-    if not name then return nil, "protocol" end
-    name = name:lower()
-    if name == "transfer-encoding" and headers[name] then
-      headers[name] = headers[name] .. ", " .. value
-    else
-      headers[name] = value
-    end
-  end
-  if used() > budget then return nil, "headers_too_large" end
-  return tonumber(status), tonumber(major) * 10 + tonumber(minor), headers, used()
-end
-
--- The body of a chunked response, at most cap bytes; nil, err.
-local function read_chunked(r, cap, header_budget)
-  local parts, have = {}, 0
-  while true do
-    local line, err = r:line(MAX_CHUNK_LINE)
-    if not line then return nil, err == "too_large" and "protocol" or err end
-    local size = line:match("^%s*(%x+)%s*;?")
-    size = size and #size <= 8 and tonumber(size, 16)
-    if not size then return nil, "protocol" end
-    if size == 0 then break end
-    if have + size > cap then return nil, "too_large" end
-    local data, derr = r:exact(size)
-    if not data then return nil, derr end
-    parts[#parts + 1] = data
-    have = have + size
-    local crlf, cerr = r:line(2)
-    if crlf ~= "" then return nil, crlf and "protocol" or cerr end
-  end
-  -- trailers, counted against the header cap
-  local used = 0
-  while true do
-    local line, err = r:line(math.max(1, math.min(header_budget - used, M.MAX_HEADER_LINE)))
-    if not line then return nil, err == "too_large" and "headers_too_large" or err end
-    used = used + #line + 2
-    if used > header_budget then return nil, "headers_too_large" end
-    if line == "" then break end
-  end
-  return table.concat(parts)
-end
-
--- Maps a failed read of the response to libcurl's error (the request is out).
-local function read_failure(op, what, err, settings, where)
-  if err == "timeout" then
-    return fail(op, "timeout", "no complete answer from " .. where .. " within "
-      .. settings.timeout .. " s (" .. what .. ")", true, true)
-  end
-  -- the messages are libcurl's (ec_curl.c)
-  if err == "headers_too_large" then
-    return fail(op, "too_large", string.format(
-      "the response headers are larger than the limit (%d KiB in all, %d KiB a line); not read further",
-      math.floor(M.MAX_HEADER_BYTES / 1024), math.floor(M.MAX_HEADER_LINE / 1024)), true, false)
-  end
-  if err == "too_large" then
-    return fail(op, "too_large", string.format(
-      "the response body is larger than max_response_size (%d bytes); not read further",
-      settings.max_response_size), true, false)
-  end
-  if err == "protocol" then
-    return fail(op, "protocol", "malformed HTTP response from " .. where .. " (" .. what .. ")", true, false)
-  end
-  return fail(op, "recv", "receiving the " .. what .. " from " .. where .. " failed: " .. tostring(err), true, true)
-end
-
-local function header_has(value, token)
-  if not value then return false end
-  for part in value:lower():gmatch("[^,%s]+") do
-    if part == token then return true end
-  end
-  return false
 end
 
 -- One exchange on one connection: connect (or take a pooled connection),
@@ -382,59 +190,16 @@ local function exchange(ngx, client, op, t)
     return res, err, reused
   end
 
-  -- The answer: skip interim 1xx heads, all heads counted against the cap.
-  local r = new_reader(sock, deadline)
-  local budget = M.MAX_HEADER_BYTES
-  local status, version, headers, used
-  for _ = 1, 16 do
-    status, version, headers, used = read_head(r, budget)
-    if not status then
-      sock:close()
-      local res, err = read_failure(op, "response headers", version, settings, where)
-      -- a pooled connection the server had closed: nothing came back
-      return res, err, reused and r.consumed == 0 and r:pending() == 0 and version ~= "timeout"
-    end
-    budget = budget - used
-    if status >= 200 or status == 101 then break end
-  end
-  if status < 200 or status == 101 then
+  -- The answer, read as RFC 9112 says (envclone.http1), within the deadline.
+  local resp, rerr = http1.read_response(sock, { deadline = deadline, now = runtime.now, method = method,
+    max_body = settings.max_response_size, where = where, timeout = settings.timeout })
+  if not resp then
     sock:close()
-    return read_failure(op, "response headers", "protocol", settings, where)
+    local res, err = fail(op, rerr.code, rerr.message, true, rerr.retryable)
+    -- a pooled connection the server had closed: nothing came back
+    return res, err, reused and rerr.received == 0 and rerr.code ~= "timeout"
   end
-
-  local cap = settings.max_response_size
-  local reusable = (version >= 11 and not header_has(headers["connection"], "close"))
-    or (version == 10 and header_has(headers["connection"], "keep-alive"))
-  local text, berr
-  if method == "HEAD" or status == 204 or status == 304 then
-    text = ""
-  elseif headers["transfer-encoding"] then
-    if not header_has(headers["transfer-encoding"], "chunked") then
-      sock:close()
-      return read_failure(op, "response body", "protocol", settings, where)
-    end
-    text, berr = read_chunked(r, cap, budget)
-  elseif headers["content-length"] then
-    local n = headers["content-length"]:match("^%d+$") and tonumber(headers["content-length"])
-    if not n or #headers["content-length"] > 15 then
-      sock:close()
-      return read_failure(op, "response body", "protocol", settings, where)
-    end
-    if n > cap then
-      sock:close()
-      return read_failure(op, "response body", "too_large", settings, where)
-    end
-    text, berr = r:exact(n)
-  else
-    reusable = false
-    text, berr = r:rest(cap)
-  end
-  if not text then
-    sock:close()
-    return read_failure(op, "response body", berr, settings, where)
-  end
-
-  if reusable and r:pending() == 0 and not op.creates then
+  if resp.reusable and not op.creates then
     local idle = pool.idle or M.DEFAULT_KEEPALIVE
     if sock:setkeepalive(ms(idle), pool.size or M.DEFAULT_POOL_SIZE) then
       M.counters.kept = M.counters.kept + 1
@@ -442,7 +207,7 @@ local function exchange(ngx, client, op, t)
   else
     sock:close()
   end
-  return core.parse(client._handle, op.name, status, headers, text)
+  return core.parse(client._handle, op.name, resp.status, resp.headers, resp.body)
 end
 
 --- Sends one attempt of `op` over a cosocket and parses the answer.

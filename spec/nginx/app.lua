@@ -7,11 +7,14 @@
 --   /chunked[?pad=N][&max=N][&tls=1][&ca_file=1]    a call to the fake vendor below
 --   /fake/...                                      a fake vendor answering with chunked bodies
 --   /stats                                         envclone.cosocket counters of this worker
+--   /h1?item=NAME                                  a case or fault of spec/support/http1_cases.lua,
+--                                                  against the hostile server, through both transports
 -- @module spec.nginx.app
 local cjson = require("cjson.safe")
 local envclone = require("envclone")
 local cosocket = require("envclone.cosocket")
 local conf = require("envclone_test_conf") -- written by spec/nginx/run.lua
+local h1cases = require("spec.support.http1_cases")
 
 local M = {}
 
@@ -180,6 +183,27 @@ local function chunked(args)
   return result_or_error(k:get_environment{ environment_id = id })
 end
 
+-- /h1?item=NAME: the item through libcurl, then cosockets; the test has
+-- set the hostile server's answer.
+local function h1(args)
+  local item = h1cases.by_name[args.item]
+  for _, f in ipairs(h1cases.faults) do
+    if f.name == args.item then item = f end
+  end
+  if not item then return reply(404, { ok = false, message = "no such item" }) end
+  local base = item.refused and conf.closed_url or conf.hostile_url
+  local function now()
+    ngx.update_time()
+    return ngx.now()
+  end
+  local out = {}
+  for _, t in ipairs({ "curl", "cosocket" }) do
+    local res, err, took = h1cases.run(envclone, item, base, t, now)
+    out[t] = { result = res, err = err, took = took, wrong = h1cases.check(item, res, err, cjson.decode) }
+  end
+  return reply(200, out)
+end
+
 --- init_by_lua: a client built while nginx starts (transport "auto" picks
 -- cosockets later, per call, in the request handlers).
 function M.init()
@@ -211,6 +235,7 @@ function M.handle()
   if uri == "/chunked" then return chunked(args) end
   if uri:sub(1, 6) == "/fake/" then return fake() end
   if uri == "/stats" then return stats() end
+  if uri == "/h1" then return h1(args) end
   if uri == "/lua-ping" then return reply(200, { ok = true }) end
   return reply(404, { ok = false, message = "no such location" })
 end

@@ -11,13 +11,15 @@
 local socket = require("socket")
 local cjson = require("cjson.safe")
 local emu = require("spec.support.emu")
+local hostile = require("spec.support.hostile")
+local h1cases = require("spec.support.http1_cases")
 
 local NGINX = os.getenv("ENVCLONE_NGINX") or "/usr/sbin/nginx"
 local MODULES = os.getenv("ENVCLONE_NGINX_MODULES") or "/usr/lib/nginx/modules"
 local JIT_BUILD = os.getenv("ENVCLONE_JIT_BUILD") or "build-jit"
 local NGINX_LIFETIME = 600 -- seconds: nginx is stopped by `timeout` after this at the latest
 
-local e, tmp, port, tls_port, master_pid, nginx_pid, s_server_pid
+local e, tmp, port, tls_port, master_pid, nginx_pid, s_server_pid, srv
 
 local function sh(cmd)
   local p = assert(io.popen(cmd, "r"))
@@ -191,6 +193,7 @@ end
 
 setup(function()
   e = emu.start{ kontent_clone_seconds = 1 }
+  srv = hostile.start()
   tmp = sh("mktemp -d"):gsub("%s+$", "")
   os.execute("chmod 755 " .. quote(tmp))
   port, tls_port = free_port(), free_port()
@@ -213,7 +216,7 @@ setup(function()
     base_urls = e.base_urls, credentials = e.credentials, seed = e.seed,
     closed_url = "http://127.0.0.1:" .. closed, self_url = "http://127.0.0.1:" .. port,
     self_tls_url = "https://127.0.0.1:" .. tls_port, tls_url = "https://127.0.0.1:" .. untrusted_port,
-    cert = tmp .. "/cert.pem",
+    cert = tmp .. "/cert.pem", hostile_url = srv.url,
   }) .. "]==])\n")
   write(tmp .. "/nginx.conf", nginx_conf(repo))
   local check = sh(NGINX .. " -t -p " .. quote(tmp) .. " -c " .. quote(tmp .. "/nginx.conf") .. " 2>&1")
@@ -238,6 +241,7 @@ teardown(function()
   stop_nginx()
   if alive(s_server_pid) then os.execute("kill -TERM " .. s_server_pid .. " 2>/dev/null") end
   if e then e:stop() end
+  if srv then srv:stop() end
   if tmp and tmp:match("^/tmp/") then
     if os.getenv("ENVCLONE_KEEP_NGINX_LOG") then
       io.stderr:write("nginx log kept in " .. tmp .. "\n")
@@ -470,4 +474,45 @@ describe("envclone in nginx (content_by_lua, LuaJIT, cosockets)", function()
     assert.are.equal("unavailable", err.code)
     assert.is_false(err.sent)
   end)
+end)
+
+describe("one reading of HTTP/1.1: libcurl and cosockets agree (spec/support/http1_cases.lua)", function()
+  -- both transports' outcomes for one item, after the hostile server was set
+  local function both(item)
+    local r = get("/h1?item=" .. item.name, 60)
+    if os.getenv("H1DEBUG") then print(r.body) end
+    assert.are.equal(200, r.status, r.body)
+    local curl, co = r.json.curl, r.json.cosocket
+    local function plain(v) if v == cjson.null then return nil end return v end
+    local cerr, oerr = plain(curl.err), plain(co.err)
+    assert.is_nil(plain(curl.wrong), item.name .. " (libcurl): " .. tostring(curl.wrong))
+    assert.is_nil(plain(co.wrong), item.name .. " (cosocket): " .. tostring(co.wrong))
+    if cerr then
+      for _, k in ipairs(h1cases.SAME) do
+        assert.are.equal(cerr[k], oerr[k], item.name .. ": field " .. k .. " differs:\n  curl:     "
+          .. tostring(cerr.text) .. "\n  cosocket: " .. tostring(oerr.text))
+      end
+    else
+      assert.are.same(plain(curl.result), plain(co.result))
+    end
+    return curl, co
+  end
+
+  for _, c in ipairs(h1cases.cases) do
+    it(c.name .. " (" .. c.why .. ")", function()
+      srv:case(c.name)
+      both(c)
+    end)
+  end
+
+  for _, f in ipairs(h1cases.faults) do
+    it("fault: " .. f.name, function()
+      if f.mode then srv:mode(f.mode) end
+      local _, co = both(f)
+      if f.name == "trickled_body" then
+        -- issue 13: 40 bytes at one per 0.3 s would take 12 s; timeout = 2 ends it
+        assert.is_true(co.took < 2.5, "the trickled body kept a timeout = 2 call for " .. co.took .. " s")
+      end
+    end)
+  end
 end)

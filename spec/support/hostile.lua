@@ -71,6 +71,10 @@ function Hostile:script(status, headers, body)
   return self:control("PUT", "/_hostile/script", table.concat(lines, "\r\n") .. "\r\n\r\n" .. body)
 end
 
+--- The next vendor requests are answered with the bytes of case `name` of
+-- spec/support/http1_cases.lua.
+function Hostile:case(name) return self:control("PUT", "/_hostile/case/" .. name) end
+
 --- Counters: requests, other_requests, other_with_credential, bytes_sent (of
 -- the last answer), last_path, last_body, last_had_credential, handshake_failures.
 function Hostile:stats() return self:control("GET", "/_hostile/stats") end

@@ -18,9 +18,13 @@
 --    GET  /_hostile/stats       counters (JSON)
 --    POST /_hostile/shutdown
 --
+--    PUT  /_hostile/case/NAME   answer with the bytes of a case of
+--                               spec/support/http1_cases.lua, then close
+--
 -- Modes: good, big_length, big_stream, endless, stall, badjson, deep,
 -- wrongtype, html, redirect_host, redirect_307, redirect_file, redirect_ftp,
--- headers_many, header_huge, garbage, close_early, echo, script.
+-- headers_many, header_huge, garbage, close_early, echo, echo_escaped,
+-- bare503, bad_date, reset, truncated, trickle, too_many, unavailable, script.
 --
 -- Everything is bounded: one connection at a time, 5 s socket timeouts,
 -- 64 KiB of request head, 1 MiB of request body, 64 MiB per streamed answer,
@@ -61,6 +65,9 @@ local MAX_HEAD = 64 * 1024
 local MAX_BODY = 1024 * 1024
 local STREAM_LIMIT = 64 * 1024 * 1024
 local DRIBBLE_SECONDS = 30
+
+-- the parity table, next to this file
+local http1_cases = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/http1_cases.lua")
 
 local state = {
   mode = "good", requests = 0, other_requests = 0, other_with_credential = 0,
@@ -271,7 +278,51 @@ function modes.script(conn)
   send(conn, script)
 end
 
+-- Resets the connection (RST, not FIN) once the request is in.
+function modes.reset(conn)
+  conn:setoption("linger", { on = true, timeout = 0 })
+end
+
+-- Half the declared body, then the connection closes.
+function modes.truncated(conn)
+  send(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #GOOD
+    .. "\r\n\r\n" .. GOOD:sub(1, #GOOD // 2))
+end
+
+-- Headers with Content-Length: 40 at once, then one body byte every 0.3 s.
+function modes.trickle(conn)
+  if not send(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n") then
+    return
+  end
+  local body = ('{"id":"' .. ("x"):rep(31) .. '"}')
+  for i = 1, #body do
+    socket.sleep(0.3)
+    if not send(conn, body:sub(i, i)) then return end
+  end
+end
+
+-- 429 and 503, each with Retry-After: 0 (retry at once).
+function modes.too_many(conn)
+  respond(conn, 429, "Too Many Requests", { "Retry-After: 0", "Content-Type: application/json" },
+    '{"message":"slow down"}')
+end
+
+function modes.unavailable(conn)
+  respond(conn, 503, "Service Unavailable", { "Retry-After: 0", "Content-Type: application/json" },
+    '{"message":"try again"}')
+end
+
+function modes.case(conn)
+  send(conn, http1_cases.by_name[state.case].bytes)
+end
+
 local function control(conn, method, path, body)
+  local case = path:match("^/_hostile/case/([%w_]+)$")
+  if case and (method == "PUT" or method == "POST") then
+    if not http1_cases.by_name[case] then return json(conn, 404, { error = "no such case" }) end
+    state.mode, state.case = "case", case
+    return json(conn, 200, { case = case })
+  end
   if path == "/_hostile/script" and method == "PUT" then
     script = body
     state.mode = "script"

@@ -1,0 +1,133 @@
+/*
+ * ec_http1.c - see ec_http1.h. The rules and their sections are listed in
+ * lua/envclone/http1.lua, which applies the same ones to the cosocket
+ * transport; spec/support/http1_cases.lua has one case each.
+ */
+#include "ec_http1.h"
+
+#include <string.h>
+#include <strings.h>
+
+void ec_http1_head_reset(ec_http1_head *h)
+{
+    memset(h, 0, sizeof *h);
+}
+
+int ec_http1_head_complete(const ec_http1_head *h)
+{
+    return h->state == EC_H1_TRAILERS;
+}
+
+static int is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int refuse(ec_http1_head *h, const char *why)
+{
+    h->why = why;
+    return -1;
+}
+
+/* "HTTP/1.x" SP 3DIGIT [SP reason] */
+static int status_line(ec_http1_head *h, const char *s, size_t n)
+{
+    if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' '
+        || s[9] < '1' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9'
+        || (n > 12 && s[12] != ' '))
+        return refuse(h, "the answer does not start with an HTTP/1.0 or HTTP/1.1 status line");
+    int status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+    if (status == 101)
+        return refuse(h, "101 Switching Protocols, though no upgrade was asked for");
+    h->http10 = s[7] == '0';
+    h->interim = status < 200;
+    h->bodyless = status < 200 || status == 204 || status == 304;
+    h->state = EC_H1_FIELDS;
+    return 0;
+}
+
+/* The elements of a Content-Length or Transfer-Encoding value (a
+ * comma-separated list, empty elements dropped: RFC 9110 §5.6.1). */
+static int framing_field(ec_http1_head *h, int is_length, const char *v, const char *end)
+{
+    while (v < end) {
+        while (v < end && (is_ows(*v) || *v == ','))
+            v++;
+        const char *e = v;
+        while (e < end && *e != ',')
+            e++;
+        const char *last = e;
+        while (last > v && is_ows(last[-1]))
+            last--;
+        if (last > v && !is_length) {
+            if ((size_t)(last - v) != 7 || strncasecmp(v, "chunked", 7) != 0 || ++h->chunked > 1)
+                return refuse(h, "a transfer coding other than one chunked, which was not asked for (RFC 9112 §6.1)");
+            if (h->http10)
+                return refuse(h, "Transfer-Encoding in an HTTP/1.0 answer (RFC 9112 §6.1)");
+        } else if (last > v) {
+            while (v < last - 1 && *v == '0')
+                v++;
+            size_t len = (size_t)(last - v);
+            for (const char *d = v; d < last; d++)
+                if (*d < '0' || *d > '9')
+                    return refuse(h, "a Content-Length that is not a number (RFC 9112 §6.3)");
+            if (len >= sizeof h->length) /* past any cap (libcurl refuses it): compared by its first 23 digits */
+                len = sizeof h->length - 1;
+            if (h->length[0] != '\0' && (strlen(h->length) != len || memcmp(h->length, v, len) != 0))
+                return refuse(h, "two different Content-Length values (RFC 9112 §6.3)");
+            memcpy(h->length, v, len);
+            h->length[len] = '\0';
+        }
+        v = e;
+    }
+    return 0;
+}
+
+int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n)
+{
+    /* the line end: LF, or CRLF (RFC 9112 §2.2) */
+    if (n > 0 && line[n - 1] == '\n')
+        n--;
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL)
+        return refuse(h, "a header line holds a NUL or a bare CR (RFC 9112 §2.2)");
+    if (h->state == EC_H1_STATUS)
+        return status_line(h, line, n);
+    if (n == 0) {
+        if (h->state == EC_H1_FIELDS && h->interim) {
+            ec_http1_head_reset(h); /* another head follows */
+        } else if (h->state == EC_H1_FIELDS) {
+            h->state = EC_H1_TRAILERS;
+            h->fields = h->prev_framing = 0;
+        }
+        return 0;
+    }
+    if (is_ows(line[0])) {
+        if (h->fields == 0)
+            return refuse(h, "whitespace before the first header field (RFC 9112 §2.2)");
+        if (h->prev_framing)
+            return refuse(h, "a folded Content-Length or Transfer-Encoding field (RFC 9112 §5.2)");
+        return 1;
+    }
+    const char *colon = memchr(line, ':', n);
+    size_t name_len = colon ? (size_t)(colon - line) : 0;
+    for (size_t i = 0; i < name_len; i++)
+        if (!is_tchar((unsigned char)line[i]))
+            name_len = 0;
+    if (name_len == 0)
+        return refuse(h, "a header line that is not 'name: value' (RFC 9112 §5.1)");
+    h->fields++;
+    int is_length = name_len == 14 && strncasecmp(line, "Content-Length", 14) == 0;
+    int is_coding = name_len == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0;
+    h->prev_framing = is_length || is_coding;
+    if (h->state == EC_H1_FIELDS && !h->bodyless && h->prev_framing)
+        return framing_field(h, is_length, colon + 1, line + n);
+    return 0;
+}

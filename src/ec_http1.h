@@ -1,0 +1,43 @@
+/*
+ * ec_http1.h - the RFC 9112 rules for a response's head that libcurl
+ * (7.88) does not apply itself, checked line by line from its header
+ * callback, so that the libcurl transport refuses what the cosocket
+ * transport's reader (lua/envclone/http1.lua) refuses: two differing
+ * Content-Length values, whitespace before a colon, a bare CR, a folded
+ * framing field, a Transfer-Encoding other than chunked, an unrequested
+ * 101, a status line that is not HTTP/1.0 or HTTP/1.1, a head cut short.
+ * I/O-free.
+ */
+#ifndef EC_HTTP1_H
+#define EC_HTTP1_H
+
+#include <stddef.h>
+
+typedef struct {
+    int state;          /* EC_H1_* below */
+    int interim;        /* a 1xx head: another head follows */
+    int bodyless;       /* 1xx, 204, 304: no framing fields apply (RFC 9112 §6.3 rule 1) */
+    int http10;         /* the response is HTTP/1.0 */
+    int fields;         /* field lines in this section so far */
+    int prev_framing;   /* the previous field line was Content-Length or Transfer-Encoding */
+    int chunked;        /* "chunked" codings seen */
+    char length[24];    /* the Content-Length seen, leading zeros dropped ("" if none) */
+    const char *why;    /* what was refused, for the error message */
+} ec_http1_head;
+
+enum { EC_H1_STATUS = 0, EC_H1_FIELDS, EC_H1_TRAILERS };
+
+/* Ready for a new response. */
+void ec_http1_head_reset(ec_http1_head *h);
+
+/* One line as libcurl's header callback hands it over (status line, field
+ * line, the empty line ending a head, or a trailer line), with its line end.
+ * Returns 0 when it is acceptable, 1 when it is an obs-fold continuing the
+ * previous field (RFC 9112 §5.2: its value follows after one SP), -1 when
+ * the response must be refused (h->why says why). */
+int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n);
+
+/* Has a final (non-1xx) head been read to its empty line? */
+int ec_http1_head_complete(const ec_http1_head *h);
+
+#endif
