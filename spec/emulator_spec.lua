@@ -595,7 +595,9 @@ describe("envclone emulator", function()
       err = droplit_error(400, "Alias Exists", { ecosystemId = DROPLIT_ECO, alias = "dup" })
       assert.are.equal("invalidBody", err.type)
       assert.are.equal("alias", err.parameter)
-      assert.are.equal(3, e:stats().applied.creates)
+      -- "For environments, the alias is unique within the parent ecosystem."
+      assert.are.equal(201, (droplit_create{ ecosystemId = e.seed.droplit.other_ecosystem_id, alias = "dup" }))
+      assert.are.equal(4, e:stats().applied.creates)
     end)
   end)
 

@@ -21,6 +21,7 @@ V.credentials = { token = "emu-droplit-token" }
 
 V.seed = {
   ecosystem_id = "E5cdeSeedEcosystem01",
+  other_ecosystem_id = "E5cdeSeedEcosystem02",   -- aliases are scoped per ecosystem
 }
 
 local TYPES = {
@@ -41,7 +42,7 @@ end
 
 function V.new_state()
   return {
-    ecosystems = { [V.seed.ecosystem_id] = true },
+    ecosystems = { [V.seed.ecosystem_id] = true, [V.seed.other_ecosystem_id] = true },
     environments = {},
     aliases = {},   -- "ECOSYSTEM_ID;ALIAS" (Droplit's scoped reference) -> environment id
   }
