@@ -130,8 +130,9 @@ local function generate_clients()
       out[#out + 1] = "\n--- A " .. op.vendor .. " client, from `envclone." .. op.vendor .. "{}`.\n-- @type "
         .. op.vendor .. "\n"
     end
-    local lines = { "", "--- " .. (op.description or (op.method .. " " .. op.path .. ".")) }
-    if op.description then lines[#lines + 1] = "-- `" .. op.method .. " " .. op.path .. "`." end
+    local summary = op.summary or op.description
+    local lines = { "", "--- " .. (summary or (op.method .. " " .. op.path .. ".")):gsub("\n", " ") }
+    if summary then lines[#lines + 1] = "-- `" .. op.method .. " " .. op.path .. "`." end
     if op.page then lines[#lines + 1] = "-- Vendor page: " .. op.page end
     if op.creates then
       lines[#lines + 1] = "-- Creates: retried only when the request surely did not reach the server."

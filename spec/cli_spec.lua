@@ -146,6 +146,11 @@ describe("envclone help", function()
       local code, out, err = run(bare_env(), { op.vendor, kebab(op.name), "--help" })
       assert.are.equal(0, code, err)
       assert.truthy(out:find(op.method .. " " .. op.path, 1, true), op.name)
+      if op.page then assert.truthy(out:find("Vendor page: " .. op.page, 1, true), op.name .. " page") end
+      local summary = op.summary or op.description
+      if summary then
+        assert.truthy(out:gsub("%s+", " "):find(summary:gsub("%s+", " "), 1, true), op.name .. " summary")
+      end
       for _, f in ipairs(op.fields) do
         -- the field's block: its flag line and the indented lines under it
         local head, body = out:match("\n(  %-%-" .. kebab(f.name):gsub("%-", "%%-") .. "%f[%s][^\n]*)\n(.-)\n  %S")

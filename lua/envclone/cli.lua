@@ -92,6 +92,12 @@ local function find_op(vendor, name)
   end
 end
 
+-- The vendor page's one-line description of an operation, when the core
+-- exposes it (`summary`; `description` in older tables).
+local function summary_of(op)
+  return op.summary or op.description
+end
+
 local function supports_wait(op)
   return envclone.waiters[op.vendor .. "." .. op.name] ~= nil
 end
@@ -177,7 +183,7 @@ local function usage_vendor(out, vendor)
   out:write("usage: envclone ", vendor, " OPERATION [--FIELD VALUE ...] [options]\n\n", "Operations:\n")
   for _, op in ipairs(vendor_ops[vendor]) do
     out:write(string.format("  %-31s %-6s %s\n", cli.kebab(op.name), op.method, op.path))
-    if op.description then out:write(wrap(op.description, "      ", 78)) end
+    if summary_of(op) then out:write(wrap(summary_of(op), "      ", 78)) end
   end
   local vars = {}
   for option, var in pairs(cli.credential_env[vendor]) do vars[#vars + 1] = var .. " (" .. option .. ")" end
@@ -238,8 +244,10 @@ local function usage_op(out, op)
   end
   line[#line + 1] = "[options]"
   out:write(table.concat(line, " "), "\n\n")
-  if op.description then out:write(wrap(op.description, "", 78), "\n") end
-  out:write(op.method, " ", op.path, (op.page and "   (" .. op.page .. ")" or ""), "\n\n")
+  if summary_of(op) then out:write(wrap(summary_of(op), "", 78), "\n") end
+  out:write(op.method, " ", op.path, "\n")
+  if op.page then out:write("Vendor page: ", op.page, "\n") end
+  out:write("\n")
   out:write("Fields (the vendor's names; * required):\n")
   for _, f in ipairs(op.fields) do write_field(out, f, "", " *") end
   out:write("  Booleans: --FLAG, --no-FLAG or --FLAG=true|false. The library's FIELD=VALUE form also works.\n\n")
