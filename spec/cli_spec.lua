@@ -282,7 +282,7 @@ describe("envclone credentials", function()
 
   it("--credentials FILE with mode 0600 supplies the credential", function()
     local path = os.tmpname()
-    write(path, "# kontent\nKONTENT_API_KEY=" .. e.credentials.kontent.api_key .. "\n", "600")
+    write(path, "# kontent\n\nexport KONTENT_API_KEY=" .. e.credentials.kontent.api_key .. "\n", "600")
     local env = kontent_env()
     env.KONTENT_API_KEY = "wrong-key-in-the-environment"
     local code, out, err = run(env, { "kontent", "get-environment", "--environment-id",

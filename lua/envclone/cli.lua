@@ -415,7 +415,8 @@ end
 
 -- ---- credentials
 
--- Reads NAME=value lines (blank lines and # comments allowed) from a file
+-- Reads NAME=value lines (blank lines and # comments allowed; the value is
+-- taken as it stands, without quotes) from a file
 -- only its owner can read or write. Messages never include a value.
 local function read_credentials(path)
   local lfs = require("lfs")
@@ -437,7 +438,8 @@ local function read_credentials(path)
     n = n + 1
     line = line:gsub("\r$", "")
     if not line:match("^%s*$") and not line:match("^%s*#") then
-      local name, value = line:match("^%s*([%w_]+)%s*=(.*)$")
+      -- `export NAME=value` too, so the same file can be sourced by a shell
+      local name, value = line:gsub("^%s*export%s+", ""):match("^%s*([%w_]+)%s*=(.*)$")
       if not name then
         f:close()
         usage_error("--credentials: " .. path .. " line " .. n .. " is not NAME=value")
