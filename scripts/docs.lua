@@ -20,12 +20,19 @@
 --     as `vendor:method` or, for methods all clients share, `Client.method`;
 --   * each function of envclone.core and each method of its client handle
 --     (`client:method`) is documented in doc/core.luadoc;
---   * no documented item has an empty summary.
+--   * no documented item has an empty summary, and LDoc warns about nothing.
 local src, build, mode = arg[1], arg[2], arg[3]
 if not (src and build and (mode == "html" or mode == "check")) then
   io.stderr:write("usage: lua5.4 scripts/docs.lua SOURCE_DIR BUILD_DIR html|check\n")
   os.exit(2)
 end
+-- absolute paths: LDoc names files by their absolute path
+local function absolute(p)
+  if p:sub(1, 1) == "/" then return p end
+  local pwd = assert(io.popen("pwd")):read("l")
+  return pwd .. "/" .. p
+end
+src, build = absolute(src), absolute(build)
 package.path = src .. "/lua/?.lua;" .. src .. "/lua/?/init.lua;" .. package.path
 package.cpath = build .. "/?.so;" .. package.cpath
 
@@ -187,7 +194,15 @@ local problems = {}
 local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
 
 if not ok_ldoc then problem("ldoc failed:\n%s", table.concat(warnings, "\n")) end
-for _, w in ipairs(warnings) do io.stderr:write("ldoc: ", w, "\n") end
+-- LDoc's own warnings (a @param naming no argument, an argument left out...)
+-- are documentation errors too
+for _, w in ipairs(warnings) do
+  if w:find("%S") and not w:find("^reading configuration") then
+    -- name the source file, not its staged copy
+    if w:sub(1, #stage + 1) == stage .. "/" then w = w:sub(#stage + 2):gsub("^envclone/", "lua/envclone/") end
+    problem("ldoc: %s", w)
+  end
+end
 
 for name, file in pairs(expected) do
   if not documented[name] then problem("%s: no LDoc module comment declaring @module %s", file, name) end
