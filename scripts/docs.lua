@@ -88,6 +88,12 @@ end
 
 local envclone = require("envclone")
 
+-- The vendors' words go into HTML as they are: escape what HTML would eat
+-- ("string<ulid>").
+local function html_text(text)
+  return (text:gsub("[&<>]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;" }))
+end
+
 -- One LDoc comment line per fact of a field.
 local function field_doc(f, prefix)
   local facts = { f.required and "required" or "optional", f.type }
@@ -100,7 +106,7 @@ local function field_doc(f, prefix)
   if f.max_items then facts[#facts + 1] = "at most " .. f.max_items .. " items" end
   if f.max_depth then facts[#facts + 1] = "nested at most " .. f.max_depth .. " deep" end
   if f.reserved then facts[#facts + 1] = "not `" .. table.concat(f.reserved, "` or `") .. "`" end
-  local text = table.concat(facts, ", ") .. "." .. (f.description and (" " .. f.description) or "")
+  local text = table.concat(facts, ", ") .. "." .. (f.description and (" " .. html_text(f.description)) or "")
   local ltype = ({ string = "string", boolean = "boolean" })[f.type] or "table"
   local lines = { "-- @tparam" .. (f.required and "" or "[opt]") .. " " .. ltype .. " " .. prefix .. f.name .. " "
     .. text:gsub("\n", " ") }
@@ -138,9 +144,19 @@ local function generate_clients()
         .. op.vendor .. "\n"
     end
     local summary = op.summary or op.description
-    local lines = { "", "--- " .. (summary or (op.method .. " " .. op.path .. ".")):gsub("\n", " ") }
+    local lines = { "", "--- " .. html_text(summary or (op.method .. " " .. op.path .. ".")):gsub("\n", " ") }
     if summary then lines[#lines + 1] = "-- `" .. op.method .. " " .. op.path .. "`." end
     if op.page then lines[#lines + 1] = "-- Vendor page: " .. op.page end
+    if type(op.auth) == "table" and op.auth[1] then
+      local ways = {}
+      for _, way in ipairs(op.auth) do
+        ways[#ways + 1] = "`" .. way.credential .. "` (" .. tostring(way.scheme) .. ")"
+      end
+      lines[#lines + 1] = "-- Credential: " .. table.concat(ways, " or ") .. "."
+    end
+    if type(op.success) == "table" and op.success[1] then
+      lines[#lines + 1] = "-- Success: HTTP " .. table.concat(op.success, ", ") .. "."
+    end
     if op.creates then
       lines[#lines + 1] = "-- Creates: retried only when the request surely did not reach the server."
     end

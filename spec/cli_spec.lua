@@ -105,11 +105,18 @@ describe("envclone subcommands", function()
       "--organisation-id", s.versori.organisation_id, "--connection-id", s.versori.connection_id, "--name", "v2.1.0" })
     assert.are.equal(0, code, err)
     assert.is_table(cjson.decode(out).result)
+    -- either of the operation's credentials will do (Bearer token or cookie)
+    local token_only = vendor_env("versori")
+    token_only.VERSORI_COOKIE = ""
+    code, out, err = run(token_only, { "versori", "create-connection-version", "--organisation-id",
+      s.versori.organisation_id, "--connection-id", s.versori.connection_id, "--name", "v2.2.0" })
+    assert.are.equal(0, code, err)
+    assert.is_table(cjson.decode(out).result)
     code, out, err = run(vendor_env("qovery"), { "qovery", "clone-application", "--application-id",
       s.qovery.application_id, "--name", "web-preview", "--environment-id", s.qovery.environment_id })
     assert.are.equal(0, code, err)
     assert.is_table(cjson.decode(out).result)
-    assert.are.equal(2, e:stats().requests)
+    assert.are.equal(3, e:stats().requests)
   end)
 
   it("--output text prints a summary, hiding keys; JSON never echoes the credential", function()

@@ -98,6 +98,23 @@ local function summary_of(op)
   return op.summary or op.description
 end
 
+-- The ways an operation authenticates: { {credential = option, scheme = text}, ... }
+-- (`auth` in the table; a single `credential` in older tables).
+local function auth_ways(op)
+  if type(op.auth) == "table" and op.auth[1] then return op.auth end
+  return op.credential and { { credential = op.credential } } or {}
+end
+
+-- "KONTENT_API_KEY" or "VERSORI_TOKEN or VERSORI_COOKIE", with the schemes when `schemes`.
+local function credential_words(op, schemes)
+  local words = {}
+  for _, way in ipairs(auth_ways(op)) do
+    local var = cli.credential_env[op.vendor][way.credential] or way.credential
+    words[#words + 1] = var .. (schemes and way.scheme and " (" .. way.scheme .. ")" or "")
+  end
+  return table.concat(words, " or ")
+end
+
 local function supports_wait(op)
   return envclone.waiters[op.vendor .. "." .. op.name] ~= nil
 end
@@ -147,8 +164,11 @@ end
 
 -- ---- help
 
-local function wrap(text, indent, width)
-  local lines, line = {}, indent
+-- Wraps `text` at `width` columns; lines start with `indent`, the first with
+-- `first` when given (a hanging indent).
+local function wrap(text, indent, width, first)
+  local lines, line = {}, first or indent
+  indent = first and (" "):rep(#first) or indent
   for word in text:gmatch("%S+") do
     if #line > #indent and #line + 1 + #word > width then
       lines[#lines + 1] = line
@@ -171,12 +191,12 @@ local function usage_top(out)
   for _, vendor in ipairs(vendors) do
     local names = {}
     for _, op in ipairs(vendor_ops[vendor]) do names[#names + 1] = cli.kebab(op.name) end
-    out:write(string.format("  %-8s %s\n", vendor, table.concat(names, ", ")))
+    out:write(wrap(table.concat(names, ", "), "", 78, string.format("  %-8s ", vendor)))
   end
   out:write("\n")
   write_options(out, nil)
-  out:write("\nCredentials come from the environment (", credential_names(), ")\n",
-    "or from --credentials FILE; never from the command line.\n\n", EXIT_HELP)
+  out:write("\n", wrap("Credentials come from the environment (" .. credential_names()
+    .. ") or from --credentials FILE; never from the command line.", "", 78), "\n", EXIT_HELP)
 end
 
 local function usage_vendor(out, vendor)
@@ -252,11 +272,8 @@ local function usage_op(out, op)
   for _, f in ipairs(op.fields) do write_field(out, f, "", " *") end
   out:write("  Booleans: --FLAG, --no-FLAG or --FLAG=true|false. The library's FIELD=VALUE form also works.\n\n")
   write_options(out, op)
-  local vars = {}
-  for option, var in pairs(cli.credential_env[op.vendor]) do
-    if option == op.credential then vars[#vars + 1] = var end
-  end
-  out:write("\nCredential: ", table.concat(vars, ", "), " (or --credentials FILE).\n\n", EXIT_HELP)
+  out:write("\n", wrap("Credential: " .. credential_words(op, true) .. ", from the environment or --credentials FILE.",
+    "", 78), "\n", EXIT_HELP)
 end
 
 local function list(out)
@@ -587,9 +604,11 @@ function cli.main(argv, out, errout, tty)
     client_opts[option] = v
     if v then secrets[#secrets + 1] = v end
   end
-  if op.credential and client_opts[op.credential] == nil then
-    errout:write("envclone: ", op.vendor, " ", cli.kebab(op.name), " needs ",
-      cli.credential_env[op.vendor][op.credential], " in the environment or in --credentials FILE\n")
+  local ways, has_one = auth_ways(op), false
+  for _, way in ipairs(ways) do has_one = has_one or client_opts[way.credential] ~= nil end
+  if #ways > 0 and not has_one then
+    errout:write("envclone: ", op.vendor, " ", cli.kebab(op.name), " needs ", credential_words(op),
+      " in the environment or in --credentials FILE\n")
     return EXIT.usage
   end
   local cok, client = pcall(envclone[op.vendor], client_opts)
