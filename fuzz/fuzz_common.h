@@ -30,6 +30,7 @@
 
 static lua_State *L;
 static ec_client fuzz_clients[8];
+static ec_message fuzz_messages[8]; /* the request each client builds */
 static int fuzz_cjson_decode_ref = LUA_NOREF;
 
 #define FUZZ_ASSERT(cond, ...)                                                   \
@@ -67,9 +68,7 @@ static void fuzz_init(void)
         c->user_agent = (char *)"envclone-fuzz";
         for (int k = 0; c->vendor->credentials[k]; k++)
             c->secrets[k] = (char *)(strcmp(c->vendor->credentials[k], "cookie") == 0 ? FUZZ_COOKIE : FUZZ_TOKEN);
-        ec_buf_init(&c->req.url, 4096);
-        ec_buf_init(&c->req.body, EC_MAX_BODY);
-        ec_buf_init(&c->req.headers, 65536);
+        ec_message_init(&fuzz_messages[i]);
     }
 }
 

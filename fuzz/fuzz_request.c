@@ -314,7 +314,7 @@ static void push_valid(const ec_field *f)
 /* Request invariants on success. */
 static void check_request(const ec_client *cl, const ec_op *op)
 {
-    const ec_request *r = &cl->req;
+    const ec_message *r = &fuzz_messages[cl - fuzz_clients];
     size_t blen = strlen(cl->base_url);
     FUZZ_ASSERT(r->url.len >= blen && memcmp(r->url.data, cl->base_url, blen) == 0, "URL lost the base URL");
     FUZZ_ASSERT(strlen(r->url.data) == r->url.len, "URL holds a NUL byte");
@@ -375,7 +375,7 @@ static int run(lua_State *l)
     const ec_op *op = lua_touserdata(l, lua_upvalueindex(1));
     ec_client *cl = lua_touserdata(l, lua_upvalueindex(2));
     int top = lua_gettop(l);
-    int n = ec_marshal_request(l, cl, op, 1);
+    int n = ec_marshal_request(l, cl, op, 1, &fuzz_messages[cl - fuzz_clients]);
     if (n == 0) {
         FUZZ_ASSERT(lua_gettop(l) == top, "success left %d values on the stack", lua_gettop(l) - top);
         check_request(cl, op);

@@ -350,11 +350,11 @@ for _, op in ipairs(envclone.operations) do
   end)
 end
 
-describe("limits are exact (checked with core.prepare, which sends nothing)", function()
+describe("limits are exact (checked with core.request, which sends nothing)", function()
   local core = require("envclone.core")
   it("max_len and max_depth are the last accepted values", function()
     local k = core.client("kontent", { api_key = "k-battery" })
-    assert.is_table(core.prepare(k, "rename_environment", { environment_id = seed.kontent.environment_id,
+    assert.is_userdata(core.request(k, "rename_environment", { environment_id = seed.kontent.environment_id,
       name = ("\195\169"):rep(200) }))
     local d = core.client("droplit", { token = "t-battery" })
     local inside = {}
@@ -363,8 +363,8 @@ describe("limits are exact (checked with core.prepare, which sends nothing)", fu
       t.a = {}
       t = t.a
     end
-    assert.is_table(core.prepare(d, "create_environment", { ecosystemId = "E", meta = inside }))
-    assert.is_nil(core.prepare(d, "create_environment", { ecosystemId = "E", meta = { wrap = inside } }))
+    assert.is_userdata(core.request(d, "create_environment", { ecosystemId = "E", meta = inside }))
+    assert.is_nil(core.request(d, "create_environment", { ecosystemId = "E", meta = { wrap = inside } }))
   end)
 end)
 

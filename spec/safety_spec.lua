@@ -179,8 +179,7 @@ describe("a closed client", function()
       for _, op in ipairs(envclone.operations) do
         if op.vendor == vendor then own = own or op.name end
       end
-      assert.has_error(function() core.prepare(c._handle, own, {}) end, closed_error(vendor))
-      assert.has_error(function() core.parse(c._handle, own, 200, {}, "{}") end, closed_error(vendor))
+      assert.has_error(function() core.request(c._handle, own, {}) end, closed_error(vendor))
       assert.matches("(closed)", tostring(c), 1, true)
       for _, secret in pairs(creds[vendor]) do
         assert.is_nil(tostring(c):find(secret, 1, true))

@@ -71,3 +71,10 @@ const char *ec_buf_cstr(ec_buf *b)
         return "";
     return b->data;
 }
+
+void ec_wipe(void *p, size_t n)
+{
+    volatile unsigned char *q = p;
+    while (n--)
+        *q++ = 0;
+}

@@ -22,6 +22,8 @@ void ec_buf_clear(ec_buf *b);
 int ec_buf_add(ec_buf *b, const char *s, size_t n);
 int ec_buf_adds(ec_buf *b, const char *s);
 int ec_buf_addc(ec_buf *b, char c);
+/* Overwrites n bytes with zeros in a way the compiler keeps (secrets). */
+void ec_wipe(void *p, size_t n);
 /* NUL-terminated view of the contents (the NUL is not counted in len). */
 const char *ec_buf_cstr(ec_buf *b);
 

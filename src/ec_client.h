@@ -1,8 +1,14 @@
 /*
  * ec_client.h - one client: a vendor, its base URL, its credentials and
- * its transport.  Secrets live only here, in C memory: they are copied in
+ * its settings.  Secrets live only here, in C memory: they are copied in
  * by the constructor, written into auth headers, wiped on close, and never
- * handed back to Lua.
+ * handed back to Lua (except in the wire form a Lua transport must write).
+ *
+ * A client is shared by the Lua userdata that owns it and by every request
+ * made from it (a count of references), so a request in flight keeps the
+ * memory it reads alive even when the client is closed or collected.
+ * Request state lives in the request (ec_request.h), never here: a client
+ * may have any number of requests in flight.
  */
 #ifndef EC_CLIENT_H
 #define EC_CLIENT_H
@@ -16,17 +22,10 @@
 #define EC_MAX_BASES 2
 #define EC_CLIENT_MT "envclone.core.client"
 
-struct ec_transport;
+struct ec_reqbufs;
+struct ec_easy;
 
-typedef struct {
-    ec_buf url;     /* full URL */
-    ec_buf body;    /* JSON; meaningful when has_body */
-    int has_body;
-    ec_buf headers; /* "Name: value" entries, each NUL-terminated */
-    size_t nheaders;
-} ec_request;
-
-typedef struct {
+typedef struct ec_client {
     const ec_vendor *vendor;
     char *base_url;
     char *bases[EC_MAX_BASES];     /* parallel to vendor->bases */
@@ -34,13 +33,16 @@ typedef struct {
     char *secrets[EC_MAX_SECRETS]; /* parallel to vendor->credentials; NULL = not set */
     char *user_agent;
     char *ca_file;
+    char *proxy;                   /* explicit proxy URL, "env", or NULL (none) */
     int insecure;                  /* skip TLS verification: explicit opt-in only */
     long timeout_ms;
     long connect_timeout_ms;
     size_t max_response_size;
     int closed;
-    ec_request req;                /* reused for every call: no per-call allocations */
-    struct ec_transport *transport;
+    int refs;                      /* the owning userdata + live requests */
+    unsigned long id;              /* unique in the process: whose options an easy handle holds */
+    struct ec_reqbufs *spare;      /* buffers of the last finished request, for the next one */
+    struct ec_easy *easy;          /* this client's easy handle (made on first use) */
 } ec_client;
 
 /* The secret for credential option `name`, or NULL when the client has none. */
@@ -51,5 +53,9 @@ const char *ec_client_base(const ec_client *c, const ec_op *op);
 
 /* The scheme a credential goes out with (resolves EC_AUTH_TOKEN_OR_JWT). */
 ec_auth ec_client_scheme(const ec_client *c, ec_auth scheme, const char *secret);
+
+/* Reference counting: the memory goes when the last reference does. */
+void ec_client_ref(ec_client *c);
+void ec_client_unref(ec_client *c);
 
 #endif

@@ -6,9 +6,10 @@
 #include "ec_client.h"
 #include "ec_compat.h"
 #include "ec_error.h"
+#include "ec_curl.h"
 #include "ec_marshal.h"
 #include "ec_mask.h"
-#include "ec_transport.h"
+#include "ec_request.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -32,23 +33,30 @@ static void wipe_free(char *s)
     free(s);
 }
 
-static void client_release(ec_client *c)
+void ec_client_ref(ec_client *c)
+{
+    c->refs++;
+}
+
+static void client_close(ec_client *c)
 {
     if (c->closed)
         return;
     c->closed = 1;
-    ec_transport_free(c->transport);
-    c->transport = NULL;
+    ec_easy_free(c->easy);
+    c->easy = NULL;
+    ec_client_free_spare(c);
     for (int i = 0; i < EC_MAX_SECRETS; i++) {
         wipe_free(c->secrets[i]);
         c->secrets[i] = NULL;
     }
-    /* the header buffer held the credential of the last call */
-    if (c->req.headers.data)
-        memset(c->req.headers.data, 0, c->req.headers.cap);
-    ec_buf_free(&c->req.url);
-    ec_buf_free(&c->req.body);
-    ec_buf_free(&c->req.headers);
+}
+
+void ec_client_unref(ec_client *c)
+{
+    if (--c->refs > 0)
+        return;
+    client_close(c);
     free(c->base_url);
     for (int i = 0; i < EC_MAX_BASES; i++) {
         free(c->bases[i]);
@@ -56,12 +64,26 @@ static void client_release(ec_client *c)
     }
     free(c->user_agent);
     free(c->ca_file);
-    c->base_url = c->user_agent = c->ca_file = NULL;
+    free(c->proxy);
+    free(c);
+}
+
+/* The Lua userdata is a box holding the client: requests share it. */
+typedef struct {
+    ec_client *c;
+} client_box;
+
+static ec_client *to_client(lua_State *L, int idx)
+{
+    client_box *box = luaL_checkudata(L, idx, EC_CLIENT_MT);
+    if (box->c == NULL)
+        luaL_error(L, "envclone: the client is being built");
+    return box->c;
 }
 
 static ec_client *check_client(lua_State *L, int idx)
 {
-    ec_client *c = luaL_checkudata(L, idx, EC_CLIENT_MT);
+    ec_client *c = to_client(L, idx);
     if (c->closed)
         luaL_error(L, "envclone: the %s client is closed", c->vendor->name);
     return c;
@@ -154,6 +176,37 @@ static void check_base_url(lua_State *L, const char *vendor, const char *option,
     if (memchr(authority, '@', alen) != NULL)
         luaL_error(L, "envclone.%s: %s must not contain user information (user:password@); "
                       "pass credentials as options", vendor, option);
+    /* host, and port when given: every transport splits the URL the same
+     * way (ec_request.c), so it must be well-formed here, once */
+    const char *port = NULL;
+    size_t hlen = alen;
+    if (authority[0] == '[') {
+        const char *rb = memchr(authority, ']', alen);
+        if (rb == NULL || rb == authority + 1)
+            luaL_error(L, "envclone.%s: %s has a malformed IPv6 host", vendor, option);
+        hlen = (size_t)(rb + 1 - authority);
+        if (hlen < alen && authority[hlen] != ':')
+            luaL_error(L, "envclone.%s: %s has a malformed IPv6 host", vendor, option);
+    } else {
+        const char *colon = memchr(authority, ':', alen);
+        if (colon)
+            hlen = (size_t)(colon - authority);
+    }
+    if (hlen < alen)
+        port = authority + hlen + 1;
+    if (hlen == 0)
+        luaL_error(L, "envclone.%s: %s has no host", vendor, option);
+    if (port) {
+        size_t plen = (size_t)(authority + alen - port);
+        long v = 0;
+        for (size_t i = 0; i < plen; i++) {
+            if (port[i] < '0' || port[i] > '9' || v > 65535)
+                luaL_error(L, "envclone.%s: %s has an invalid port", vendor, option);
+            v = v * 10 + (port[i] - '0');
+        }
+        if (plen == 0 || v < 1 || v > 65535)
+            luaL_error(L, "envclone.%s: %s has an invalid port", vendor, option);
+    }
 }
 
 /* A checked copy of url without trailing slashes, owned by the caller. */
@@ -210,16 +263,18 @@ static int l_client(lua_State *L)
                               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
     }
 
-    ec_client *c = lua_newuserdata(L, sizeof *c);
-    memset(c, 0, sizeof *c);
-    c->closed = 1; /* until fully built, so __gc frees only what exists */
+    client_box *box = lua_newuserdata(L, sizeof *box);
+    box->c = NULL;
     luaL_getmetatable(L, EC_CLIENT_MT);
     lua_setmetatable(L, -2);
+    ec_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return luaL_error(L, "envclone: out of memory");
+    box->c = c; /* from here on, __gc frees whatever exists if an option raises */
+    static unsigned long next_id = 0;
+    c->id = ++next_id;
+    c->refs = 1;
     c->vendor = vendor;
-    ec_buf_init(&c->req.url, (size_t)EC_MAX_BASE_URL * 2);
-    ec_buf_init(&c->req.body, EC_MAX_BODY);
-    ec_buf_init(&c->req.headers, (size_t)64 * 1024);
-    c->closed = 0;
 
     for (int i = 0; vendor->credentials[i] && i < EC_MAX_SECRETS; i++) {
         const char *name = vendor->credentials[i];
@@ -296,22 +351,32 @@ static int l_client(lua_State *L)
     c->insecure = lua_toboolean(L, -1);
     lua_pop(L, 1);
 
-    c->transport = ec_transport_new();
-    if (c->transport == NULL)
-        return luaL_error(L, "envclone: could not create a libcurl handle");
+    /* the libcurl handle is made on the first call: requiring envclone and
+     * building clients costs no libcurl set-up */
     return 1;
 }
 
 static int l_client_close(lua_State *L)
 {
-    ec_client *c = luaL_checkudata(L, 1, EC_CLIENT_MT);
-    client_release(c);
+    client_box *box = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    if (box->c)
+        client_close(box->c);
+    return 0;
+}
+
+static int l_client_gc(lua_State *L)
+{
+    client_box *box = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    if (box->c) {
+        ec_client_unref(box->c);
+        box->c = NULL;
+    }
     return 0;
 }
 
 static int l_client_tostring(lua_State *L)
 {
-    ec_client *c = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    ec_client *c = to_client(L, 1);
     if (c->closed) {
         lua_pushfstring(L, "envclone.%s client (closed)", c->vendor->name);
         return 1;
@@ -334,7 +399,7 @@ static int l_client_tostring(lua_State *L)
 
 static int l_client_vendor(lua_State *L)
 {
-    ec_client *c = luaL_checkudata(L, 1, EC_CLIENT_MT);
+    ec_client *c = to_client(L, 1);
     lua_pushstring(L, c->vendor->name);
     lua_pushstring(L, c->closed ? NULL : c->base_url);
     return 2;
@@ -367,103 +432,58 @@ static int l_client_settings(lua_State *L)
     return 1;
 }
 
-static void push_transport_error(lua_State *L, const ec_client *c, const ec_op *op, const ec_transport_error *te)
+static void check_op_for(lua_State *L, const ec_op *op, const ec_client *c)
 {
-    lua_pushnil(L);
-    ec_error_new(L, c, op, te->kind, te->message);
-    ec_error_str(L, "code", te->code);
-    ec_error_bool(L, "retryable", te->retryable);
-    /* Only a request that may have reached the server may have acted. */
-    ec_error_bool(L, "maybe_applied", te->sent && strcmp(op->method, "GET") != 0);
-    ec_error_bool(L, "sent", te->sent);
+    if (strcmp(c->vendor->name, op->vendor) != 0)
+        luaL_error(L, "envclone: %s.%s called on a %s client", op->vendor, op->name, c->vendor->name);
 }
 
-/* The function registered for each operation: fn(client, args). */
-static int l_operation(lua_State *L)
+/* op.request(client, args) -> request | nil, err (validation): a request
+ * for any transport (see ec_request.h). */
+static int l_op_request(lua_State *L)
 {
     const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
     ec_client *c = check_client(L, 1);
-    if (strcmp(c->vendor->name, op->vendor) != 0)
-        return luaL_error(L, "envclone: %s.%s called on a %s client", op->vendor, op->name, c->vendor->name);
-    int n = ec_marshal_request(L, c, op, 2);
-    if (n)
-        return n;
-    if (c->closed) /* not reachable through the marshal engine (it runs no caller code); kept as a guard */
-        return luaL_error(L, "envclone: the %s client is closed", c->vendor->name);
-    ec_response resp;
-    ec_transport_error te;
-    if (ec_transport_perform(c->transport, c, op, &resp, &te) != 0) {
-        push_transport_error(L, c, op, &te);
-        return 2;
-    }
-    return ec_parse_response(L, c, op, &resp);
+    check_op_for(L, op, c);
+    return ec_request_push_new(L, c, op, 2);
 }
 
-static const ec_op *check_op(lua_State *L, int idx, const ec_client *c)
+/* op.call(client, args) -> result | nil, err[, request]: a request sent
+ * once over the client's libcurl handle, in one C call (the sequential
+ * path).  After a failed exchange the request comes third, so a retry
+ * sends it again without building it anew. */
+static int l_op_call(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, idx);
+    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
+    ec_client *c = check_client(L, 1);
+    check_op_for(L, op, c);
+    lua_settop(L, 2);
+    if (ec_request_push_new(L, c, op, 2) != 1)
+        return 2; /* validation: nil, err */
+    ec_request *r = lua_touserdata(L, 3);
+    if (c->easy == NULL) {
+        c->easy = ec_easy_new();
+        if (c->easy == NULL)
+            return luaL_error(L, "envclone: could not create a libcurl handle");
+    }
+    int n = ec_curl_perform(L, c->easy, r, 0);
+    if (n == 1) {
+        ec_request_release(r);
+        return 1;
+    }
+    lua_pushvalue(L, 3);
+    return 3;
+}
+
+/* core.request(client, opname, args) -> request | nil, err */
+static int l_request(lua_State *L)
+{
+    ec_client *c = check_client(L, 1);
+    const char *name = luaL_checkstring(L, 2);
     const ec_op *op = ec_op_find(c->vendor->name, name);
     if (op == NULL)
-        luaL_error(L, "envclone: %s has no operation '%s'", c->vendor->name, name);
-    return op;
-}
-
-/* core.prepare(client, opname, args) -> {method, url, headers, body} | nil, err
- * For transports written in Lua (OpenResty cosockets). */
-static int l_prepare(lua_State *L)
-{
-    ec_client *c = check_client(L, 1);
-    const ec_op *op = check_op(L, 2, c);
-    int n = ec_marshal_request(L, c, op, 3);
-    if (n)
-        return n;
-    ec_request *req = &c->req;
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, op->method);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, req->url.data, req->url.len);
-    lua_setfield(L, -2, "url");
-    if (req->has_body) {
-        lua_pushlstring(L, req->body.data, req->body.len);
-        lua_setfield(L, -2, "body");
-    }
-    lua_createtable(L, (int)req->nheaders, 0);
-    const char *entry = req->headers.data;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        lua_pushstring(L, entry);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-        entry += strlen(entry) + 1;
-    }
-    lua_setfield(L, -2, "headers");
-    return 1;
-}
-
-static const char *opt_header(lua_State *L, int headers, const char *name)
-{
-    if (lua_type(L, headers) != LUA_TTABLE)
-        return NULL;
-    lua_getfield(L, headers, name);
-    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1); /* still referenced by the headers table */
-    return v;
-}
-
-/* core.parse(client, opname, status, headers, body) -> result | nil, err
- * headers: a table with lower-case names. */
-static int l_parse(lua_State *L)
-{
-    ec_client *c = check_client(L, 1);
-    const ec_op *op = check_op(L, 2, c);
-    ec_response resp;
-    resp.status = (long)luaL_checkinteger(L, 3);
-    resp.body = luaL_optlstring(L, 5, "", &resp.body_len);
-    resp.content_type = opt_header(L, 4, "content-type");
-    resp.retry_after = opt_header(L, 4, "retry-after");
-    resp.request_id = opt_header(L, 4, "x-request-id");
-    if (resp.request_id == NULL)
-        resp.request_id = opt_header(L, 4, "request-id");
-    resp.location = opt_header(L, 4, "location");
-    return ec_parse_response(L, c, op, &resp);
+        return luaL_error(L, "envclone: %s has no operation '%s'", c->vendor->name, name);
+    return ec_request_push_new(L, c, op, 3);
 }
 
 /* t[key] = v for the table on top of the stack, unless v is NULL. */
@@ -576,8 +596,11 @@ static void push_operations(lua_State *L)
         }
         lua_setfield(L, -2, "fields");
         lua_pushlightuserdata(L, (void *)op);
-        lua_pushcclosure(L, l_operation, 1);
+        lua_pushcclosure(L, l_op_call, 1);
         lua_setfield(L, -2, "call");
+        lua_pushlightuserdata(L, (void *)op);
+        lua_pushcclosure(L, l_op_request, 1);
+        lua_setfield(L, -2, "request");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
 }
@@ -653,6 +676,14 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* core.transport_version() -> "libcurl/7.88.1 OpenSSL/3.0.x ...": a
+ * function, so that require does not initialise libcurl. */
+static int l_transport_version(lua_State *L)
+{
+    lua_pushstring(L, ec_curl_version());
+    return 1;
+}
+
 static const luaL_Reg client_methods[] = {
     { "close", l_client_close },
     { "vendor", l_client_vendor },
@@ -662,8 +693,8 @@ static const luaL_Reg client_methods[] = {
 
 static const luaL_Reg core_functions[] = {
     { "client", l_client },
-    { "prepare", l_prepare },
-    { "parse", l_parse },
+    { "request", l_request },
+    { "transport_version", l_transport_version },
     { "error", ec_error_lua_new },
     { "sleep", l_sleep },
     { "now", l_now },
@@ -675,13 +706,12 @@ __attribute__((visibility("default"))) int luaopen_envclone_core(lua_State *L);
 
 int luaopen_envclone_core(lua_State *L)
 {
-    if (ec_transport_global_init() != 0)
-        return luaL_error(L, "envclone: libcurl global initialisation failed");
     ec_marshal_init(L);
     ec_error_init(L);
+    ec_request_init(L);
 
     if (luaL_newmetatable(L, EC_CLIENT_MT)) {
-        lua_pushcfunction(L, l_client_close);
+        lua_pushcfunction(L, l_client_gc);
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, l_client_close);
         lua_setfield(L, -2, "__close");
@@ -707,7 +737,11 @@ int luaopen_envclone_core(lua_State *L)
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, EC_VERSION);
     lua_setfield(L, -2, "version");
-    lua_pushstring(L, ec_transport_version());
-    lua_setfield(L, -2, "transport_version");
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)EC_MAX_HEADER_BYTES);
+    lua_setfield(L, -2, "max_header_bytes");
+    lua_pushinteger(L, (lua_Integer)EC_MAX_HEADER_LINE);
+    lua_setfield(L, -2, "max_header_line");
+    lua_setfield(L, -2, "limits");
     return 1;
 }

@@ -1,12 +1,12 @@
 /*
  * ec_curl.c - the libcurl transport.
  *
- * Safety defaults live here: http/https only, no redirects followed (so a
- * credential never travels to another host), TLS verification on, connect
- * and total timeouts always set, a cap on the response body and headers.
+ * Safety defaults live here: http and https only, no redirects followed (so
+ * a credential never travels to another host), TLS verification on, connect
+ * and total timeouts always set, a cap on the response body and headers, no
+ * proxy from the environment unless asked for.
  */
-#include "ec_transport.h"
-
+#include "ec_curl.h"
 #include "ec_http1.h"
 
 #include <curl/curl.h>
@@ -15,26 +15,17 @@
 #include <string.h>
 #include <strings.h>
 
-#define EC_MAX_HEADER_BYTES ((size_t)256 * 1024)
+enum { M_NONE, M_GET, M_POST, M_CUSTOM };
 
-struct ec_transport {
-    CURL *easy;
-    ec_buf body;
-    size_t header_bytes;
-    int too_large;      /* 1: body past max_response_size, 2: headers past EC_MAX_HEADER_BYTES */
-    ec_http1_head head; /* what RFC 9112 refuses and libcurl does not (ec_http1.c) */
-    int bad_head;       /* the head was refused: head.why says why */
-    char *fold;         /* the captured value an obs-fold line would continue */
-    size_t fold_cap;
-    size_t max_body;
-    char content_type[128];
-    char retry_after[64];
-    char request_id[128];
-    char location[512];
-    char errbuf[CURL_ERROR_SIZE];
+struct ec_easy {
+    CURL *h;
+    unsigned long client_id; /* whose options the handle holds; 0 = none */
+    int method;              /* how the method options were left (M_*) */
+    long fresh;              /* CURLOPT_FRESH_CONNECT as last set; -1 = unknown */
+    const ec_exchange *ex;   /* where the callbacks write */
 };
 
-int ec_transport_global_init(void)
+int ec_curl_global_init(void)
 {
     static int done = 0;
     if (!done) {
@@ -45,40 +36,48 @@ int ec_transport_global_init(void)
     return 0;
 }
 
-const char *ec_transport_version(void)
+const char *ec_curl_version(void)
 {
+    if (ec_curl_global_init() != 0)
+        return "libcurl (not initialised)";
     return curl_version();
 }
 
-ec_transport *ec_transport_new(void)
+ec_easy *ec_easy_new(void)
 {
-    ec_transport *t = calloc(1, sizeof *t);
-    if (t == NULL)
+    if (ec_curl_global_init() != 0)
         return NULL;
-    t->easy = curl_easy_init();
-    if (t->easy == NULL) {
-        free(t);
+    ec_easy *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return NULL;
+    e->h = curl_easy_init();
+    if (e->h == NULL) {
+        free(e);
         return NULL;
     }
-    ec_buf_init(&t->body, 0);
-    return t;
+    e->fresh = -1;
+    return e;
 }
 
-void ec_transport_free(ec_transport *t)
+void ec_easy_free(ec_easy *e)
 {
-    if (t == NULL)
+    if (e == NULL)
         return;
-    curl_easy_cleanup(t->easy);
-    ec_buf_free(&t->body);
-    free(t);
+    curl_easy_cleanup(e->h);
+    free(e);
+}
+
+void *ec_easy_curl(ec_easy *e)
+{
+    return e->h;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
-    ec_transport *t = ud;
+    ec_exchange *x = ud;
     size_t n = size * nmemb;
-    if (ec_buf_add(&t->body, data, n) != 0) {
-        t->too_large = 1;
+    if (ec_buf_add(&x->body, data, n) != 0) {
+        x->too_large = 1;
         return 0; /* aborts the transfer */
     }
     return n;
@@ -87,21 +86,21 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 /* Copies the value of header line `line` into out when its name is `name`;
  * an obs-fold line (name NULL) adds its text to the last value captured,
  * after one SP (RFC 9112 §5.2). */
-static void capture(ec_transport *t, const char *line, size_t n, const char *name, char *out, size_t outlen)
+static void capture(ec_exchange *x, const char *line, size_t n, const char *name, size_t nl, char *out,
+                    size_t outlen)
 {
-    size_t nl = name ? strlen(name) : 0;
-    if (name == NULL && t->fold != NULL) {
-        out = t->fold + strlen(t->fold);
-        outlen = t->fold_cap - (size_t)(out - t->fold);
-        if (out > t->fold && outlen > 1) {
+    if (name == NULL && x->fold != NULL) {
+        out = x->fold + strlen(x->fold);
+        outlen = x->fold_cap - (size_t)(out - x->fold);
+        if (out > x->fold && outlen > 1) {
             *out++ = ' ';
             outlen--;
         }
-    } else if (name == NULL || n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':') {
+    } else if (name == NULL || n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0) {
         return;
     } else {
-        t->fold = out;
-        t->fold_cap = outlen;
+        x->fold = out;
+        x->fold_cap = outlen;
         nl++;
     }
     const char *v = line + nl;
@@ -117,176 +116,180 @@ static void capture(ec_transport *t, const char *line, size_t n, const char *nam
     out[len] = '\0';
 }
 
+#define CAPTURE(line, n, name, out) capture(x, (line), (n), (name), sizeof(name) - 1, (out), sizeof(out))
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
-    ec_transport *t = ud;
+    ec_exchange *x = ud;
     size_t n = size * nmemb;
-    t->header_bytes += n;
-    if (t->header_bytes > EC_MAX_HEADER_BYTES) {
-        t->too_large = 2;
+    x->header_bytes += n;
+    if (x->header_bytes > EC_MAX_HEADER_BYTES) {
+        x->too_large = 2;
         return 0;
     }
-    int line = ec_http1_head_line(&t->head, data, n);
+    /* what RFC 9112 refuses and libcurl does not (ec_http1.c) */
+    int line = ec_http1_head_line(&x->head, data, n);
     if (line < 0) {
-        t->bad_head = 1;
+        x->bad_head = 1;
         return 0; /* aborts the transfer */
     }
     if (line == 1) {
-        capture(t, data, n, NULL, NULL, 0);
+        capture(x, data, n, NULL, 0, NULL, 0);
         return n;
     }
-    t->fold = NULL;
-    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-        /* a new response (after 100 Continue): forget the previous one */
-        t->content_type[0] = t->retry_after[0] = t->request_id[0] = t->location[0] = '\0';
-        return n;
+    x->fold = NULL;
+    switch (data[0] | 0x20) { /* the first letter, folded: most lines match none */
+    case 'h':
+        if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) /* a new response (after 1xx): forget the last */
+            x->content_type[0] = x->retry_after[0] = x->request_id[0] = x->location[0] = '\0';
+        break;
+    case 'c':
+        CAPTURE(data, n, "Content-Type", x->content_type);
+        break;
+    case 'r':
+        CAPTURE(data, n, "Retry-After", x->retry_after);
+        CAPTURE(data, n, "Request-Id", x->request_id);
+        break;
+    case 'x':
+        CAPTURE(data, n, "X-Request-Id", x->request_id);
+        break;
+    case 'l':
+        CAPTURE(data, n, "Location", x->location);
+        break;
+    default:
+        break;
     }
-    capture(t, data, n, "Content-Type", t->content_type, sizeof t->content_type);
-    capture(t, data, n, "Retry-After", t->retry_after, sizeof t->retry_after);
-    capture(t, data, n, "X-Request-Id", t->request_id, sizeof t->request_id);
-    capture(t, data, n, "Request-Id", t->request_id, sizeof t->request_id);
-    capture(t, data, n, "Location", t->location, sizeof t->location);
     return n;
 }
 
-static void classify(ec_transport *t, CURLcode rc, long request_size, ec_transport_error *err)
+/* CURLcode -> one of the transport codes of ec_request.c, and what is
+ * known about whether the request went out. */
+static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_transport_error *te)
 {
-    err->kind = "transport";
-    err->code = "transport";
-    err->sent = request_size > 0;
-    err->retryable = 0;
+    te->code = "transport";
+    te->sent = request_size > 0;
+    te->retryable = -1;
+    te->message[0] = '\0';
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-        err->code = "resolve";
-        err->sent = 0;
-        err->retryable = 1;
+        te->code = "resolve";
+        te->sent = 0;
         break;
     case CURLE_COULDNT_CONNECT:
-        err->code = "connect";
-        err->sent = 0;
-        err->retryable = 1;
+        te->code = "connect";
+        te->sent = 0;
         break;
     case CURLE_OPERATION_TIMEDOUT:
-        err->kind = "timeout";
-        err->code = "timeout";
-        err->retryable = 1;
+        te->code = "timeout";
         break;
     case CURLE_SSL_CONNECT_ERROR:
-        err->code = "tls";
-        err->sent = 0; /* the handshake comes before any byte of the request */
-        err->retryable = 1;
+        te->code = "tls";
+        te->sent = 0; /* the handshake comes before any byte of the request */
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_ISSUER_ERROR:
-        err->code = "tls";
-        err->sent = 0;
+        te->code = "tls";
+        te->sent = 0;
+        te->retryable = 0; /* a certificate does not get better by asking again */
         break;
     case CURLE_UNSUPPORTED_PROTOCOL:
         /* also "Received HTTP/0.9": a garbage answer to a request that went
          * out, so `sent` stays what libcurl measured */
-        err->code = "protocol";
+        te->code = "protocol";
         break;
     case CURLE_URL_MALFORMAT:
-        err->code = "protocol";
-        err->sent = 0;
+        te->code = "protocol";
+        te->sent = 0;
         break;
     case CURLE_FILESIZE_EXCEEDED:
-        err->code = "too_large";
+        te->code = "too_large";
         break;
     case CURLE_WRITE_ERROR:
-        err->code = t->too_large ? "too_large" : t->bad_head ? "protocol" : "transport";
+        te->code = x->too_large == 2 ? "headers_too_large" : x->too_large ? "too_large"
+                   : x->bad_head ? "protocol" : "transport";
         break;
     case CURLE_BAD_FUNCTION_ARGUMENT: /* libcurl's header store refusing a line of the answer */
-        if (t->header_bytes > 0)
-            err->code = "protocol";
+        if (x->header_bytes > 0)
+            te->code = "protocol";
         break;
     case CURLE_WEIRD_SERVER_REPLY:  /* a head libcurl cannot read ("Header without colon", ...) */
     case CURLE_BAD_CONTENT_ENCODING: /* a transfer coding envclone never asked for */
-        err->code = "protocol";
+        te->code = "protocol";
         break;
     case CURLE_OUT_OF_MEMORY:
         /* libcurl 7.x reports one header line over its own 100 KiB limit as
          * "out of memory"; once a status line is in, that is what it is */
-        if (t->header_bytes > 0) {
-            err->code = "too_large";
-            t->too_large = 2;
-        }
+        if (x->header_bytes > 0)
+            te->code = "headers_too_large";
         break;
     case CURLE_SEND_ERROR:
-        err->code = "send";
-        err->retryable = 1;
+        te->code = "send";
         break;
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-        err->code = "recv";
-        err->retryable = 1;
+        te->code = "recv";
         break;
     default:
         break;
     }
-    if (strcmp(err->code, "too_large") == 0 && t->too_large == 2)
-        snprintf(err->message, sizeof err->message,
-                 "the response headers are larger than the limit (%zu KiB in all, 100 KiB a line); not read further",
-                 EC_MAX_HEADER_BYTES / 1024);
-    else if (strcmp(err->code, "too_large") == 0)
-        snprintf(err->message, sizeof err->message,
-                 "the response body is larger than max_response_size (%zu bytes); not read further", t->max_body);
-    else if (t->bad_head)
-        snprintf(err->message, sizeof err->message, "malformed HTTP response: %s", t->head.why);
+    if (x->too_large == 2)
+        te->code = "headers_too_large";
+    if (x->bad_head)
+        snprintf(te->message, sizeof te->message, "malformed HTTP response: %s", x->head.why);
     else
-        snprintf(err->message, sizeof err->message, "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+        snprintf(te->message, sizeof te->message, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
 }
 
 /* The header list holds the credential: wipe it before it goes back to
  * the allocator. */
-static void free_headers(struct curl_slist *headers)
+void ec_curl_slist_free(struct curl_slist *headers)
 {
-    for (struct curl_slist *h = headers; h != NULL; h = h->next) {
-        volatile char *p = h->data;
-        while (*p)
-            *p++ = '\0';
-    }
+    for (struct curl_slist *h = headers; h != NULL; h = h->next)
+        ec_wipe(h->data, strlen(h->data));
     curl_slist_free_all(headers);
 }
 
-int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
-                         ec_response *resp, ec_transport_error *err)
+/* Does the list hold exactly the message's headers (then it is reused)? */
+static int slist_matches(const struct curl_slist *l, const ec_message *m)
 {
-    CURL *h = t->easy;
-    const ec_request *req = &c->req;
+    const char *entry = m->headers.data;
+    for (size_t i = 0; i < m->nheaders; i++, l = l->next) {
+        if (l == NULL || strcmp(l->data, entry) != 0)
+            return 0;
+        entry += strlen(entry) + 1;
+    }
+    /* then the "Expect:" that ends every list */
+    return l != NULL && l->next == NULL;
+}
+
+static struct curl_slist *build_slist(const ec_message *m)
+{
     struct curl_slist *headers = NULL;
-
-    /* reset keeps the connection cache: only the options start afresh */
-    curl_easy_reset(h);
-    ec_buf_clear(&t->body);
-    t->body.limit = c->max_response_size;
-    t->max_body = c->max_response_size;
-    t->header_bytes = 0;
-    t->too_large = 0;
-    t->bad_head = 0;
-    t->fold = NULL;
-    ec_http1_head_reset(&t->head);
-    t->errbuf[0] = t->content_type[0] = t->retry_after[0] = t->request_id[0] = t->location[0] = '\0';
-
-    const char *entry = req->headers.data;
-    for (size_t i = 0; i < req->nheaders; i++) {
+    const char *entry = m->headers.data;
+    for (size_t i = 0; i < m->nheaders; i++) {
         struct curl_slist *next = curl_slist_append(headers, entry);
         if (next == NULL)
             goto oom;
         headers = next;
         entry += strlen(entry) + 1;
     }
-    /* no "Expect: 100-continue" round trip; no "Transfer-Encoding" either */
+    /* no "Expect: 100-continue" round trip */
     struct curl_slist *next = curl_slist_append(headers, "Expect:");
     if (next == NULL)
         goto oom;
-    headers = next;
+    return next;
+oom:
+    ec_curl_slist_free(headers);
+    return NULL;
+}
 
-    curl_easy_setopt(h, CURLOPT_URL, ec_buf_cstr((ec_buf *)&req->url));
+/* The options that depend only on the client. */
+static void set_client_options(CURL *h, const ec_client *c)
+{
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -296,78 +299,180 @@ int ec_transport_perform(ec_transport *t, const ec_client *c, const ec_op *op,
 #endif
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     /* the credential goes to base_url and nowhere else: proxies named in
-     * the environment (http_proxy, https_proxy, ALL_PROXY) are not used; to
-     * go through a proxy, make it base_url */
+     * the environment (http_proxy, https_proxy, ALL_PROXY) are not used
+     * unless the client says proxy = "env" */
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* libcurl silently re-sends a request when a reused connection turns
-     * out to be closed before any answer byte.  For a create whose
-     * connection the server closed after acting, that is a second clone;
-     * for a PUT/PATCH/DELETE, a second application whose answer (404,
-     * "already production") hides that the first one worked.  So only GETs
-     * reuse connections; everything else goes out on a fresh one. */
-    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, strcmp(op->method, "GET") == 0 ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
     if (c->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response_size);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
+}
 
-    if (strcmp(op->method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    } else {
-        if (strcmp(op->method, "POST") != 0)
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, op->method);
-        if (req->has_body) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body.data);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
-        } else if (strcmp(op->method, "POST") == 0) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
+{
+    CURL *h = e->h;
+    const ec_client *c = r->client;
+    ec_reqbufs *b = r->b;
+    ec_message *m = &b->msg;
+    ec_exchange *x = &b->ex;
+
+    if (e->client_id != c->id) {
+        /* another client's handle (a batch): start from libcurl's defaults;
+         * the connection cache survives a reset */
+        curl_easy_reset(h);
+        set_client_options(h, c);
+        e->client_id = c->id;
+        e->method = M_NONE;
+        e->fresh = -1;
+        e->ex = NULL;
+    }
+    ec_buf_clear(&x->body);
+    x->body.limit = c->max_response_size;
+    x->header_bytes = 0;
+    x->too_large = 0;
+    x->bad_head = 0;
+    x->fold = NULL;
+    ec_http1_head_reset(&x->head);
+    x->errbuf[0] = x->content_type[0] = x->retry_after[0] = x->request_id[0] = x->location[0] = '\0';
+    if (e->ex != x) {
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+        e->ex = x;
+    }
+
+    if (b->slist == NULL || !slist_matches(b->slist, m)) {
+        ec_curl_slist_free(b->slist);
+        b->slist = build_slist(m);
+        if (b->slist == NULL) {
+            te->code = "transport";
+            te->sent = 0;
+            te->retryable = 0;
+            snprintf(te->message, sizeof te->message, "out of memory building the request headers");
+            return -1;
         }
     }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, b->slist);
+    curl_easy_setopt(h, CURLOPT_URL, ec_buf_cstr(&m->url));
+    /* the connection-reuse rule is the request's (ec_request.c) */
+    long fresh = r->reuse ? 0L : 1L;
+    if (e->fresh != fresh) {
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh);
+        e->fresh = fresh;
+    }
 
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    free_headers(headers);
-    if (rc == CURLE_OK && !ec_http1_head_complete(&t->head)) {
-        /* libcurl returns the status of a head the connection cut short */
-        rc = CURLE_PARTIAL_FILE;
-        snprintf(t->errbuf, sizeof t->errbuf, "the answer ended inside its headers");
+    const char *method = r->op->method;
+    int is_get = method[0] == 'G';
+    int is_post = method[0] == 'P' && method[1] == 'O';
+    if (is_get || (!is_post && !m->has_body)) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else if (m->has_body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)m->body.len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, m->body.data);
+    } else {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
     }
-    if (rc != CURLE_OK) {
-        long request_size = 0;
-        curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_size);
-        classify(t, rc, request_size, err);
-        return -1;
-    }
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    resp->status = status;
-    resp->body = t->body.data ? t->body.data : "";
-    resp->body_len = t->body.len;
-    resp->content_type = t->content_type[0] ? t->content_type : NULL;
-    resp->retry_after = t->retry_after[0] ? t->retry_after : NULL;
-    resp->request_id = t->request_id[0] ? t->request_id : NULL;
-    resp->location = t->location[0] ? t->location : NULL;
+    int want = is_get ? M_GET : is_post ? M_POST : M_CUSTOM;
+    if (want == M_CUSTOM)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    else if (e->method == M_CUSTOM || e->method == M_NONE)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    e->method = want;
     return 0;
+}
 
-oom:
-    free_headers(headers);
-    err->kind = "transport";
-    err->code = "transport";
-    err->sent = 0;
-    err->retryable = 0;
-    snprintf(err->message, sizeof err->message, "out of memory building the request headers");
+static int fill_error(ec_easy *e, ec_request *r, CURLcode rc, ec_transport_error *te)
+{
+    long request_size = 0;
+    curl_easy_getinfo(e->h, CURLINFO_REQUEST_SIZE, &request_size);
+    classify(&r->b->ex, rc, request_size, te);
     return -1;
+}
+
+static void fill_response(ec_easy *e, ec_request *r, ec_response *resp)
+{
+    ec_exchange *x = &r->b->ex;
+    long status = 0;
+    curl_easy_getinfo(e->h, CURLINFO_RESPONSE_CODE, &status);
+    resp->status = status;
+    resp->body = x->body.data ? x->body.data : "";
+    resp->body_len = x->body.len;
+    resp->content_type = x->content_type[0] ? x->content_type : NULL;
+    resp->retry_after = x->retry_after[0] ? x->retry_after : NULL;
+    resp->request_id = x->request_id[0] ? x->request_id : NULL;
+    resp->location = x->location[0] ? x->location : NULL;
+}
+
+/* libcurl returns the status of a head the connection cut short. */
+static int check_head(ec_request *r, int rc)
+{
+    ec_exchange *x = &r->b->ex;
+    if (rc == CURLE_OK && !ec_http1_head_complete(&x->head)) {
+        snprintf(x->errbuf, sizeof x->errbuf, "the answer ended inside its headers");
+        return CURLE_PARTIAL_FILE;
+    }
+    return rc;
+}
+
+int ec_curl_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
+{
+    ec_transport_error te;
+    rc = check_head(r, rc);
+    if (rc != CURLE_OK) {
+        fill_error(e, r, (CURLcode)rc, &te);
+        return ec_request_push_transport_error(L, r, &te);
+    }
+    ec_response resp;
+    fill_response(e, r, &resp);
+    return ec_request_push_parsed(L, r, &resp);
+}
+
+static void set_str(lua_State *L, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, key);
+}
+
+int ec_curl_finish_raw(lua_State *L, ec_easy *e, ec_request *r, int rc)
+{
+    ec_transport_error te;
+    rc = check_head(r, rc);
+    if (rc != CURLE_OK) {
+        fill_error(e, r, (CURLcode)rc, &te);
+        return ec_request_push_transport_error(L, r, &te);
+    }
+    ec_response resp;
+    fill_response(e, r, &resp);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)resp.status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, resp.body, resp.body_len);
+    lua_setfield(L, -2, "body");
+    lua_createtable(L, 0, 4);
+    set_str(L, "content-type", resp.content_type);
+    set_str(L, "retry-after", resp.retry_after);
+    set_str(L, "x-request-id", resp.request_id);
+    set_str(L, "location", resp.location);
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+int ec_curl_perform(lua_State *L, ec_easy *e, ec_request *r, int raw)
+{
+    ec_transport_error te;
+    if (ec_curl_setup(e, r, &te) != 0)
+        return ec_request_push_transport_error(L, r, &te);
+    CURLcode rc = curl_easy_perform(e->h);
+    return raw ? ec_curl_finish_raw(L, e, r, (int)rc) : ec_curl_finish(L, e, r, (int)rc);
 }

@@ -71,7 +71,8 @@ ec_auth ec_client_scheme(const ec_client *c, ec_auth scheme, const char *secret)
 typedef struct {
     lua_State *L;
     const ec_op *op;
-    ec_client *c;
+    const ec_client *c;
+    ec_message *m;
     int array_mt; /* stack index of envclone.array_mt */
     char field[160];
     char msg[400];
@@ -455,7 +456,7 @@ static int check_known_keys(vctx *v, int args)
 }
 
 /* Appends "name: prefix value" (prefix: an auth scheme and its space, or ""). */
-static int add_header2(ec_request *req, const char *name, const char *prefix, const char *value)
+static int add_header2(ec_message *req, const char *name, const char *prefix, const char *value)
 {
     if (ec_buf_adds(&req->headers, name) != 0 || ec_buf_add(&req->headers, ": ", 2) != 0
         || ec_buf_adds(&req->headers, prefix) != 0 || ec_buf_adds(&req->headers, value) != 0
@@ -465,7 +466,7 @@ static int add_header2(ec_request *req, const char *name, const char *prefix, co
     return 0;
 }
 
-static int add_header(ec_request *req, const char *name, const char *value)
+static int add_header(ec_message *req, const char *name, const char *value)
 {
     return add_header2(req, name, "", value);
 }
@@ -493,7 +494,7 @@ static int percent_encode(ec_buf *b, const char *s, size_t n)
 static int build_url(vctx *v, int args)
 {
     lua_State *L = v->L;
-    ec_request *req = &v->c->req;
+    ec_message *req = v->m;
     if (ec_buf_adds(&req->url, ec_client_base(v->c, v->op)) != 0)
         return bad(v, "base_url", "base_url is too long");
     const char *p = v->op->path;
@@ -536,7 +537,7 @@ static int build_body(vctx *v, int args)
 {
     lua_State *L = v->L;
     const ec_op *op = v->op;
-    ec_request *req = &v->c->req;
+    ec_message *req = v->m;
     ec_buf *out = &req->body;
     if (op->body == EC_BODY_NONE)
         return 0;
@@ -580,9 +581,9 @@ static int build_body(vctx *v, int args)
 static int build_headers(vctx *v, int args)
 {
     lua_State *L = v->L;
-    ec_client *c = v->c;
+    const ec_client *c = v->c;
     const ec_op *op = v->op;
-    ec_request *req = &c->req;
+    ec_message *req = v->m;
     const ec_auth_way *way = op->auth;
     const char *secret = NULL;
     for (; way->credential && (secret = ec_client_secret(c, way->credential)) == NULL; way++)
@@ -636,15 +637,33 @@ static int build_headers(vctx *v, int args)
     return 0;
 }
 
-int ec_marshal_request(lua_State *L, ec_client *c, const ec_op *op, int args)
+void ec_message_init(ec_message *m)
+{
+    ec_buf_init(&m->url, (size_t)4096);
+    ec_buf_init(&m->body, EC_MAX_BODY);
+    ec_buf_init(&m->headers, (size_t)64 * 1024);
+    m->has_body = 0;
+    m->nheaders = 0;
+}
+
+void ec_message_free(ec_message *m)
+{
+    if (m->headers.data) /* held a credential */
+        ec_wipe(m->headers.data, m->headers.cap);
+    ec_buf_free(&m->url);
+    ec_buf_free(&m->body);
+    ec_buf_free(&m->headers);
+}
+
+int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int args, ec_message *req)
 {
     vctx v;
     v.L = L;
     v.op = op;
     v.c = c;
+    v.m = req;
     v.array_mt = 0;
     v.field[0] = v.msg[0] = '\0';
-    ec_request *req = &c->req;
     ec_buf_clear(&req->url);
     ec_buf_clear(&req->body);
     ec_buf_clear(&req->headers);
@@ -812,11 +831,14 @@ static void html_title(const char *body, size_t n, char *out, size_t outlen)
 }
 
 /* Statuses a later attempt may get past (RFC 9110 §15.5.9, §15.6; Kontent's
- * error page asks clients to retry 5xx).  Creates are narrowed further by
- * the retry layer: only 429 and 503 with Retry-After, where the server says
- * it did not act. */
-static int status_retryable(long status)
+ * error page asks clients to retry 5xx).  A create only where the server
+ * says it did not act: 429, and 503 with a Retry-After (a bare 503 may come
+ * from a gateway that had passed the request on).  The retry layer reads
+ * err.retryable and nothing else. */
+static int status_retryable(const ec_op *op, long status, int has_retry_after)
 {
+    if (op->creates)
+        return status == 429 || (status == 503 && has_retry_after);
     return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
@@ -952,7 +974,7 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         else
             lua_pop(L, 1);
     }
-    ec_error_bool(L, "retryable", status_retryable(st));
+    ec_error_bool(L, "retryable", status_retryable(op, st, resp->retry_after != NULL));
     ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st, resp->retry_after != NULL));
     set_retry_after(L, retry_after);
     if (have_body) {

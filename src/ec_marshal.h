@@ -12,6 +12,19 @@
 
 #define EC_MAX_BODY ((size_t)256 * 1024) /* request bodies; far above any real call */
 
+/* One HTTP request as the marshal engine builds it. */
+typedef struct {
+    ec_buf url;     /* full URL */
+    ec_buf body;    /* JSON; meaningful when has_body */
+    int has_body;
+    ec_buf headers; /* "Name: value" entries, each NUL-terminated; holds the credential */
+    size_t nheaders;
+} ec_message;
+
+/* Buffers with the engine's caps; ec_message_free wipes the headers. */
+void ec_message_init(ec_message *m);
+void ec_message_free(ec_message *m);
+
 typedef struct {
     long status;
     const char *body;
@@ -28,10 +41,10 @@ void ec_marshal_init(lua_State *L);
 /* Pushes the metatable that marks a Lua table as a JSON array. */
 void ec_marshal_push_array_mt(lua_State *L);
 
-/* Validates the argument table at `args` for `op` and builds c->req.
+/* Validates the argument table at `args` for `op` and builds m.
  * Returns 0, or pushes nil + a validation error and returns 2.  Nothing is
  * sent on failure: transports only ever see a request that passed. */
-int ec_marshal_request(lua_State *L, ec_client *c, const ec_op *op, int args);
+int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int args, ec_message *m);
 
 /* Pushes the decoded result (true for an empty 2xx) and returns 1, or
  * pushes nil + an error object and returns 2. */

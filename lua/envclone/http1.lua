@@ -38,14 +38,19 @@
 -- Errors are tables `{ code, message, retryable, received }` with the codes
 -- of the libcurl transport: "timeout", "recv" (cut, reset, incomplete;
 -- retryable), "protocol" (not HTTP/1.1 as the RFC allows; not retryable),
--- "too_large" (not retryable). `received` is the number of bytes read.
+-- "too_large" (the body; not retryable), "headers_too_large" (the heads;
+-- not retryable; the C core's transport-error constructor, `request:fail`,
+-- writes both size messages). `received` is the number of bytes read.
 -- @module envclone.http1
+local limits = require("envclone.core").limits
+
 local M = {}
 
---- Cap on the bytes of all response heads (interim and final) and trailers, as libcurl's.
-M.MAX_HEADER_BYTES = 256 * 1024
+--- Cap on the bytes of all response heads (interim and final) and trailers
+-- (the C core's, shared with the libcurl transport).
+M.MAX_HEADER_BYTES = limits.max_header_bytes
 --- Cap on one head line (libcurl's own limit), bytes.
-M.MAX_HEADER_LINE = 100 * 1024
+M.MAX_HEADER_LINE = limits.max_header_line
 
 local READ_CHUNK = 64 * 1024
 local MAX_SIZE_LINE = 4096 -- a chunk-size line longer than this is read on and its excess dropped
@@ -191,7 +196,7 @@ end
 
 -- The heads and trailers went past their caps (the message is libcurl's).
 local function head_too_large()
-  return nil, failure("too_large", string.format(
+  return nil, failure("headers_too_large", string.format(
     "the response headers are larger than the limit (%d KiB in all, %d KiB a line); not read further",
     math.floor(M.MAX_HEADER_BYTES / 1024), math.floor(M.MAX_HEADER_LINE / 1024)))
 end
@@ -347,7 +352,7 @@ end
 --   `Connection: close`, or HTTP/1.0 with keep-alive, and a length known
 --   from Content-Length or chunked alone)
 -- @treturn[2] nil
--- @treturn[2] table `code` ("timeout", "recv", "protocol", "too_large"),
+-- @treturn[2] table `code` ("timeout", "recv", "protocol", "too_large", "headers_too_large"),
 --   `message`, `retryable`, `received` (bytes read before the error)
 function M.read_response(sock, opts)
   local r = new_reader(sock, opts.deadline, opts.now)

@@ -44,7 +44,7 @@ envclone.wait = wait.until_done
 
 -- Options the Lua layer owns; everything else goes to the C core, which
 -- rejects what it does not know.
-local layer_options = { retry = true, on_retry = "function", log = "function", transport = "string",
+local layer_options = { retry = true, on_retry = "function", log = "function", transport = true,
   pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true }
 -- Per-call arguments the Lua layer owns.
 local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
@@ -182,18 +182,23 @@ end
 
 local transports = { auto = true, curl = true, cosocket = true }
 
---- Sends one attempt of `op` through the client's transport: libcurl, or
--- OpenResty cosockets (chosen per call with transport = "auto", so a client
--- built in init_by_lua still works in a request handler).
-function Client._send(self, op, args)
+--- The transport of one call: nil for libcurl (the C core performs the
+-- request itself), else a table with `perform(request)`. "auto" is decided
+-- per call, so a client built in init_by_lua still works in a request
+-- handler; inside nginx it never falls back to blocking libcurl (where
+-- cosockets are not allowed the cosocket transport answers "unavailable").
+function Client._transport_for(self)
   local t = self._transport
-  -- inside nginx, "auto" never falls back to blocking libcurl: where
-  -- cosockets are not allowed (init, log, filters) the cosocket transport
-  -- answers with code "unavailable"
   if t == "curl" or (t == "auto" and type(rawget(_G, "ngx")) ~= "table") then
-    return op.call(self._handle, args)
+    return nil
   end
-  return require("envclone.cosocket").send(self, op, args)
+  if type(t) == "table" then return t end
+  local c = self._cosocket
+  if not c then
+    c = require("envclone.cosocket").transport(self._pool)
+    self._cosocket = c
+  end
+  return c
 end
 
 --- Closes the client: frees its connection and wipes its credentials.
@@ -225,8 +230,9 @@ local function new_client(vendor, opts, level)
   local ok, handle = pcall(core.client, vendor, rest)
   if not ok then error(handle, level) end
   local transport = mine.transport or "auto"
-  if not transports[transport] then
-    error("envclone." .. vendor .. ": transport must be 'auto', 'curl' or 'cosocket'", level)
+  if not (transports[transport] or (type(transport) == "table" and type(transport.perform) == "function")) then
+    error("envclone." .. vendor .. ": transport must be 'auto', 'curl', 'cosocket' or a table with a perform "
+      .. "function", level)
   end
   local settings = handle:settings()
   local okl, limit = pcall(limiter.new, vendor, settings.base_url, mine.rate_limit, mine.rate_limit_dict,
@@ -239,6 +245,7 @@ local function new_client(vendor, opts, level)
     _hooks = { on_retry = mine.on_retry, log = mine.log },
     _transport = transport,
     _pool = { size = mine.pool_size, idle = mine.keepalive_timeout },
+    _closed = false,
   }, metatables[vendor])
 end
 

@@ -79,26 +79,17 @@ function retry.retry_after(err)
 end
 
 --- May this failed attempt be tried again?
--- A create (op.creates) is retried only when it surely did not reach the
--- server (nothing sent: connection refused, DNS, TLS handshake) or the
--- server said it did not act (429, or 503 with Retry-After; a bare 503 may
--- come from a gateway that had passed the request on). Everything else may
--- have created something, so the caller decides, told by err.maybe_applied.
--- @tparam table op operation descriptor (core.operations)
+-- The C core decides it when it makes the error, from the request's policy
+-- (ec_request.c, ec_marshal.c): a create is retried only when it surely
+-- did not reach the server (connection refused, DNS, TLS handshake) or the
+-- server said it did not act (429, or 503 with Retry-After); everything
+-- else that may have created something is left to the caller, told by
+-- `err.maybe_applied`.
+-- @tparam table _ operation descriptor (unused: kept for callers)
 -- @tparam table err error object
 -- @treturn boolean
-function retry.retryable(op, err)
-  if err.kind == "http" then
-    if op.creates then
-      return err.status == 429 or (err.status == 503 and retry.retry_after(err) ~= nil)
-    end
-    return err.retryable == true
-  end
-  if err.kind == "transport" or err.kind == "timeout" then
-    if op.creates then return err.retryable == true and err.sent == false end
-    return err.retryable == true
-  end
-  return false
+function retry.retryable(_, err)
+  return err.retryable == true
 end
 
 --- Delay before attempt `attempt + 1`: full jitter over an exponential
@@ -132,7 +123,25 @@ function retry.random()
   return (state - 1) / 2147483646
 end
 
---- Calls op on the client's handle until it succeeds or must stop.
+-- One attempt through a transport table: perform, then parse in the C core.
+local function perform(transport, req)
+  local resp, err = transport.perform(req)
+  if resp == nil then
+    if getmetatable(err) ~= core.error_mt then
+      -- a host transport that did not use req:fail: nothing is known about
+      -- what reached the server, so assume it may have
+      return req:fail("transport", tostring(err or "the transport returned no response"), true)
+    end
+    return nil, err
+  end
+  if type(resp) ~= "table" then
+    error("envclone: transport.perform must return a response table, or nil and an error", 0)
+  end
+  return req:parse(resp)
+end
+
+--- Calls op until it succeeds or must stop. The request is built once (the
+-- C core validates it: nothing is sent on bad input) and sent again as is.
 -- @tparam table client the Lua client (fields _handle, _retry, _hooks)
 -- @tparam table op operation descriptor
 -- @tparam table args operation arguments
@@ -141,13 +150,26 @@ end
 function retry.call(client, op, args, policy)
   policy = policy or client._retry
   local hooks = client._hooks
+  local transport = client:_transport_for()
+  local limit = client._limit
   local attempt, maybe_applied = 0, false
+  local req, res, err
   while true do
     attempt = attempt + 1
     -- every attempt, retries and waiter polls included, counts against the
     -- vendor's limits
-    local ticket = limiter.acquire(client._limit, args)
-    local res, err = client:_send(op, args)
+    local ticket = limit and limiter.acquire(limit, args)
+    if req then
+      -- a retry sends the same request again
+      if transport == nil then res, err = req:send() else res, err = perform(transport, req) end
+    elseif transport == nil then
+      -- libcurl: build, send and parse in one C call; the request comes
+      -- back only when the exchange failed
+      res, err, req = op.call(client._handle, args)
+    else
+      req, err = op.request(client._handle, args)
+      if req then res, err = perform(transport, req) end
+    end
     if ticket then
       -- an attempt that surely never reached the server leaves the log
       limiter.release(ticket, res ~= nil or (err.kind ~= "validation" and err.sent ~= false))
@@ -167,6 +189,7 @@ function retry.call(client, op, args, policy)
           .. ", so an earlier attempt whose answer was lost applied; reporting success",
           { attempt = attempt, reason = err.reason })
       end
+      req:release()
       return true
     end
     -- once any attempt may have acted, the call may have: a later 404 or
@@ -179,8 +202,10 @@ function retry.call(client, op, args, policy)
     if hooks.log then
       hooks.log("debug", tostring(err), { attempt = attempt, kind = err.kind, status = err.status })
     end
-    local delay = attempt < policy.max_attempts and retry.retryable(op, err) and retry.delay(policy, attempt, err)
+    local delay = req ~= nil and attempt < policy.max_attempts and err.retryable == true
+      and retry.delay(policy, attempt, err)
     if not delay then
+      if req then req:release() end
       return nil, err
     end
     if hooks.on_retry then hooks.on_retry(err, attempt, delay) end

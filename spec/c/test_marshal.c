@@ -28,27 +28,33 @@ static int passed, failed;
 
 static lua_State *L;
 
-static ec_client make_client(const char *vendor, const char *base)
+/* A client and the request message it builds (requests live outside the
+ * client: see ec_request.h). */
+typedef struct {
+    ec_client cl;
+    ec_message req;
+} tclient;
+
+static tclient make_client(const char *vendor, const char *base)
 {
-    ec_client c;
-    memset(&c, 0, sizeof c);
+    tclient t;
+    memset(&t, 0, sizeof t);
+    ec_client *cp = &t.cl;
+#define c (*cp)
     c.vendor = ec_vendor_find(vendor);
     c.base_url = (char *)base;
     c.user_agent = (char *)"envclone-test";
     for (int i = 0; c.vendor->credentials[i]; i++)
         c.secrets[i] = (char *)(strcmp(c.vendor->credentials[i], "cookie") == 0 ? "session=c00kie-secret"
                                                                                  : "s3cret-token-value");
-    ec_buf_init(&c.req.url, 4096);
-    ec_buf_init(&c.req.body, EC_MAX_BODY);
-    ec_buf_init(&c.req.headers, 65536);
-    return c;
+#undef c
+    ec_message_init(&t.req);
+    return t;
 }
 
-static void free_client(ec_client *c)
+static void free_client(tclient *t)
 {
-    ec_buf_free(&c->req.url);
-    ec_buf_free(&c->req.body);
-    ec_buf_free(&c->req.headers);
+    ec_message_free(&t->req);
 }
 
 /* Evaluates a Lua expression that builds the argument table. */
@@ -63,7 +69,7 @@ static int push_args(const char *expr)
     return lua_gettop(L);
 }
 
-static int has_header(const ec_request *r, const char *line)
+static int has_header(const ec_message *r, const char *line)
 {
     const char *e = r->headers.data;
     for (size_t i = 0; i < r->nheaders; i++, e += strlen(e) + 1)
@@ -73,12 +79,12 @@ static int has_header(const ec_request *r, const char *line)
 }
 
 /* Builds a request; returns NULL on success or the error's field. */
-static const char *build(ec_client *c, const char *op_name, const char *expr, char *field, size_t fl)
+static const char *build(tclient *t, const char *op_name, const char *expr, char *field, size_t fl)
 {
-    const ec_op *op = ec_op_find(c->vendor->name, op_name);
+    const ec_op *op = ec_op_find(t->cl.vendor->name, op_name);
     int top = lua_gettop(L);
     int args = push_args(expr);
-    int n = ec_marshal_request(L, c, op, args);
+    int n = ec_marshal_request(L, &t->cl, op, args, &t->req);
     const char *res = NULL;
     if (n == 2) {
         lua_getfield(L, -1, "field");
@@ -100,7 +106,7 @@ static const char *build(ec_client *c, const char *op_name, const char *expr, ch
 static void test_requests(void)
 {
     char field[200];
-    ec_client v = make_client("versori", "https://h/api/v2");
+    tclient v = make_client("versori", "https://h/api/v2");
     CHECK(build(&v, "clone_environment",
                 "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ "', oldEnvName='prod', newEnvName='dev',"
                 " cloneSystems=false}", field, sizeof field) == NULL, "versori clone builds");
@@ -119,23 +125,23 @@ static void test_requests(void)
     /* the Connect API takes a bearer token first, then the cookie */
     CHECK(has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "bearer preferred on the Connect API");
     CHECK(!has_header(&v.req, "Cookie: session=c00kie-secret"), "one credential per request");
-    CHECK(strncmp(v.req.url.data, v.base_url, strlen(v.base_url)) == 0, "no connect base set: base_url");
-    v.bases[0] = (char *)"https://platform.versori.com/api/connect/v1alpha1";
+    CHECK(strncmp(v.req.url.data, v.cl.base_url, strlen(v.cl.base_url)) == 0, "no connect base set: base_url");
+    v.cl.bases[0] = (char *)"https://platform.versori.com/api/connect/v1alpha1";
     CHECK(build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', name='1.0.0'}",
                 field, sizeof field) == NULL, "connection version builds on the connect base");
     CHECK(strcmp(v.req.url.data, "https://platform.versori.com/api/connect/v1alpha1/o/" ULID_ORG
                                  "/connections/c1/versions") == 0, "connect base: %s", v.req.url.data);
     CHECK(build(&v, "clone_environment", "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ
                 "', oldEnvName='prod', newEnvName='dev'}", field, sizeof field) == NULL
-              && strncmp(v.req.url.data, v.base_url, strlen(v.base_url)) == 0,
+              && strncmp(v.req.url.data, v.cl.base_url, strlen(v.cl.base_url)) == 0,
           "platform op stays on base_url: %s", v.req.url.data);
-    char *token = v.secrets[0];
-    v.secrets[0] = NULL;
+    char *token = v.cl.secrets[0];
+    v.cl.secrets[0] = NULL;
     CHECK(build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', name='1.0.0'}",
                 field, sizeof field) == NULL, "cookie-only client builds");
     CHECK(has_header(&v.req, "Cookie: session=c00kie-secret"), "cookie auth without a token");
     CHECK(!has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "no bearer without a token");
-    v.secrets[0] = token;
+    v.cl.secrets[0] = token;
     const char *f = build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='..', name='x'}",
                           field, sizeof field);
     CHECK(f && strcmp(f, "connection_id") == 0, "dot segment refused: %s", f ? f : "accepted");
@@ -147,7 +153,7 @@ static void test_requests(void)
     CHECK(f && strcmp(f, "organisation_id") == 0, "ULID with I refused");
     free_client(&v);
 
-    ec_client k = make_client("kontent", "https://manage.kontent.ai/v2");
+    tclient k = make_client("kontent", "https://manage.kontent.ai/v2");
     CHECK(build(&k, "clone_environment",
                 "{environment_id='" UUID_A "', name='Develop', roles_to_activate={},"
                 " copy_data_options={content_items_assets=true, content_item_version_history=false}}",
@@ -188,7 +194,7 @@ static void test_requests(void)
     CHECK(f && strcmp(f, "(arguments)") == 0, "positional argument refused");
     free_client(&k);
 
-    ec_client d = make_client("droplit", "https://ioe.droplit.io/v0");
+    tclient d = make_client("droplit", "https://ioe.droplit.io/v0");
     CHECK(build(&d, "create_environment", "{ecosystemId='E1', meta={}, alias='a', metadata_prefix='$.'}", field,
                 sizeof field) == NULL, "droplit builds");
     CHECK(strcmp(d.req.body.data, "{\"ecosystemId\":\"E1\",\"meta\":{},\"alias\":\"a\"}") == 0, "droplit body: %s",
@@ -221,31 +227,32 @@ static void test_requests(void)
     free_client(&d);
 
     /* Qovery: API tokens go as "Token", JWTs as "Bearer" (OpenAPI securitySchemes) */
-    ec_client q = make_client("qovery", "https://api.qovery.com");
-    q.secrets[0] = (char *)"qov_abcdefghijklmnop";
+    tclient q = make_client("qovery", "https://api.qovery.com");
+    q.cl.secrets[0] = (char *)"qov_abcdefghijklmnop";
     const char *qargs = "{applicationId='" UUID_A "', name='copy', environment_id='" UUID_A "'}";
     CHECK(build(&q, "clone_application", qargs, field, sizeof field) == NULL, "qovery builds");
     CHECK(has_header(&q.req, "Authorization: Token qov_abcdefghijklmnop"), "API token sent as Token");
-    q.secrets[0] = (char *)"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+    q.cl.secrets[0] = (char *)"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
     CHECK(build(&q, "clone_application", qargs, field, sizeof field) == NULL, "qovery jwt builds");
     CHECK(has_header(&q.req, "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"),
           "JWT sent as Bearer");
-    q.scheme_override = EC_AUTH_TOKEN;
+    q.cl.scheme_override = EC_AUTH_TOKEN;
     CHECK(build(&q, "clone_application", qargs, field, sizeof field) == NULL
               && has_header(&q.req, "Authorization: Token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"),
           "token_type overrides the guess");
     free_client(&q);
 
-    ec_client nokey = make_client("kontent", "https://h");
-    nokey.secrets[0] = NULL;
+    tclient nokey = make_client("kontent", "https://h");
+    nokey.cl.secrets[0] = NULL;
     f = build(&nokey, "get_environment", "{environment_id='" UUID_A "'}", field, sizeof field);
     CHECK(f && strcmp(f, "api_key") == 0, "missing credential named");
     free_client(&nokey);
 }
 
 /* Parses a response; leaves result/err on the stack, returns count. */
-static int parse(ec_client *c, const char *op_name, long status, const char *body, const char *retry_after)
+static int parse(tclient *t, const char *op_name, long status, const char *body, const char *retry_after)
 {
+    const ec_client *c = &t->cl;
     ec_response r;
     memset(&r, 0, sizeof r);
     r.status = status;
@@ -266,7 +273,7 @@ static const char *errfield(const char *key)
 
 static void test_responses(void)
 {
-    ec_client k = make_client("kontent", "https://h");
+    tclient k = make_client("kontent", "https://h");
     int top = lua_gettop(L);
     CHECK(parse(&k, "mark_environment_as_production", 204, "", NULL) == 1 && lua_toboolean(L, -1), "204 -> true");
     lua_settop(L, top);
@@ -321,7 +328,7 @@ static void test_responses(void)
     CHECK(lua_toboolean(L, -1), "500 on a create may have been applied");
     lua_settop(L, top);
 
-    ec_client d = make_client("droplit", "https://h");
+    tclient d = make_client("droplit", "https://h");
     CHECK(parse(&d, "create_environment", 400,
                 "{\"errors\":[{\"type\":\"invalidBody\",\"name\":\"Alias Exists\",\"message\":\"alias taken\"}]}", NULL) == 2,
           "droplit error");
@@ -339,7 +346,7 @@ static void test_responses(void)
           "kontent validation");
     CHECK(strcmp(errfield("reason"), "invalid_body") == 0, "400 reason: %s", errfield("reason"));
     lua_getfield(L, -1, "validation_errors");
-    CHECK(lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) == 1, "validation_errors copied");
+    CHECK(lua_type(L, -1) == LUA_TTABLE && ec_rawlen(L, -1) == 1, "validation_errors copied");
     lua_settop(L, top);
     CHECK(parse(&k, "get_environment", 429, "{\"request_id\":\"r3\",\"error_code\":10000,\"message\":\"slow\"}", "1")
               == 2, "kontent 429");
@@ -348,7 +355,7 @@ static void test_responses(void)
     CHECK(parse(&k, "get_environment", 502, "<html><title>Bad gateway</title></html>", NULL) == 2, "502");
     CHECK(strcmp(errfield("reason"), "server_error") == 0, "5xx reason");
     lua_settop(L, top);
-    ec_client q = make_client("qovery", "https://h");
+    tclient q = make_client("qovery", "https://h");
     CHECK(parse(&q, "clone_application", 404, "{\"status\":404,\"error\":\"NOT_FOUND\",\"message\":\"no app\"}", NULL) == 2,
           "qovery error");
     CHECK(strcmp(errfield("code"), "NOT_FOUND") == 0 && strcmp(errfield("message"), "no app") == 0, "qovery fields");
@@ -391,7 +398,7 @@ static void test_regressions(void)
 
     /* sanitizer (float-cast-overflow): integers went through a double, so
      * math.maxinteger was sent as -9223372036854775808 */
-    ec_client d = make_client("droplit", "https://h");
+    tclient d = make_client("droplit", "https://h");
 #if LUA_VERSION_NUM >= 503 /* 64-bit integers (no math.maxinteger in 5.1/5.2/LuaJIT) */
     CHECK(build(&d, "create_environment", "{ecosystemId='E', meta={big=math.maxinteger}}", field, sizeof field) == NULL
               && strstr(d.req.body.data, "\"big\":9223372036854775807") != NULL,
@@ -422,7 +429,7 @@ static void test_regressions(void)
 
     /* the response fuzzer (UBSan float-cast-overflow): a numeric error code
      * of 1e300 was cast to long long */
-    ec_client k = make_client("kontent", "https://h");
+    tclient k = make_client("kontent", "https://h");
     CHECK(parse(&k, "get_environment", 400, "{\"error_code\":1e300,\"message\":\"m\",\"request_id\":1e19}", NULL) == 2,
           "huge numbers in an error body");
     CHECK(strcmp(errfield("code"), "1e+300") == 0, "huge code printed as a float: %s", errfield("code"));
@@ -439,7 +446,7 @@ static void test_regressions(void)
     r.body_len = strlen(r.body);
     r.request_id = "s3cret-token-value";
     r.location = "http://x/?t=s3cret-token-value";
-    CHECK(ec_parse_response(L, &k, ec_op_find("kontent", "get_environment"), &r) == 2, "echoed secret: nil, err");
+    CHECK(ec_parse_response(L, &k.cl, ec_op_find("kontent", "get_environment"), &r) == 2, "echoed secret: nil, err");
     ec_tolstring(L, -1, NULL);
     CHECK(!shows(lua_tostring(L, -1), "s3cret-token-value", 8), "tostring scrubbed: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -466,7 +473,7 @@ static void test_regressions(void)
     r.body = "";
     r.request_id = "abc\rdef\x1b[2J";
     r.retry_after = "Wed, 21 Oct 2015\r\n07:28:00 GMT";
-    CHECK(ec_parse_response(L, &k, ec_op_find("kontent", "get_environment"), &r) == 2, "control bytes in headers");
+    CHECK(ec_parse_response(L, &k.cl, ec_op_find("kontent", "get_environment"), &r) == 2, "control bytes in headers");
     CHECK(strcmp(errfield("request_id"), "abc def [2J") == 0, "request id on one line: %s", errfield("request_id"));
     CHECK(strchr(errfield("retry_after_date"), '\n') == NULL, "retry date on one line");
     lua_settop(L, top);

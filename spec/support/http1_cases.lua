@@ -242,15 +242,17 @@ local function e(kind, code, retryable, maybe_applied, attempts, status)
   return { kind = kind, code = code, retryable = retryable, maybe_applied = maybe_applied, attempts = attempts,
     status = status }
 end
+-- retryable: envclone may send it again (the C core decides it from the
+-- request's policy): never for a create that may have reached the server
 M.faults = {
   fault("refused_get", "refused", "get", e("transport", "connect", true, false, 3)),
   fault("refused_create", "refused", "create", e("transport", "connect", true, false, 3)),
   fault("reset_get", "reset", "get", e("transport", "recv", true, false, 3)),
-  fault("reset_create", "reset", "create", e("transport", "recv", true, true, 1)),
+  fault("reset_create", "reset", "create", e("transport", "recv", false, true, 1)),
   fault("truncated_get", "truncated", "get", e("transport", "recv", true, false, 3)),
-  fault("truncated_create", "truncated", "create", e("transport", "recv", true, true, 1)),
+  fault("truncated_create", "truncated", "create", e("transport", "recv", false, true, 1)),
   fault("stalled_get", "stall", "get", e("timeout", "timeout", true, false, 3), 0.5),
-  fault("stalled_create", "stall", "create", e("timeout", "timeout", true, true, 1), 0.5),
+  fault("stalled_create", "stall", "create", e("timeout", "timeout", false, true, 1), 0.5),
   fault("429_get", "too_many", "get", e("http", nil, true, false, 3, 429)),
   fault("429_create", "too_many", "create", e("http", nil, true, false, 3, 429)),
   fault("503_get", "unavailable", "get", e("http", nil, true, false, 3, 503)),

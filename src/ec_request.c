@@ -1,0 +1,525 @@
+/*
+ * ec_request.c - the request object: one call of one operation, its policy,
+ * the one transport-error constructor and the one place answers are parsed.
+ */
+#include "ec_request.h"
+#include "ec_curl.h"
+#include "ec_error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void ec_curl_slist_free(struct curl_slist *headers); /* ec_curl.c */
+
+/* ---- buffers ------------------------------------------------------------- */
+
+static void bufs_free(ec_reqbufs *b)
+{
+    if (b == NULL)
+        return;
+    ec_message_free(&b->msg);
+    ec_buf_free(&b->ex.body);
+    ec_curl_slist_free(b->slist);
+    free(b);
+}
+
+void ec_client_free_spare(ec_client *c)
+{
+    bufs_free(c->spare);
+    c->spare = NULL;
+}
+
+static ec_reqbufs *bufs_take(ec_client *c)
+{
+    ec_reqbufs *b = c->spare;
+    if (b != NULL) {
+        c->spare = NULL;
+        ec_buf_clear(&b->msg.url);
+        ec_buf_clear(&b->msg.body);
+        ec_buf_clear(&b->msg.headers);
+        b->msg.has_body = 0;
+        b->msg.nheaders = 0;
+        return b;
+    }
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    ec_message_init(&b->msg);
+    ec_buf_init(&b->ex.body, 0);
+    return b;
+}
+
+void ec_request_release(ec_request *r)
+{
+    ec_reqbufs *b = r->b;
+    ec_client *c = r->client;
+    r->b = NULL;
+    r->client = NULL;
+    if (b != NULL) {
+        /* a large answer's buffer is not worth keeping for the next call */
+        if (b->ex.body.cap > (size_t)256 * 1024)
+            ec_buf_free(&b->ex.body);
+        if (c != NULL && !c->closed && c->spare == NULL)
+            c->spare = b;
+        else
+            bufs_free(b);
+    }
+    if (c != NULL)
+        ec_client_unref(c);
+}
+
+/* ---- policy -------------------------------------------------------------- */
+
+/* The policy of a request, decided once from its row.
+ *
+ * Connection reuse: only GETs go out on a reused connection.  libcurl (and
+ * the cosocket transport, which follows it) re-sends a request when a reused
+ * connection turns out to be closed before any answer byte; for a create
+ * whose connection the server closed after acting that is a second clone,
+ * and for a PUT/PATCH/DELETE a second application whose answer (404,
+ * "already production") hides that the first one worked.
+ *
+ * Retries and maybe_applied are decided where the failure is known, from
+ * `creates` and `safe`: see ec_request_push_transport_error below and the
+ * status rules of ec_parse_response. */
+static void set_policy(ec_request *r, const ec_op *op)
+{
+    int get = strcmp(op->method, "GET") == 0;
+    r->reuse = get;
+    r->safe = get;
+    r->creates = op->creates != 0;
+}
+
+/* ---- the transport-error constructor ------------------------------------- */
+
+static const struct {
+    const char *name;   /* what a transport passes */
+    const char *code;   /* err.code */
+    const char *kind;   /* err.kind */
+    int retryable;      /* a retry can help (before the create rule) */
+    int never_sent;     /* the failure comes before any request byte */
+} codes[] = {
+    { "resolve", "resolve", "transport", 1, 1 },
+    { "connect", "connect", "transport", 1, 1 },
+    { "tls", "tls", "transport", 1, 1 },
+    { "unavailable", "unavailable", "transport", 0, 1 },
+    { "timeout", "timeout", "timeout", 1, 0 },
+    { "send", "send", "transport", 1, 0 },
+    { "recv", "recv", "transport", 1, 0 },
+    { "protocol", "protocol", "transport", 0, 0 },
+    { "too_large", "too_large", "transport", 0, 0 },
+    { "headers_too_large", "too_large", "transport", 0, 0 },
+    { "proxy", "proxy", "transport", 0, 1 },
+    { "transport", "transport", "transport", 0, 0 },
+};
+
+static int code_index(const char *name)
+{
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(codes[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_transport_error *te)
+{
+    int i = code_index(te->code);
+    if (i < 0)
+        i = code_index("transport");
+    int sent = codes[i].never_sent ? 0 : te->sent != 0;
+    int retryable = te->retryable >= 0 ? te->retryable : codes[i].retryable;
+    /* a create that may have reached the server is never sent again */
+    if (r->creates && sent)
+        retryable = 0;
+    char msg[400];
+    if (strcmp(te->code, "headers_too_large") == 0)
+        snprintf(msg, sizeof msg,
+                 "the response headers are larger than the limit (%zu KiB in all, %zu KiB a line); not read further",
+                 EC_MAX_HEADER_BYTES / 1024, EC_MAX_HEADER_LINE / 1024);
+    else if (strcmp(te->code, "too_large") == 0)
+        snprintf(msg, sizeof msg, "the response body is larger than max_response_size (%zu bytes); not read further",
+                 r->client ? r->client->max_response_size : (size_t)0);
+    else
+        snprintf(msg, sizeof msg, "%s", te->message);
+    lua_pushnil(L);
+    ec_error_new(L, r->client, r->op, codes[i].kind, msg);
+    ec_error_str(L, "code", codes[i].code);
+    ec_error_bool(L, "retryable", retryable);
+    /* only a request that may have reached the server may have acted */
+    ec_error_bool(L, "maybe_applied", sent && !r->safe);
+    ec_error_bool(L, "sent", sent);
+    return 2;
+}
+
+int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp)
+{
+    return ec_parse_response(L, r->client, r->op, resp);
+}
+
+/* ---- Lua ------------------------------------------------------------------ */
+
+ec_request *ec_request_check(lua_State *L, int idx)
+{
+    ec_request *r = luaL_checkudata(L, idx, EC_REQUEST_MT);
+    if (r->b == NULL)
+        luaL_error(L, "envclone: this %s.%s request is finished (made again per call)", r->op->vendor, r->op->name);
+    if (r->client->closed)
+        luaL_error(L, "envclone: the %s client is closed", r->op->vendor);
+    return r;
+}
+
+int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args)
+{
+    args = lua_absindex(L, args);
+    ec_request *r = lua_newuserdata(L, sizeof *r);
+    memset(r, 0, sizeof *r);
+    luaL_getmetatable(L, EC_REQUEST_MT);
+    lua_setmetatable(L, -2);
+    r->op = op;
+    set_policy(r, op);
+    r->b = bufs_take(c);
+    if (r->b == NULL)
+        return luaL_error(L, "envclone: out of memory");
+    ec_client_ref(c);
+    r->client = c;
+    int n = ec_marshal_request(L, c, op, args, &r->b->msg);
+    if (n) {
+        /* nil, err above the request: drop the request, keep nil, err */
+        ec_request_release(r);
+        lua_remove(L, -3);
+        return n;
+    }
+    return 1;
+}
+
+static int l_gc(lua_State *L)
+{
+    ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);
+    ec_request_release(r);
+    return 0;
+}
+
+/* Scheme, host (brackets kept for IPv6), port and the path with query of
+ * the request's URL.  base_url passed the client's checks (http or https,
+ * a host, a valid port, no user information), so this cannot fail. */
+typedef struct {
+    int tls;
+    const char *host;
+    size_t host_len;
+    long port;
+    const char *path;
+    int default_port;
+} ec_target;
+
+static void split_url(const char *url, ec_target *t)
+{
+    t->tls = strncasecmp(url, "https://", 8) == 0;
+    const char *a = url + (t->tls ? 8 : 7);
+    const char *end = a + strcspn(a, "/");
+    const char *colon = NULL;
+    if (*a == '[') {
+        const char *rb = memchr(a, ']', (size_t)(end - a));
+        if (rb && rb + 1 < end && rb[1] == ':')
+            colon = rb + 1;
+    } else {
+        colon = memchr(a, ':', (size_t)(end - a));
+    }
+    t->host = a;
+    t->host_len = (size_t)((colon ? colon : end) - a);
+    t->port = colon ? strtol(colon + 1, NULL, 10) : (t->tls ? 443 : 80);
+    t->default_port = t->port == (t->tls ? 443 : 80);
+    t->path = *end ? end : "/";
+}
+
+/* req:wire() -> the HTTP/1.1 request as bytes, for transports that write
+ * it themselves (cosockets).  It holds the credential: send it, never log it. */
+static int l_wire(lua_State *L)
+{
+    ec_request *r = ec_request_check(L, 1);
+    const ec_message *m = &r->b->msg;
+    ec_target t;
+    split_url(m->url.data, &t);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, r->op->method);
+    luaL_addchar(&b, ' ');
+    luaL_addstring(&b, t.path);
+    luaL_addstring(&b, " HTTP/1.1\r\nHost: ");
+    /* Host names the authority as the URL does (the port when not the default) */
+    luaL_addlstring(&b, t.host, t.host_len);
+    if (!t.default_port) {
+        char port[16];
+        snprintf(port, sizeof port, ":%ld", t.port);
+        luaL_addstring(&b, port);
+    }
+    luaL_addstring(&b, "\r\n");
+    const char *entry = m->headers.data;
+    for (size_t i = 0; i < m->nheaders; i++) {
+        size_t n = strlen(entry);
+        luaL_addlstring(&b, entry, n);
+        luaL_addstring(&b, "\r\n");
+        entry += n + 1;
+    }
+    const char *method = r->op->method;
+    if (m->has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
+        char cl[48];
+        snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", m->has_body ? m->body.len : (size_t)0);
+        luaL_addstring(&b, cl);
+    }
+    luaL_addstring(&b, "Connection: keep-alive\r\n\r\n");
+    if (m->has_body)
+        luaL_addlstring(&b, m->body.data, m->body.len);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* req:headers() -> { [name] = value } as sent, the credential included:
+ * for host transports that take headers as a table.  Never log it. */
+static int l_headers(lua_State *L)
+{
+    ec_request *r = ec_request_check(L, 1);
+    const ec_message *m = &r->b->msg;
+    lua_createtable(L, 0, (int)m->nheaders);
+    const char *entry = m->headers.data;
+    for (size_t i = 0; i < m->nheaders; i++) {
+        size_t n = strlen(entry);
+        const char *colon = strchr(entry, ':');
+        lua_pushlstring(L, entry, (size_t)(colon - entry));
+        const char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        lua_pushstring(L, v);
+        lua_rawset(L, -3);
+        entry += n + 1;
+    }
+    return 1;
+}
+
+/* req:send() -> result | nil, err: one attempt over the client's libcurl
+ * easy handle.  A request that succeeded is finished (its buffers go back
+ * to the client for the next call). */
+static int l_send(lua_State *L)
+{
+    ec_request *r = ec_request_check(L, 1);
+    ec_client *c = r->client;
+    if (c->easy == NULL) {
+        c->easy = ec_easy_new();
+        if (c->easy == NULL)
+            return luaL_error(L, "envclone: could not create a libcurl handle");
+    }
+    int n = ec_curl_perform(L, c->easy, r, 0);
+    if (n == 1)
+        ec_request_release(r);
+    return n;
+}
+
+/* req:curl() -> response | nil, err: the libcurl transport as a host
+ * transport would be (the answer is not parsed). */
+static int l_curl(lua_State *L)
+{
+    ec_request *r = ec_request_check(L, 1);
+    ec_client *c = r->client;
+    if (c->easy == NULL) {
+        c->easy = ec_easy_new();
+        if (c->easy == NULL)
+            return luaL_error(L, "envclone: could not create a libcurl handle");
+    }
+    return ec_curl_perform(L, c->easy, r, 1);
+}
+
+/* The value of header `name` (lower case) in the table at idx, matched
+ * without regard to case; NULL when absent. */
+static const char *find_header(lua_State *L, int idx, const char *name)
+{
+    lua_getfield(L, idx, name);
+    if (lua_type(L, -1) == LUA_TTABLE) { /* several values: the first */
+        lua_rawgeti(L, -1, 1);
+        lua_remove(L, -2);
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *v = lua_tostring(L, -1);
+        lua_pop(L, 1); /* still referenced by the table */
+        return v;
+    }
+    lua_pop(L, 1);
+    /* a host that kept the server's spelling ("Content-Type") */
+    const char *found = NULL;
+    lua_pushnil(L);
+    while (found == NULL && lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING
+            && strcasecmp(lua_tostring(L, -2), name) == 0) {
+            found = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    if (found)
+        lua_pop(L, 1); /* the key */
+    return found;
+}
+
+/* req:parse(response) -> result | nil, err.  response: { status = 200,
+ * headers = { ["content-type"] = ... }, body = "..." }. */
+static int l_parse(lua_State *L)
+{
+    ec_request *r = ec_request_check(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    ec_response resp;
+    memset(&resp, 0, sizeof resp);
+    lua_getfield(L, 2, "status");
+    if (!ec_isinteger(L, -1) || lua_tointeger(L, -1) < 100 || lua_tointeger(L, -1) > 999)
+        return luaL_error(L, "envclone: response.status must be an integer HTTP status");
+    resp.status = (long)lua_tointeger(L, -1);
+    lua_getfield(L, 2, "body");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "envclone: response.body must be a string");
+    resp.body = lua_isnil(L, -1) ? "" : lua_tolstring(L, -1, &resp.body_len);
+    lua_getfield(L, 2, "headers");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        int h = lua_gettop(L);
+        resp.content_type = find_header(L, h, "content-type");
+        resp.retry_after = find_header(L, h, "retry-after");
+        resp.request_id = find_header(L, h, "x-request-id");
+        if (resp.request_id == NULL)
+            resp.request_id = find_header(L, h, "request-id");
+        resp.location = find_header(L, h, "location");
+    } else if (!lua_isnil(L, -1)) {
+        return luaL_error(L, "envclone: response.headers must be a table");
+    }
+    int n = ec_request_push_parsed(L, r, &resp);
+    if (n == 1)
+        ec_request_release(r);
+    return n;
+}
+
+/* req:fail(code, message, sent[, retryable]) -> nil, err: the error of a
+ * failed exchange, for transports written in Lua.  code: "resolve",
+ * "connect", "tls", "timeout", "send", "recv", "protocol", "too_large",
+ * "headers_too_large", "unavailable", "proxy" or "transport"; sent: may any
+ * byte of the request have reached the server? */
+static int l_fail(lua_State *L)
+{
+    ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);
+    const char *code = luaL_checkstring(L, 2);
+    if (code_index(code) < 0)
+        return luaL_error(L, "envclone: unknown transport error code '%s'", code);
+    ec_transport_error te;
+    te.code = code;
+    snprintf(te.message, sizeof te.message, "%s", luaL_optstring(L, 3, code));
+    te.sent = lua_toboolean(L, 4);
+    te.retryable = lua_isnoneornil(L, 5) ? -1 : lua_toboolean(L, 5);
+    return ec_request_push_transport_error(L, r, &te);
+}
+
+static int l_release(lua_State *L)
+{
+    ec_request_release(luaL_checkudata(L, 1, EC_REQUEST_MT));
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);
+    lua_pushfstring(L, "envclone.request (%s.%s %s%s)", r->op->vendor, r->op->name, r->op->method,
+                    r->b ? "" : ", finished");
+    return 1;
+}
+
+static void push_seconds(lua_State *L, long ms)
+{
+    lua_pushnumber(L, (lua_Number)ms / 1000.0);
+}
+
+/* The fields: read-only, computed on access (none of them is secret). */
+static int l_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1)); /* a method? */
+    if (!lua_isnil(L, -1))
+        return 1;
+    ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);
+    const char *k = luaL_checkstring(L, 2);
+    const ec_op *op = r->op;
+    if (strcmp(k, "method") == 0)
+        lua_pushstring(L, op->method);
+    else if (strcmp(k, "vendor") == 0)
+        lua_pushstring(L, op->vendor);
+    else if (strcmp(k, "operation") == 0)
+        lua_pushstring(L, op->name);
+    else if (strcmp(k, "reuse") == 0)
+        lua_pushboolean(L, r->reuse);
+    else if (strcmp(k, "creates") == 0)
+        lua_pushboolean(L, r->creates);
+    else if (strcmp(k, "safe") == 0)
+        lua_pushboolean(L, r->safe);
+    else if (strcmp(k, "finished") == 0)
+        lua_pushboolean(L, r->b == NULL);
+    else if (r->b == NULL)
+        lua_pushnil(L); /* the rest lived in the buffers */
+    else {
+        const ec_client *c = r->client;
+        const ec_message *m = &r->b->msg;
+        ec_target t;
+        split_url(m->url.data, &t);
+        if (strcmp(k, "url") == 0)
+            lua_pushlstring(L, m->url.data, m->url.len);
+        else if (strcmp(k, "body") == 0 && m->has_body)
+            lua_pushlstring(L, m->body.data, m->body.len);
+        else if (strcmp(k, "scheme") == 0)
+            lua_pushstring(L, t.tls ? "https" : "http");
+        else if (strcmp(k, "host") == 0)
+            lua_pushlstring(L, t.host, t.host_len);
+        else if (strcmp(k, "port") == 0)
+            lua_pushinteger(L, t.port);
+        else if (strcmp(k, "path") == 0)
+            lua_pushstring(L, t.path);
+        else if (strcmp(k, "timeout") == 0)
+            push_seconds(L, c->timeout_ms);
+        else if (strcmp(k, "connect_timeout") == 0)
+            push_seconds(L, c->connect_timeout_ms);
+        else if (strcmp(k, "max_response_size") == 0)
+            lua_pushinteger(L, (lua_Integer)c->max_response_size);
+        else if (strcmp(k, "insecure") == 0)
+            lua_pushboolean(L, c->insecure);
+        else if (strcmp(k, "ca_file") == 0)
+            lua_pushstring(L, c->ca_file); /* nil when NULL */
+        else if (strcmp(k, "proxy") == 0)
+            lua_pushstring(L, c->proxy);
+        else
+            lua_pushnil(L);
+    }
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    { "send", l_send },
+    { "curl", l_curl },
+    { "parse", l_parse },
+    { "fail", l_fail },
+    { "wire", l_wire },
+    { "headers", l_headers },
+    { "release", l_release },
+    { NULL, NULL }
+};
+
+void ec_request_init(lua_State *L)
+{
+    if (luaL_newmetatable(L, EC_REQUEST_MT)) {
+        lua_pushcfunction(L, l_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_gc);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+        ec_newlib(L, methods);
+        lua_pushcclosure(L, l_index, 1);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "envclone.request");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+}

@@ -1,0 +1,100 @@
+/*
+ * ec_request.h - one call as an object: made by the C core from (client,
+ * operation, arguments), performed by any transport, parsed in one place.
+ *
+ * A request holds the URL, the headers (the credential among them), the
+ * body and the policy its operation row decides once: may it go out on a
+ * reused connection, is it a create, may a failure be retried, when is a
+ * failure maybe_applied.  It also holds the state of one exchange on a
+ * libcurl easy handle (response buffers), so any number of requests of one
+ * client can be in flight at once (libcurl multi, coroutines).
+ *
+ * In Lua it is a userdata ("envclone.request") with __gc and __close.
+ */
+#ifndef EC_REQUEST_H
+#define EC_REQUEST_H
+
+#include <stddef.h>
+
+#include "ec_buf.h"
+#include "ec_client.h"
+#include "ec_compat.h"
+#include "ec_http1.h"
+#include "ec_marshal.h"
+
+#define EC_REQUEST_MT "envclone.core.request"
+
+/* Caps on what a server may send back before the body (both transports). */
+#define EC_MAX_HEADER_BYTES ((size_t)256 * 1024) /* all header lines of one response */
+#define EC_MAX_HEADER_LINE ((size_t)100 * 1024)  /* one line (libcurl's own limit) */
+
+struct curl_slist;
+
+/* What one libcurl exchange captured (ec_curl.c fills it). */
+typedef struct {
+    ec_buf body;
+    size_t header_bytes;
+    int too_large;      /* 1: body past max_response_size, 2: headers past the cap */
+    ec_http1_head head; /* what RFC 9112 refuses and libcurl does not (ec_http1.c) */
+    int bad_head;       /* the head was refused: head.why says why */
+    char *fold;         /* the captured value an obs-fold line would continue */
+    size_t fold_cap;
+    char content_type[128];
+    char retry_after[64];
+    char request_id[128];
+    char location[512];
+    char errbuf[256];   /* CURL_ERROR_SIZE */
+} ec_exchange;
+
+/* The buffers a request owns; a client keeps one spare set so that a
+ * sequential caller allocates nothing per call. */
+typedef struct ec_reqbufs {
+    ec_message msg;           /* URL, headers, body */
+    ec_exchange ex;           /* what the last libcurl exchange captured */
+    struct curl_slist *slist; /* libcurl's copy of msg.headers (credential: wiped on free) */
+} ec_reqbufs;
+
+typedef struct ec_request {
+    ec_client *client; /* counted reference (ec_client_ref) */
+    const ec_op *op;
+    ec_reqbufs *b;     /* NULL once released */
+    /* policy, from the row */
+    int reuse;   /* may go out on a reused connection: only GETs (see ec_request.c) */
+    int creates; /* a retry could create twice */
+    int safe;    /* a GET: a failure never leaves anything applied */
+} ec_request;
+
+/* A transport failure, as classified by a transport. */
+typedef struct {
+    const char *code;   /* a code of ec_transport_codes (ec_request.c) */
+    int sent;           /* some request bytes may have reached the server */
+    int retryable;      /* -1: the code's default; 0/1: the transport knows better */
+    char message[320];
+} ec_transport_error;
+
+/* Frees the client's spare buffers (on close). */
+void ec_client_free_spare(ec_client *c);
+
+/* Sets up the request userdata's metatable (methods, __gc, __close). */
+void ec_request_init(lua_State *L);
+
+/* Validates `args` (stack index) for op and pushes a new request, or
+ * nil + a validation error.  Returns the number of values pushed. */
+int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args);
+
+/* The request at idx, raising when it is not one or was released. */
+ec_request *ec_request_check(lua_State *L, int idx);
+
+/* Frees a request's buffers (wiping the credential) or hands them back
+ * to its client as the spare set.  Idempotent. */
+void ec_request_release(ec_request *r);
+
+/* THE transport-error constructor: pushes nil and the error object for a
+ * failed exchange of r (kind, code, message, sent, retryable, maybe_applied
+ * from the request's policy).  Returns 2. */
+int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_transport_error *te);
+
+/* Parses an answer into a result (1 value) or nil + error (2 values). */
+int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp);
+
+#endif
