@@ -34,7 +34,7 @@ build = {
     ["envclone.core"] = {
       sources = {
         "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_mask.c", "src/ec_error.c", "src/ec_marshal.c",
-        "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c", "src/ec_request.c",
+        "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c", "src/ec_request.c", "src/ec_multi.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "src", "$(CURL_INCDIR)" },

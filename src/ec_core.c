@@ -9,6 +9,7 @@
 #include "ec_curl.h"
 #include "ec_marshal.h"
 #include "ec_mask.h"
+#include "ec_multi.h"
 #include "ec_request.h"
 
 #include <errno.h>
@@ -693,6 +694,7 @@ static const luaL_Reg client_methods[] = {
 
 static const luaL_Reg core_functions[] = {
     { "client", l_client },
+    { "multi", ec_multi_new },
     { "request", l_request },
     { "transport_version", l_transport_version },
     { "error", ec_error_lua_new },
@@ -709,6 +711,7 @@ int luaopen_envclone_core(lua_State *L)
     ec_marshal_init(L);
     ec_error_init(L);
     ec_request_init(L);
+    ec_multi_init(L);
 
     if (luaL_newmetatable(L, EC_CLIENT_MT)) {
         lua_pushcfunction(L, l_client_gc);

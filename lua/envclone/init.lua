@@ -222,6 +222,24 @@ for vendor, methods in pairs(vendor_methods) do
   }
 end
 
+local vendor_of_mt = {}
+for vendor, mt in pairs(metatables) do vendor_of_mt[mt] = vendor end
+
+-- The method table and vendor of an envclone client, or nil.
+local function methods_of(v)
+  local vendor = type(v) == "table" and vendor_of_mt[getmetatable(v)]
+  if not vendor then return nil end
+  return vendor_methods[vendor], vendor
+end
+
+--- A batch of calls and tasks run together on one thread, within each
+-- vendor's limits: see `envclone.batch`.
+-- @tparam[opt] table opts `max_in_flight` (16), `on_progress(done, total, i, result)`
+-- @treturn table the batch: `b:add(client, "operation", args)`, `b:add(function() ... end)`, `b:run()`
+function envclone.batch(opts)
+  return require("envclone.batch").new(opts, methods_of)
+end
+
 local function new_client(vendor, opts, level)
   if opts ~= nil and type(opts) ~= "table" then
     error("envclone." .. vendor .. ": options must be a table, got " .. type(opts), level)

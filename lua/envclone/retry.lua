@@ -123,8 +123,11 @@ function retry.random()
   return (state - 1) / 2147483646
 end
 
--- One attempt through a transport table: perform, then parse in the C core.
-local function perform(transport, req)
+--- One exchange through a transport table: perform, then parse in the C core.
+-- @tparam table transport with `perform(request)`
+-- @param req request userdata
+-- @return result, or nil and an error object
+function retry.perform(transport, req)
   local resp, err = transport.perform(req)
   if resp == nil then
     if getmetatable(err) ~= core.error_mt then
@@ -140,9 +143,35 @@ local function perform(transport, req)
   return req:parse(resp)
 end
 
+--- One attempt of `req`: waits for the client's rate limits, then sends it
+-- through the batch's loop (inside a batch task), the client's libcurl
+-- handle (`transport` nil) or the transport table.
+-- @tparam table client the Lua client
+-- @param transport nil (libcurl) or a table with `perform(request)`
+-- @param req request userdata (`op.request`)
+-- @tparam table args the call's arguments (the limiter's key is read from them)
+-- @return result, or nil and an error object
+function retry.attempt(client, transport, req, args)
+  local ticket = client._limit and limiter.acquire(client._limit, args)
+  local scheduler = runtime.scheduler()
+  local res, err
+  if scheduler then
+    res, err = scheduler:send(transport, req)
+  elseif transport == nil then
+    res, err = req:send()
+  else
+    res, err = retry.perform(transport, req)
+  end
+  -- an attempt that surely never reached the server leaves the limiter's log
+  if ticket then limiter.release(ticket, res ~= nil or err.sent ~= false) end
+  return res, err
+end
+
 --- Calls op until it succeeds or must stop. The request is built once (the
 -- C core validates it: nothing is sent on bad input) and sent again as is.
--- @tparam table client the Lua client (fields _handle, _retry, _hooks)
+-- Every attempt, retries and waiter polls included, counts against the
+-- client's rate limits.
+-- @tparam table client the Lua client (fields _handle, _retry, _hooks, _limit)
 -- @tparam table op operation descriptor
 -- @tparam table args operation arguments
 -- @tparam[opt] table policy for this call
@@ -151,30 +180,19 @@ function retry.call(client, op, args, policy)
   policy = policy or client._retry
   local hooks = client._hooks
   local transport = client:_transport_for()
-  local limit = client._limit
-  local attempt, maybe_applied = 0, false
-  local req, res, err
+  local res, err, req
+  if transport == nil and not client._limit and not runtime.scheduler() then
+    -- libcurl, nothing to wait for: build, send and parse in one C call;
+    -- the request comes back only when the exchange failed
+    res, err, req = op.call(client._handle, args)
+  else
+    req, err = op.request(client._handle, args)
+    if req then res, err = retry.attempt(client, transport, req, args) end
+  end
+  local attempt, maybe_applied = 1, false
   while true do
-    attempt = attempt + 1
-    -- every attempt, retries and waiter polls included, counts against the
-    -- vendor's limits
-    local ticket = limit and limiter.acquire(limit, args)
-    if req then
-      -- a retry sends the same request again
-      if transport == nil then res, err = req:send() else res, err = perform(transport, req) end
-    elseif transport == nil then
-      -- libcurl: build, send and parse in one C call; the request comes
-      -- back only when the exchange failed
-      res, err, req = op.call(client._handle, args)
-    else
-      req, err = op.request(client._handle, args)
-      if req then res, err = perform(transport, req) end
-    end
-    if ticket then
-      -- an attempt that surely never reached the server leaves the log
-      limiter.release(ticket, res ~= nil or (err.kind ~= "validation" and err.sent ~= false))
-    end
     if res ~= nil then
+      if req then req:release() end
       if hooks.log then hooks.log("debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt }) end
       return res
     end
@@ -210,6 +228,8 @@ function retry.call(client, op, args, policy)
     end
     if hooks.on_retry then hooks.on_retry(err, attempt, delay) end
     runtime.sleep(delay)
+    attempt = attempt + 1
+    res, err = retry.attempt(client, transport, req, args)
   end
 end
 

@@ -1,0 +1,342 @@
+--- Batches: many calls and tasks at once, on one thread.
+--
+--     local b = envclone.batch{ max_in_flight = 16, on_progress = function(done, total, i, result) end }
+--     local i = b:add(kontent, "clone_environment", { environment_id = E, name = "pr-101" })
+--     local j = b:add(function()
+--       local env = assert(kontent:clone_environment{ environment_id = E, name = "pr-102", wait = true })
+--       return assert(kontent:rename_environment{ environment_id = env.id, name = "PR 102" })
+--     end)
+--     local results = b:run()   -- results[i] = { ok = true, value =, extra = } or { ok = false, err = }
+--
+-- Every item runs as a coroutine (a task). Every envclone call inside a
+-- task, with its retries' back-off, its waiter's sleeps and its rate-limit
+-- waits, yields to the batch's loop instead of blocking, so the tasks
+-- progress together. In plain Lua the loop drives one libcurl multi handle
+-- (`core.multi`) and sleeps in `curl_multi_poll`; inside nginx each task is
+-- an `ngx.thread` and requests go over cosockets, with the same results.
+-- `max_in_flight` bounds the requests on the wire at any moment; a task
+-- waiting for a slot, a timer or a rate limit holds none.
+--
+-- The yields happen in Lua (`envclone.runtime.sleep`, `scheduler:send`),
+-- never inside a C function, so tasks also run under LuaJIT. A task may call
+-- envclone inside `pcall` under Lua 5.2+ and LuaJIT (both yield across it),
+-- not under PUC Lua 5.1. Coroutines a task creates itself are not tasks:
+-- envclone calls inside them block as outside a batch.
+-- @module envclone.batch
+local core = require("envclone.core")
+local runtime = require("envclone.runtime")
+local retry = require("envclone.retry")
+
+local batch = {}
+
+local Batch = {}
+Batch.__index = Batch
+
+-- What a task yields to the loop (private values: a task's own yields are
+-- told apart from envclone's).
+local SLEEP, SEND = setmetatable({}, { __name = "envclone.batch.sleep" }),
+  setmetatable({}, { __name = "envclone.batch.send" })
+
+local DEFAULT_MAX_IN_FLIGHT = 16
+
+local option_types = { max_in_flight = "number", on_progress = "function" }
+
+--- A new batch (`envclone.batch`).
+-- @tparam[opt] table opts `max_in_flight` (16: requests on the wire at once,
+--   a positive integer), `on_progress(done, total, i, result)` (after each
+--   item finishes)
+-- @tparam function methods_of `methods_of(v)` -> the method table of an
+--   envclone client and its vendor's name, or nil
+-- @treturn table the batch
+function batch.new(opts, methods_of)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("envclone.batch: options must be a table, got " .. type(opts), 3)
+  end
+  opts = opts or {}
+  for k, v in pairs(opts) do
+    if not option_types[k] then
+      error("envclone.batch: unknown option '" .. tostring(k) .. "'", 3)
+    end
+    if type(v) ~= option_types[k] then
+      error("envclone.batch: option '" .. k .. "' must be a " .. option_types[k], 3)
+    end
+  end
+  local n = opts.max_in_flight or DEFAULT_MAX_IN_FLIGHT
+  if n < 1 or n ~= math.floor(n) or n == math.huge then
+    error("envclone.batch: max_in_flight must be a positive integer", 3)
+  end
+  return setmetatable({ _items = {}, _max = n, _on_progress = opts.on_progress, _state = "new",
+    _methods_of = methods_of }, Batch)
+end
+
+--- Adds a call or a task; returns its index in the results.
+-- `b:add(client, "operation", args)`: a call (an operation or waiter the
+-- client has; its arguments are validated when the batch runs, and a call
+-- that fails validation gets its own `kind = "validation"` result and sends
+-- nothing). `b:add(function() ... end)`: a task; its envclone calls yield
+-- to the batch. Raises (a programmer error) on anything else, on an
+-- operation the client does not have, and once `run` has started.
+-- @treturn integer index
+function Batch:add(what, operation, args)
+  if getmetatable(self) ~= Batch then
+    error("envclone.batch: call add with ':' (b:add(...))", 2)
+  end
+  if self._state ~= "new" then
+    error("envclone.batch: add after run() has started", 2)
+  end
+  local item
+  if type(what) == "function" then
+    item = { fn = what }
+  else
+    local methods, vendor = self._methods_of(what)
+    if not methods then
+      error("envclone.batch: add takes a client and an operation name, or a function; got " .. type(what), 2)
+    end
+    if type(operation) ~= "string" or type(methods[operation]) ~= "function"
+        or operation:sub(1, 1) == "_" or operation == "close" then
+      error("envclone.batch: the " .. vendor .. " client has no operation '"
+        .. tostring(operation) .. "'", 2)
+    end
+    local method = methods[operation]
+    item = { fn = function() return method(what, args) end }
+  end
+  local items = self._items
+  items[#items + 1] = item
+  return #items
+end
+
+-- The result record of an item that ended with `ok` (it did not raise) and
+-- values a, b.
+local function result_of(ok, a, b)
+  if not ok then
+    if getmetatable(a) == core.error_mt then return { ok = false, err = a } end
+    return { ok = false, err = core.error{ kind = "task", message = tostring(a) } }
+  end
+  -- a call (or a task) that returned nil, err failed
+  if a == nil and getmetatable(b) == core.error_mt then return { ok = false, err = b } end
+  return { ok = true, value = a, extra = b }
+end
+
+local function record(self, results, i, ok, a, b)
+  local r = result_of(ok, a, b)
+  results[i] = r
+  if r.ok then results.succeeded = results.succeeded + 1 else results.failed = results.failed + 1 end
+  self._done = self._done + 1
+  if self._on_progress then self._on_progress(self._done, #self._items, i, r) end
+end
+
+-- ---------------------------------------------------------------------------
+-- Timers: a binary heap of { due, seq, task }.
+
+local function heap_push(h, e)
+  local n = #h + 1
+  h[n] = e
+  while n > 1 do
+    local p = math.floor(n / 2)
+    local a, b = h[p], h[n]
+    if a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) then break end
+    h[p], h[n] = b, a
+    n = p
+  end
+end
+
+local function heap_pop(h)
+  local top, last = h[1], h[#h]
+  h[#h] = nil
+  local n = #h
+  if n > 0 then
+    h[1] = last
+    local i = 1
+    while true do
+      local l, r, m = 2 * i, 2 * i + 1, i
+      if l <= n and (h[l][1] < h[m][1] or (h[l][1] == h[m][1] and h[l][2] < h[m][2])) then m = l end
+      if r <= n and (h[r][1] < h[m][1] or (h[r][1] == h[m][1] and h[r][2] < h[m][2])) then m = r end
+      if m == i then break end
+      h[i], h[m] = h[m], h[i]
+      i = m
+    end
+  end
+  return top
+end
+
+-- ---------------------------------------------------------------------------
+-- Plain Lua: one libcurl multi handle.
+
+local Plain = {}
+Plain.__index = Plain
+
+--- Inside a task: sleep `seconds` while the others run.
+function Plain.sleep(_, seconds)
+  coroutine.yield(SLEEP, seconds)
+end
+
+--- Inside a task: one exchange of `req`, over the batch's multi handle (a
+-- client's own transport table is called in line).
+function Plain.send(_, transport, req)
+  if transport ~= nil then return retry.perform(transport, req) end
+  return coroutine.yield(SEND, req)
+end
+
+local function run_plain(self, results)
+  local items, max = self._items, self._max
+  local multi = core.multi{ max_connections = max }
+  local sched = setmetatable({}, Plain)
+  -- ready: tasks to resume, with what to resume them with
+  local ready, rhead, rtail = {}, 1, 0
+  local sendq, shead, stail = {}, 1, 0
+  local timers, seq = {}, 0
+  local inflight, n_inflight, next_id = {}, 0, 0
+  local index_of = {}
+
+  local function push_ready(co, a, b)
+    rtail = rtail + 1
+    ready[rtail] = { co, a, b }
+  end
+
+  for i, item in ipairs(items) do
+    local co = coroutine.create(item.fn)
+    runtime.attach(co, sched)
+    index_of[co] = i
+    push_ready(co)
+  end
+
+  local function step(co, ok, tag, a, b)
+    if coroutine.status(co) == "dead" then
+      local i = index_of[co]
+      index_of[co] = nil
+      record(self, results, i, ok, tag, a)
+    elseif tag == SEND then
+      stail = stail + 1
+      sendq[stail] = { co, a }
+    elseif tag == SLEEP then
+      seq = seq + 1
+      heap_push(timers, { runtime.now() + a, seq, co })
+    else
+      -- the task's own coroutine.yield: resumed at once, with nothing
+      push_ready(co)
+    end
+    return b
+  end
+
+  local total = #items
+  while self._done < total do
+    while rhead <= rtail do
+      local r = ready[rhead]
+      ready[rhead] = nil
+      rhead = rhead + 1
+      local co = r[1]
+      step(co, coroutine.resume(co, r[2], r[3]))
+    end
+    while n_inflight < max and shead <= stail do
+      local s = sendq[shead]
+      sendq[shead] = nil
+      shead = shead + 1
+      next_id = next_id + 1
+      local added, err = multi:add(s[2], next_id)
+      if added then
+        inflight[next_id] = s[1]
+        n_inflight = n_inflight + 1
+      else
+        push_ready(s[1], nil, err)
+      end
+    end
+    if rhead > rtail and self._done < total then
+      local wait = 3600
+      if timers[1] then wait = math.max(0, timers[1][1] - runtime.now()) end
+      if n_inflight > 0 then
+        multi:poll(wait)
+        while true do
+          local id, res, err = multi:next()
+          if id == nil then break end
+          local co = inflight[id]
+          inflight[id] = nil
+          n_inflight = n_inflight - 1
+          push_ready(co, res, err)
+        end
+      elseif timers[1] then
+        core.sleep(wait)
+      else
+        error("envclone.batch: internal error: no task can run") -- every task waits on nothing
+      end
+      local now = runtime.now()
+      while timers[1] and timers[1][1] <= now do
+        push_ready(heap_pop(timers)[3])
+      end
+    end
+  end
+  multi:close()
+end
+
+-- ---------------------------------------------------------------------------
+-- Inside nginx: one ngx.thread per task, cosockets, a semaphore for
+-- max_in_flight.
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+--- Inside a task: ngx.sleep.
+function Nginx.sleep(_, seconds)
+  rawget(_G, "ngx").sleep(seconds)
+end
+
+--- Inside a task: one exchange, once a slot is free.
+function Nginx.send(self, transport, req)
+  while true do
+    local ok, err = self.sem:wait(60)
+    if ok then break end
+    if err ~= "timeout" then error("envclone.batch: semaphore: " .. tostring(err)) end
+  end
+  local ok, res, err
+  if transport == nil then
+    ok, res, err = pcall(req.send, req) -- transport = "curl" chosen inside nginx: blocking
+  else
+    ok, res, err = pcall(retry.perform, transport, req)
+  end
+  self.sem:post(1)
+  if not ok then error(res, 0) end
+  return res, err
+end
+
+local function run_nginx(self, results)
+  local ngx = rawget(_G, "ngx")
+  local sched = setmetatable({ sem = require("ngx.semaphore").new(self._max) }, Nginx)
+  local threads = {}
+  for i, item in ipairs(self._items) do
+    threads[i] = ngx.thread.spawn(function()
+      runtime.attach(coroutine.running(), sched)
+      -- LuaJIT yields across pcall: the task's calls still go to nginx
+      record(self, results, i, pcall(item.fn))
+    end)
+  end
+  for i = 1, #threads do
+    ngx.thread.wait(threads[i])
+  end
+end
+
+--- Runs every item; returns the results in the order added: `results[i] =
+-- { ok = true, value = <first result>, extra = <second result> }` or
+-- `{ ok = false, err = <error object> }` (a task that raised something other
+-- than an envclone error gets one with `kind = "task"`), and
+-- `results.succeeded`, `results.failed`. One failure never stops the others.
+-- @treturn table results
+function Batch:run()
+  if getmetatable(self) ~= Batch then
+    error("envclone.batch: call run with ':' (b:run())", 2)
+  end
+  if self._state ~= "new" then
+    error("envclone.batch: run() has already started", 2)
+  end
+  self._state = "running"
+  self._done = 0
+  local results = { succeeded = 0, failed = 0 }
+  if runtime.in_openresty() then
+    run_nginx(self, results)
+  else
+    run_plain(self, results)
+  end
+  self._state = "done"
+  self._items = {}
+  return results
+end
+
+return batch

@@ -1,0 +1,277 @@
+/*
+ * ec_multi.c - the libcurl multi transport (see ec_multi.h).
+ *
+ * One CURLM per batch.  Each request in flight occupies a slot: an easy
+ * handle, the request, and a registry reference that keeps the request
+ * (whose buffers libcurl writes into) alive until the transfer is taken out.
+ * Finished slots keep their easy handle for the next request, so a batch
+ * builds at most as many easy handles as it has requests in flight.
+ */
+#include "ec_multi.h"
+#include "ec_curl.h"
+#include "ec_request.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct ec_slot {
+    ec_easy *e;
+    ec_request *r;   /* NULL when the slot is idle */
+    int ref;         /* registry reference to the request userdata */
+    lua_Integer id;  /* the caller's name for the transfer */
+    struct ec_slot *prev, *next;
+} ec_slot;
+
+typedef struct {
+    CURLM *m;
+    ec_slot *busy;   /* requests in flight (or finished, not yet taken) */
+    ec_slot *idle;   /* slots with an easy handle kept for reuse */
+    long added;      /* transfers added and not yet taken by next() */
+    int closed;
+} ec_multi;
+
+static void slot_unlink(ec_slot **list, ec_slot *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *list = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void slot_push(ec_slot **list, ec_slot *s)
+{
+    s->prev = NULL;
+    s->next = *list;
+    if (*list)
+        (*list)->prev = s;
+    *list = s;
+}
+
+static void multi_release(lua_State *L, ec_multi *mu)
+{
+    if (mu->closed)
+        return;
+    mu->closed = 1;
+    /* a batch dropped half-way: every transfer still in flight is removed
+     * (a handle must leave its multi before it is cleaned up) */
+    while (mu->busy) {
+        ec_slot *s = mu->busy;
+        slot_unlink(&mu->busy, s);
+        curl_multi_remove_handle(mu->m, ec_easy_curl(s->e));
+        ec_easy_free(s->e);
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+        free(s);
+    }
+    while (mu->idle) {
+        ec_slot *s = mu->idle;
+        slot_unlink(&mu->idle, s);
+        ec_easy_free(s->e);
+        free(s);
+    }
+    curl_multi_cleanup(mu->m);
+    mu->m = NULL;
+    mu->added = 0;
+}
+
+static ec_multi *check_multi(lua_State *L)
+{
+    ec_multi *mu = luaL_checkudata(L, 1, EC_MULTI_MT);
+    if (mu->closed)
+        luaL_error(L, "envclone: this multi handle is closed");
+    return mu;
+}
+
+/* core.multi{ max_connections = n } */
+int ec_multi_new(lua_State *L)
+{
+    long maxconn = 0;
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_getfield(L, 1, "max_connections");
+        if (!lua_isnil(L, -1)) {
+            if (!ec_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 100000)
+                return luaL_error(L, "envclone: max_connections must be an integer from 1 to 100000");
+            maxconn = (long)lua_tointeger(L, -1);
+        }
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 1)) {
+        return luaL_error(L, "envclone: core.multi takes a table of options");
+    }
+    if (ec_curl_global_init() != 0)
+        return luaL_error(L, "envclone: libcurl global initialisation failed");
+    ec_multi *mu = lua_newuserdata(L, sizeof *mu);
+    mu->m = NULL;
+    mu->busy = mu->idle = NULL;
+    mu->added = 0;
+    mu->closed = 1; /* until built, so __gc frees only what exists */
+    luaL_getmetatable(L, EC_MULTI_MT);
+    lua_setmetatable(L, -2);
+    mu->m = curl_multi_init();
+    if (mu->m == NULL)
+        return luaL_error(L, "envclone: could not create a libcurl multi handle");
+    mu->closed = 0;
+    if (maxconn > 0) {
+        /* never more connections open than requests allowed in flight: an
+         * idle one is closed before a new one opens */
+        curl_multi_setopt(mu->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxconn);
+        curl_multi_setopt(mu->m, CURLMOPT_MAXCONNECTS, maxconn);
+    }
+    return 1;
+}
+
+/* m:add(request, id) -> true | nil, err */
+static int l_add(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    ec_request *r = ec_request_check(L, 2);
+    lua_Integer id = luaL_checkinteger(L, 3);
+    for (ec_slot *s = mu->busy; s; s = s->next)
+        if (s->r == r)
+            return luaL_error(L, "envclone: this request is already in flight");
+    ec_slot *s = mu->idle;
+    if (s) {
+        slot_unlink(&mu->idle, s);
+    } else {
+        s = calloc(1, sizeof *s);
+        if (s == NULL)
+            return luaL_error(L, "envclone: out of memory");
+        s->e = ec_easy_new();
+        if (s->e == NULL) {
+            free(s);
+            return luaL_error(L, "envclone: could not create a libcurl handle");
+        }
+    }
+    ec_transport_error te;
+    if (ec_curl_setup(s->e, r, &te) != 0) {
+        slot_push(&mu->idle, s);
+        return ec_request_push_transport_error(L, r, &te);
+    }
+    CURL *h = ec_easy_curl(s->e);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)s);
+    /* a request that may not reuse a connection goes out on a fresh one
+     * (ec_curl_setup); closing that one when done, instead of caching it,
+     * keeps the connections open at most max_connections */
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, r->reuse ? 0L : 1L);
+    CURLMcode mc = curl_multi_add_handle(mu->m, h);
+    if (mc != CURLM_OK) {
+        slot_push(&mu->idle, s);
+        te.code = "transport";
+        te.sent = 0;
+        te.retryable = 0;
+        snprintf(te.message, sizeof te.message, "libcurl multi: %s", curl_multi_strerror(mc));
+        return ec_request_push_transport_error(L, r, &te);
+    }
+    s->r = r;
+    s->id = id;
+    lua_pushvalue(L, 2);
+    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    slot_push(&mu->busy, s);
+    mu->added++;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* m:poll(seconds) -> transfers still running.  Drives every transfer; waits
+ * at most `seconds` for activity when none has finished yet. */
+static int l_poll(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    lua_Number secs = luaL_optnumber(L, 2, 0);
+    int running = 0;
+    curl_multi_perform(mu->m, &running);
+    if (running == mu->added && running > 0 && secs > 0) {
+        /* nothing finished yet: sleep in poll(2) until a socket or a
+         * libcurl timer needs attention, or the caller's deadline */
+        int ms = secs > 86400 ? 86400000 : (int)(secs * 1000.0 + 0.999);
+        curl_multi_poll(mu->m, NULL, 0, ms, NULL);
+        curl_multi_perform(mu->m, &running);
+    }
+    lua_pushinteger(L, running);
+    return 1;
+}
+
+/* m:next() -> id, result | id, nil, err | nil */
+static int l_next(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    int left = 0;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(mu->m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *h = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+        ec_slot *s = (ec_slot *)(void *)priv;
+        curl_multi_remove_handle(mu->m, h); /* msg is invalid from here */
+        if (s == NULL)
+            continue;
+        slot_unlink(&mu->busy, s);
+        mu->added--;
+        ec_request *r = s->r;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref); /* holds r while it is parsed */
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+        s->r = NULL;
+        lua_pushinteger(L, s->id);
+        int n = ec_curl_finish(L, s->e, r, (int)rc);
+        if (n == 1)
+            ec_request_release(r); /* done: its buffers go back to the client */
+        slot_push(&mu->idle, s);
+        return n + 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int l_count(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    lua_pushinteger(L, mu->added);
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    multi_release(L, luaL_checkudata(L, 1, EC_MULTI_MT));
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    ec_multi *mu = luaL_checkudata(L, 1, EC_MULTI_MT);
+    if (mu->closed)
+        lua_pushliteral(L, "envclone.multi (closed)");
+    else
+        lua_pushfstring(L, "envclone.multi (%d in flight)", (int)mu->added);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    { "add", l_add },
+    { "poll", l_poll },
+    { "next", l_next },
+    { "count", l_count },
+    { "close", l_close },
+    { NULL, NULL }
+};
+
+void ec_multi_init(lua_State *L)
+{
+    if (luaL_newmetatable(L, EC_MULTI_MT)) {
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+        ec_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "envclone.multi");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+}
