@@ -1,0 +1,290 @@
+-- Batches (envclone.batch) against the emulator: many calls and tasks on one
+-- thread over libcurl's multi interface (or, under nginx, ngx.thread and
+-- cosockets: spec/nginx), results in order, max_in_flight on the wire,
+-- Kontent's limits kept, and nothing left behind by a raising task or a
+-- batch dropped half-way.
+local envclone = require("envclone")
+local runtime = require("envclone.runtime")
+local emu = require("spec.support.emu")
+
+local e, seed
+
+-- Sockets this process holds open (Linux: /proc/self/fd).
+local function open_sockets()
+  local p = io.popen("ls -l /proc/" .. (io.open("/proc/self/stat"):read("*l"):match("^%d+")) .. "/fd 2>/dev/null")
+  local n = 0
+  for line in p:lines() do
+    if line:find("socket:", 1, true) then n = n + 1 end
+  end
+  p:close()
+  return n
+end
+
+setup(function()
+  e = emu.start{ kontent_clone_seconds = 1 }
+  seed = e.seed
+end)
+teardown(function() e:stop() end)
+before_each(function() e:reset() end)
+
+-- One call per index: a create whose name tells it apart, over the four vendors.
+local function mixed_call(clients, i)
+  local name = string.format("b%03dx", i)
+  local which = i % 7
+  if which == 0 or which == 4 then
+    return name, clients.versori, "clone_environment", { organisation_id = seed.versori.organisation_id,
+      project_id = seed.versori.project_id, oldEnvName = "staging", newEnvName = name }
+  elseif which == 1 or which == 5 then
+    return name, clients.qovery, "clone_application", { applicationId = seed.qovery.application_id,
+      environment_id = seed.qovery.environment_id, name = name }
+  elseif which == 2 then
+    return name, clients.kontent, "clone_environment", { environment_id = seed.kontent.environment_id,
+      name = name }
+  end
+  return name, clients.droplit, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = name }
+end
+
+local function clients_for(extra)
+  local c = {}
+  for _, v in ipairs{ "versori", "qovery", "kontent", "droplit" } do c[v] = e:client(v, extra) end
+  return c
+end
+
+describe("envclone.batch", function()
+  it("200 mixed calls over four vendors under faults: 200 results in order, each failure on its own call", function()
+    e:faults{ seed = 12, rules = { { operation = "*", rate = 0.3,
+      kinds = { "429", "503", "close_before", "malformed", "truncated" }, retry_after = 0 } } }
+    local clients = clients_for{ retry = false }
+    local b = envclone.batch{ max_in_flight = 16 }
+    local calls = {}
+    for i = 1, 200 do
+      local name, client, op, args = mixed_call(clients, i)
+      assert.are.equal(i, b:add(client, op, args))
+      calls[i] = { name = name, vendor = client._handle:vendor(), op = op }
+    end
+    local results = b:run()
+    assert.are.equal(200, #results)
+    assert.are.equal(200, results.succeeded + results.failed)
+    assert.is_true(results.failed > 20 and results.succeeded > 100)
+    -- the emulator's log says what happened to each name: one request each
+    local log = e:requests()
+    assert.are.equal(200, #log)
+    local by_name = {}
+    for _, entry in ipairs(log) do
+      local name = entry.body:match('"(b%d%d%dx)"')
+      assert.is_nil(by_name[name], "sent twice: " .. tostring(name))
+      by_name[name] = entry
+    end
+    for i, r in ipairs(results) do
+      local c, entry = calls[i], by_name[calls[i].name]
+      assert.is_table(entry, c.name)
+      local clean = entry.fault == envclone.null and entry.status >= 200 and entry.status < 300
+      assert.are.equal(clean, r.ok, i .. " " .. c.name .. " " .. tostring(r.err))
+      if not r.ok then
+        assert.is_true(envclone.is_error(r.err))
+        assert.are.equal(c.vendor, r.err.vendor)
+        assert.are.equal(c.op, r.err.operation)
+        if r.err.kind == "http" then assert.are.equal(entry.status, r.err.status) end
+      else
+        assert.is_table(r.value)
+      end
+    end
+  end)
+
+  it("with retries on, 30% faults: every call has its own result and nothing is created twice", function()
+    e:faults{ seed = 5, rules = { { operation = "*", rate = 0.3,
+      kinds = { "429", "503", "close_before", "close_after", "malformed" }, retry_after = 0 } } }
+    local clients = clients_for{ retry = { max_attempts = 4, base_delay = 0.01, max_delay = 0.05 } }
+    local b = envclone.batch{ max_in_flight = 8 }
+    for i = 1, 100 do
+      local _, client, op, args = mixed_call(clients, i)
+      b:add(client, op, args)
+    end
+    local results = b:run()
+    assert.are.equal(100, #results)
+    local stats = e:stats()
+    for name, count in pairs(stats.created_names) do
+      assert.are.equal(1, count, name .. " was created twice")
+    end
+    local maybe = 0
+    for _, r in ipairs(results) do
+      if not r.ok and r.err.maybe_applied then maybe = maybe + 1 end
+    end
+    assert.is_true(stats.applied.creates >= results.succeeded)
+    assert.is_true(stats.applied.creates <= results.succeeded + maybe)
+  end)
+
+  it("max_in_flight = 8: the emulator never sees more than 8 connections or requests at once (and sees more than 1)",
+    function()
+      e:faults{ delay = 0.02 }
+      local k = e:client("kontent", { rate_limit = false })
+      local q = e:client("qovery")
+      local b = envclone.batch{ max_in_flight = 8 }
+      for _ = 1, 80 do b:add(k, "get_environment", { environment_id = seed.kontent.environment_id }) end
+      local results = b:run()
+      assert.are.equal(80, results.succeeded)
+      local c = e:concurrency()
+      assert.is_true(c.max_connections <= 8 and c.max_connections > 1, tostring(c.max_connections))
+      assert.is_true(c.max_requests_in_flight <= 8 and c.max_requests_in_flight > 1)
+      -- creates go out on fresh connections (never re-sent by libcurl): still
+      -- at most 8 requests in flight
+      e:reset_concurrency()
+      b = envclone.batch{ max_in_flight = 8 }
+      for i = 1, 40 do
+        b:add(q, "clone_application", { applicationId = seed.qovery.application_id,
+          environment_id = seed.qovery.environment_id, name = "q" .. i })
+      end
+      assert.are.equal(40, b:run().succeeded)
+      c = e:concurrency()
+      assert.is_true(c.max_requests_in_flight <= 8 and c.max_requests_in_flight > 1)
+    end)
+
+  it("60 Kontent calls to one environment: no 429, never two at once, other work runs meanwhile", function()
+    e:config{ kontent_rate_limit = true }
+    e:faults{ delay = 0.01 }
+    local k = e:client("kontent", { retry = false })
+    local d = e:client("droplit")
+    local ENV = seed.kontent.environment_id
+    local b = envclone.batch{ max_in_flight = 16 }
+    for i = 1, 60 do
+      b:add(k, "get_environment", { environment_id = ENV })
+      if i % 3 == 0 then
+        b:add(d, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = "d" .. i })
+      end
+    end
+    local results = b:run()
+    assert.are.equal(0, results.failed)
+    for _, entry in ipairs(e:requests()) do assert.are_not.equal(429, entry.status) end
+    local c = e:concurrency()
+    assert.are.equal(1, c.max_in_flight_per_key.kontent[ENV])
+    assert.is_true(c.max_requests_in_flight > 1)
+  end)
+
+  it("20 tasks of clone -> wait -> rename all finish, and were in flight together", function()
+    local k = e:client("kontent")
+    local ENV = seed.kontent.environment_id
+    local b = envclone.batch{ max_in_flight = 16 }
+    for i = 1, 20 do
+      b:add(function()
+        local env, state = assert(k:clone_environment{ environment_id = ENV, name = "pr-" .. i,
+          wait = true, wait_interval = 0.2 })
+        assert(state.cloning_state == "done")
+        return assert(k:rename_environment{ environment_id = env.id, name = "PR " .. i }), env.id
+      end)
+    end
+    local t0 = runtime.now()
+    local results = b:run()
+    local elapsed = runtime.now() - t0
+    assert.are.equal(20, results.succeeded, results.failed > 0 and tostring(results[1].err) or "")
+    local ids = {}
+    for _, r in ipairs(results) do
+      assert.is_string(r.extra)
+      assert.is_nil(ids[r.extra])
+      ids[r.extra] = true
+    end
+    -- each clone takes 1 s on the emulator: one after another that is 20 s
+    assert.is_true(elapsed < 10, tostring(elapsed))
+    -- the waits overlapped: the emulator saw polls of several new environments at once
+    local per_env = e:concurrency().max_in_flight_per_key.kontent
+    local envs = 0
+    for _ in pairs(per_env) do envs = envs + 1 end
+    assert.is_true(envs > 10)
+    assert.are.equal(20, e:stats().applied.by_operation["kontent.clone_environment"])
+  end)
+
+  it("a task that raises, or returns nil and an error, fails alone", function()
+    local k = e:client("kontent")
+    local b = envclone.batch()
+    b:add(function() error("boom") end)
+    b:add(function() error(select(2, k:get_environment{ environment_id = "nope" })) end)
+    b:add(function() return k:get_environment{ environment_id = "nope" } end)
+    b:add(function() error({ "not an error object" }) end)
+    local ok = b:add(k, "get_environment", { environment_id = seed.kontent.environment_id })
+    local results = b:run()
+    assert.are.equal("task", results[1].err.kind)
+    assert.matches("boom", results[1].err.message)
+    assert.are.equal("validation", results[2].err.kind) -- an envclone error raised is kept
+    assert.are.equal("validation", results[3].err.kind)
+    assert.are.equal("task", results[4].err.kind)
+    assert.is_true(results[ok].ok)
+    assert.are.equal(1, results.succeeded)
+    assert.are.equal(4, results.failed)
+  end)
+
+  it("bad input: raises for programmer errors, a validation result for bad arguments, nothing sent", function()
+    local k = e:client("kontent")
+    local b = envclone.batch()
+    assert.has_error(function() b:add("kontent", "get_environment", {}) end)
+    assert.has_error(function() b:add({}, "get_environment", {}) end)
+    assert.has_error(function() b:add(k, "get_environmen", {}) end)
+    assert.has_error(function() b:add(k, "close") end)
+    assert.has_error(function() b:add(k, "_transport_for") end)
+    assert.has_error(function() envclone.batch{ max_in_flight = 0 } end)
+    assert.has_error(function() envclone.batch{ max_in_flight = 2.5 } end)
+    assert.has_error(function() envclone.batch{ max_inflight = 2 } end)
+    assert.has_error(function() envclone.batch{ on_progress = 1 } end)
+    local i = b:add(k, "get_environment", { environment_id = "not-a-uuid" })
+    local j = b:add(k, "rename_environment", { environment_id = seed.kontent.environment_id })
+    local added_inside
+    b:add(function() added_inside = pcall(b.add, b, function() end) end)
+    local results = b:run()
+    assert.are.equal("validation", results[i].err.kind)
+    assert.are.equal("environment_id", results[i].err.field)
+    assert.are.equal("validation", results[j].err.kind)
+    assert.is_false(added_inside)
+    assert.are.equal(0, #e:requests())
+    assert.has_error(function() b:add(function() end) end)
+    assert.has_error(function() b:run() end)
+  end)
+
+  it("on_progress sees every item once, done counting up to total", function()
+    local k = e:client("kontent", { rate_limit = false })
+    local seen, last = {}, 0
+    local b = envclone.batch{ max_in_flight = 4, on_progress = function(done, total, i, r)
+      assert.are.equal(last + 1, done)
+      last = done
+      assert.are.equal(10, total)
+      assert.is_nil(seen[i])
+      seen[i] = r.ok
+    end }
+    for _ = 1, 10 do b:add(k, "get_environment", { environment_id = seed.kontent.environment_id }) end
+    b:run()
+    assert.are.equal(10, last)
+  end)
+
+  it("a batch dropped half-way and collected leaves no connection and no request behind", function()
+    e:faults{ delay = 0.2 }
+    local k = e:client("kontent", { rate_limit = false })
+    local before = open_sockets()
+    -- 1: on_progress raises in the middle of the batch
+    local b = envclone.batch{ max_in_flight = 8, on_progress = function(done)
+      if done == 3 then error("stop here") end
+    end }
+    for _ = 1, 30 do b:add(k, "get_environment", { environment_id = seed.kontent.environment_id }) end
+    assert.has_error(function() b:run() end, nil)
+    -- 2: run inside a coroutine that is never resumed again
+    local b2 = envclone.batch{ max_in_flight = 8, on_progress = function() coroutine.yield() end }
+    for _ = 1, 30 do b2:add(k, "get_environment", { environment_id = seed.kontent.environment_id }) end
+    local co = coroutine.create(function() b2:run() end)
+    assert.is_true(coroutine.resume(co))
+    assert.are.equal("suspended", coroutine.status(co))
+    assert.is_true(open_sockets() > before)
+    b, b2, co = nil, nil, nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(before, open_sockets())
+    -- the client still works, outside and inside a new batch
+    assert(k:get_environment{ environment_id = seed.kontent.environment_id })
+    local b3 = envclone.batch()
+    b3:add(k, "get_environment", { environment_id = seed.kontent.environment_id })
+    assert.are.equal(1, b3:run().succeeded)
+  end)
+
+  it("outside a batch, calls inside plain coroutines block as before", function()
+    local k = e:client("kontent", { rate_limit = false })
+    local co = coroutine.wrap(function()
+      return k:get_environment{ environment_id = seed.kontent.environment_id }
+    end)
+    assert.is_table(co())
+  end)
+end)
