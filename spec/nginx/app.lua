@@ -9,6 +9,7 @@
 --   /stats                                         envclone.cosocket counters of this worker
 --   /h1?item=NAME                                  a case or fault of spec/support/http1_cases.lua,
 --                                                  against the hostile server, through both transports
+--   /batch?case=C[&max=N]                          a batch (mixed, limits, tasks) inside the handler
 -- @module spec.nginx.app
 local cjson = require("cjson.safe")
 local envclone = require("envclone")
@@ -221,6 +222,66 @@ function M.init_worker()
   d:close()
 end
 
+-- /batch?case=C: a batch run inside the handler (ngx.thread + cosockets);
+-- answers with a summary of its results.
+local batch_cases = {}
+
+local function mixed_item(i)
+  local name = string.format("n%03dx", i)
+  local which = i % 4
+  if which == 0 then
+    return client("versori"), "clone_environment", { organisation_id = conf.seed.versori.organisation_id,
+      project_id = conf.seed.versori.project_id, oldEnvName = "staging", newEnvName = name }
+  elseif which == 1 then
+    return client("qovery"), "clone_application", { applicationId = conf.seed.qovery.application_id,
+      environment_id = conf.seed.qovery.environment_id, name = name }
+  elseif which == 2 then
+    return client("kontent"), "get_environment", { environment_id = conf.seed.kontent.environment_id }
+  end
+  return client("droplit"), "create_environment", { ecosystemId = conf.seed.droplit.ecosystem_id, alias = name }
+end
+
+function batch_cases.mixed(b)
+  for i = 1, 40 do b:add(mixed_item(i)) end
+  b:add(client("kontent"), "get_environment", { environment_id = "not-a-uuid" })
+  b:add(function() error("boom") end)
+end
+
+function batch_cases.limits(b)
+  -- Kontent's limits kept across workers in a lua_shared_dict
+  local k = client("kontent", { rate_limit_dict = "envclone_limits" })
+  for _ = 1, 30 do b:add(k, "get_environment", { environment_id = conf.seed.kontent.environment_id }) end
+end
+
+function batch_cases.tasks(b)
+  local k = client("kontent")
+  for i = 1, 10 do
+    b:add(function()
+      local env = assert(k:clone_environment{ environment_id = conf.seed.kontent.environment_id,
+        name = "ngx-" .. i, wait = true, wait_interval = 0.2 })
+      return assert(k:rename_environment{ environment_id = env.id, name = "NGX " .. i })
+    end)
+  end
+end
+
+local function batch(args)
+  local b = envclone.batch{ max_in_flight = tonumber(args.max) or 8 }
+  batch_cases[args.case](b)
+  local t0 = ngx.now()
+  local results = b:run()
+  ngx.update_time()
+  local out = { succeeded = results.succeeded, failed = results.failed, n = #results,
+    elapsed = ngx.now() - t0, items = {} }
+  for i, r in ipairs(results) do
+    out.items[i] = { ok = r.ok, kind = r.err and r.err.kind, status = r.err and r.err.status,
+      vendor = r.err and r.err.vendor, operation = r.err and r.err.operation,
+      message = r.err and r.err.message }
+  end
+  local ok, err = pcall(b.add, b, function() end)
+  out.add_after_run = { ok = ok, err = tostring(err) }
+  return reply(200, out)
+end
+
 local function stats()
   return reply(200, { counters = cosocket.counters, init_worker = M.init_worker_result })
 end
@@ -236,6 +297,7 @@ function M.handle()
   if uri:sub(1, 6) == "/fake/" then return fake() end
   if uri == "/stats" then return stats() end
   if uri == "/h1" then return h1(args) end
+  if uri == "/batch" then return batch(args) end
   if uri == "/lua-ping" then return reply(200, { ok = true }) end
   return reply(404, { ok = false, message = "no such location" })
 end

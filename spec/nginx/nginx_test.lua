@@ -138,6 +138,7 @@ local function nginx_conf(repo)
       .. tmp .. "/?.lua;;';",
     "  lua_package_cpath '" .. abspath(JIT_BUILD) .. "/?.so;;';",
     "  lua_socket_log_errors off;",
+    "  lua_shared_dict envclone_limits 1m;",
     "  init_by_lua_block { require('spec.nginx.app').init() }",
     "  init_worker_by_lua_block { require('spec.nginx.app').init_worker() }",
     "  lua_ssl_trusted_certificate " .. tmp .. "/cert.pem;",
@@ -515,4 +516,48 @@ describe("one reading of HTTP/1.1: libcurl and cosockets agree (spec/support/htt
       end
     end)
   end
+end)
+
+describe("batches in nginx (ngx.thread + cosockets)", function()
+  it("mixed calls over four vendors: results in order, each failure alone, max_in_flight on the wire", function()
+    e:faults{ delay = 0.05 }
+    -- a request of an earlier test may still be in flight at the emulator (a
+    -- stalled answer the client gave up on): the maxima count from there
+    local base = e:concurrency().requests_in_flight
+    local r = get("/batch?case=mixed&max=8")
+    assert.are.equal(200, r.status, r.body)
+    local j = r.json
+    assert.are.equal(42, j.n)
+    assert.are.equal(40, j.succeeded)
+    assert.are.equal("validation", j.items[41].kind)
+    assert.are.equal("kontent", j.items[41].vendor)
+    assert.are.equal("task", j.items[42].kind)
+    assert.matches("boom", j.items[42].message)
+    assert.is_false(j.add_after_run.ok)
+    local c = e:concurrency()
+    assert.is_true(c.max_requests_in_flight - base <= 8 and c.max_requests_in_flight - base > 1,
+      tostring(c.max_requests_in_flight) .. " - " .. base)
+    assert.are.equal(40, #e:requests())
+  end)
+
+  it("Kontent's limits hold inside a batch (lua_shared_dict): no 429, never two at once", function()
+    e:config{ kontent_rate_limit = true }
+    e:faults{ delay = 0.01 }
+    local r = get("/batch?case=limits&max=16")
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal(30, r.json.succeeded)
+    -- 30 calls at 10 per second: at least two seconds
+    assert.is_true(r.json.elapsed > 1.9, tostring(r.json.elapsed))
+    for _, entry in ipairs(e:requests()) do assert.are_not.equal(429, entry.status) end
+    assert.are.equal(1, e:concurrency().max_in_flight_per_key.kontent[e.seed.kontent.environment_id])
+    e:config{ kontent_rate_limit = false }
+  end)
+
+  it("10 tasks of clone -> wait -> rename finish together", function()
+    local r = get("/batch?case=tasks&max=8")
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal(10, r.json.succeeded, r.body)
+    -- one clone takes 1 s on the emulator: ten one after another take 10 s
+    assert.is_true(r.json.elapsed < 6, tostring(r.json.elapsed))
+  end)
 end)
