@@ -186,6 +186,7 @@ local function usage_top(out)
     "       envclone VENDOR --help           the vendor's operations\n",
     "       envclone VENDOR OPERATION --help the operation's fields\n",
     "       envclone list                    every operation on one line\n",
+    "       envclone batch FILE [--max-in-flight N]  a JSON array of calls run together (see --help)\n",
     "       envclone emulator [--port N] [--faults PLAN]  the local emulator (see --help)\n\n",
     "Vendors and operations:\n")
   for _, vendor in ipairs(vendors) do
@@ -537,6 +538,208 @@ local function progress_writer(errout)
   end
 end
 
+
+-- ---- envclone batch FILE: a JSON array of calls run as one batch
+
+local BATCH_USAGE = [[
+usage: envclone batch FILE [--max-in-flight N] [--timeout SECONDS] [--no-retry] [--credentials FILE]
+
+Runs the calls in FILE (a JSON array; "-" reads stdin) together, as one batch
+(envclone.batch): at most N requests on the wire at once (default 16), inside
+each vendor's rate limits. Each element is
+  { "vendor": "kontent", "operation": "clone-environment", "args": { ... } }
+(operation in kebab-case or the library's snake_case; args as the library takes
+them, e.g. "wait": true after a Kontent clone). Prints a JSON array of results
+in the same order on stdout: {"ok": true, "result": ..., "extra": ...} or
+{"ok": false, "error": {"kind": ..., "message": ..., ...}}; a progress line on
+a terminal. A file that is not a JSON array of such calls, or names an unknown
+vendor or operation, is refused before anything is sent. Base URLs come from
+$ENVCLONE_<VENDOR>_URL, credentials as for a single call.
+
+Exit status: 0 when every call succeeded; otherwise the status of the first
+failed call's kind (as for a single call); 2 usage (nothing sent).
+]]
+
+local function parse_batch(argv)
+  local p = { opts = {} }
+  local i = 2
+  while i <= #argv do
+    local a = argv[i]
+    local flag, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    flag = flag or a
+    local function value()
+      if inline then return inline end
+      i = i + 1
+      if argv[i] == nil then usage_error(flag .. " needs a value", "try 'envclone batch --help'") end
+      return argv[i]
+    end
+    if flag == "--help" or a == "-h" then
+      p.opts.help = true
+    elseif flag == "--max-in-flight" then
+      local n = tonumber(value())
+      if not n or n < 1 or n ~= math.floor(n) or n > 100000 then
+        usage_error("--max-in-flight needs a whole number from 1 to 100000")
+      end
+      p.opts.max_in_flight = n
+    elseif flag == "--timeout" then
+      p.opts.timeout = number_option(flag, value())
+    elseif flag == "--credentials" then
+      p.opts.credentials = value()
+    elseif flag == "--no-retry" then
+      p.opts.no_retry = true
+    elseif a:sub(1, 2) == "--" then
+      usage_error("unknown option " .. flag .. " for batch", "try 'envclone batch --help'")
+    elseif p.file then
+      usage_error("batch takes one FILE", "try 'envclone batch --help'")
+    else
+      p.file = a
+    end
+    i = i + 1
+  end
+  if not p.file and not p.opts.help then usage_error("batch needs a FILE", "try 'envclone batch --help'") end
+  return p
+end
+
+-- Reads and checks the batch file: every call's vendor and operation are
+-- known and its args are an object, or a usage error names the first that is not.
+local function load_batch(path)
+  local text
+  if path == "-" then
+    text = io.stdin:read("*a")
+  else
+    local f = io.open(path, "rb")
+    if not f then usage_error("batch: cannot read " .. path) end
+    text = f:read("*a")
+    f:close()
+  end
+  local items, err = json_decode(text or "")
+  if items == nil then usage_error("batch: " .. path .. " is not valid JSON: " .. tostring(err)) end
+  local n = 0
+  if type(items) == "table" then for _ in pairs(items) do n = n + 1 end end
+  if type(items) ~= "table" or n ~= #items then
+    usage_error("batch: " .. path .. " must hold a JSON array of calls")
+  end
+  local calls = {}
+  for i, item in ipairs(items) do
+    local where = "batch: call " .. i
+    if type(item) ~= "table" then usage_error(where .. " is not an object") end
+    for k in pairs(item) do
+      if k ~= "vendor" and k ~= "operation" and k ~= "args" then
+        usage_error(where .. ": unknown member '" .. tostring(k) .. "' (vendor, operation, args)")
+      end
+    end
+    if type(item.vendor) ~= "string" or not vendor_ops[item.vendor] then
+      usage_error(where .. ": unknown vendor '" .. tostring(item.vendor) .. "' (one of "
+        .. table.concat(vendors, ", ") .. ")")
+    end
+    local op = type(item.operation) == "string" and find_op(item.vendor, item.operation)
+    if not op then
+      usage_error(where .. ": unknown operation '" .. item.vendor .. " " .. tostring(item.operation) .. "'")
+    end
+    local args = item.args
+    if args == nil or args == envclone.null then args = {} end
+    if type(args) ~= "table" or (next(args) ~= nil and args[1] ~= nil) then
+      usage_error(where .. ": args must be a JSON object")
+    end
+    calls[i] = { op = op, args = args }
+  end
+  return calls
+end
+
+-- An error object as plain JSON-able fields (secrets scrubbed by the caller).
+local function plain_error(err)
+  if type(err) ~= "table" then return { kind = "task", message = tostring(err) } end
+  local t = {}
+  for k, v in pairs(err) do
+    if type(v) ~= "function" and type(v) ~= "userdata" or v == envclone.null then t[k] = v end
+  end
+  t.message = t.message or tostring(err)
+  return t
+end
+
+local function batch_progress(errout, started)
+  local failed = 0
+  return function(done, total, _, result)
+    if not result.ok then failed = failed + 1 end
+    errout:write("\r\27[K", string.format("batch: %d/%d done, %d failed, %.1fs elapsed",
+      done, total, failed, runtime.now() - started))
+    errout:flush()
+  end
+end
+
+local function run_batch(argv, out, errout, tty)
+  local ok, p = pcall(function()
+    local parsed = parse_batch(argv)
+    if parsed.opts.help then return parsed end
+    parsed.calls = load_batch(parsed.file)
+    if parsed.opts.credentials then parsed.creds = read_credentials(parsed.opts.credentials) end
+    return parsed
+  end)
+  if not ok then
+    if type(p) ~= "table" or not p.usage then error(p, 0) end
+    errout:write("envclone: ", p.usage, p.hint and (" (" .. p.hint .. ")") or "", "\n")
+    return EXIT.usage
+  end
+  if p.opts.help then
+    out:write(BATCH_USAGE)
+    return EXIT.ok
+  end
+  tty = tty or { out = out == io.stdout and isatty(1), err = errout == io.stderr and isatty(2) }
+  -- one client per vendor named in the file; every credential checked before anything is sent
+  local clients, secrets = {}, {}
+  for i, call in ipairs(p.calls) do
+    local op = call.op
+    local vendor = op.vendor
+    if not clients[vendor] then
+      local opts = { base_url = os.getenv("ENVCLONE_" .. vendor:upper() .. "_URL"), timeout = p.opts.timeout }
+      if p.opts.no_retry then opts.retry = false end
+      for option, var in pairs(cli.credential_env[vendor]) do
+        local v = (p.creds or {})[var] or os.getenv(var)
+        if v == "" then v = nil end
+        opts[option] = v
+        if v then secrets[#secrets + 1] = v end
+      end
+      local cok, client = pcall(envclone[vendor], opts)
+      if not cok then
+        errout:write(tostring(client), "\n")
+        return EXIT.usage
+      end
+      clients[vendor] = client
+    end
+    if op.credential then
+      local var = cli.credential_env[vendor][op.credential]
+      local v = (p.creds or {})[var] or os.getenv(var)
+      if v == nil or v == "" then
+        errout:write("envclone: batch: call ", i, ": ", vendor, " ", cli.kebab(op.name), " needs ", var,
+          " in the environment or in --credentials FILE\n")
+        return EXIT.usage
+      end
+    end
+  end
+  local started = runtime.now()
+  local b = envclone.batch{ max_in_flight = p.opts.max_in_flight,
+    on_progress = tty.err and batch_progress(errout, started) or nil }
+  for _, call in ipairs(p.calls) do b:add(clients[call.op.vendor], call.op.name, call.args) end
+  local results = b:run()
+  for _, c in pairs(clients) do c:close() end
+  if tty.err then errout:write("\r\27[K") end
+  local printed, status = {}, EXIT.ok
+  for i, r in ipairs(results) do
+    if r.ok then
+      printed[i] = { ok = true, result = scrub(r.value, secrets), extra = scrub(r.extra, secrets) }
+    else
+      printed[i] = { ok = false, error = scrub(plain_error(r.err), secrets) }
+      if status == EXIT.ok then status = exit_for_kind[r.err.kind] or EXIT.failure end
+    end
+  end
+  out:write(#printed == 0 and "[]" or json_encode(printed), "\n")
+  if tty.err then
+    errout:write(string.format("batch: %d calls, %d succeeded, %d failed in %.1fs\n", #printed,
+      results.succeeded, results.failed, runtime.now() - started))
+  end
+  return status
+end
+
 -- ---- main
 
 local function run_emulator(argv, errout)
@@ -561,6 +764,7 @@ function cli.main(argv, out, errout, tty)
   out, errout = out or io.stdout, errout or io.stderr
   if argv[1] == "emulator" then return run_emulator(argv, errout) end
   load_library()
+  if argv[1] == "batch" then return run_batch(argv, out, errout, tty) end
   if argv[1] == "list" then
     list(out)
     return EXIT.ok

@@ -1,0 +1,189 @@
+-- `envclone batch FILE` as a user runs it: a spawned process against the
+-- emulator, a JSON array of results on stdout in the file's order, the usage
+-- exit code (and nothing sent) for a file that is not a valid batch, and a
+-- progress line in a terminal (tmux).
+local emu = require("spec.support.emu")
+local cjson = require("cjson.safe")
+local socket = require("socket")
+
+local e
+local BUILD = os.getenv("ENVCLONE_BUILD") or "build"
+
+local function write_file(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- Every vendor's URL and credentials, as the user's environment.
+local function env_all()
+  local env = { ENVCLONE_BUILD = BUILD, VERSORI_TOKEN = e.credentials.versori.token,
+    VERSORI_COOKIE = e.credentials.versori.cookie, QOVERY_TOKEN = e.credentials.qovery.token,
+    KONTENT_API_KEY = e.credentials.kontent.api_key, DROPLIT_TOKEN = e.credentials.droplit.token }
+  for vendor, url in pairs(e.base_urls) do env["ENVCLONE_" .. vendor:upper() .. "_URL"] = url end
+  return env
+end
+
+local function command(env, args)
+  local parts = { "env" }
+  for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. emu.quote(v) end
+  parts[#parts + 1] = os.getenv("ENVCLONE_LUA") or "lua5.4"
+  parts[#parts + 1] = "bin/envclone"
+  for _, a in ipairs(args) do parts[#parts + 1] = emu.quote(a) end
+  return table.concat(parts, " ")
+end
+
+local function run(env, args)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, _, code = os.execute(command(env, args) .. " >" .. out .. " 2>" .. err .. " </dev/null")
+  if type(ok) == "number" then code = ok / 256 end -- Lua 5.1
+  if ok == true then code = 0 end
+  local stdout, stderr = emu.read_file(out), emu.read_file(err)
+  os.remove(out)
+  os.remove(err)
+  return code, stdout, stderr
+end
+
+local function calls_json(n)
+  local calls = {}
+  for i = 1, n do
+    local which = i % 4
+    if which == 0 then
+      calls[i] = { vendor = "versori", operation = "clone-environment", args = {
+        organisation_id = e.seed.versori.organisation_id, project_id = e.seed.versori.project_id,
+        oldEnvName = "staging", newEnvName = "cli" .. i } }
+    elseif which == 1 then
+      calls[i] = { vendor = "qovery", operation = "clone_application", args = {
+        applicationId = e.seed.qovery.application_id, environment_id = e.seed.qovery.environment_id,
+        name = "cli" .. i } }
+    elseif which == 2 then
+      calls[i] = { vendor = "kontent", operation = "get-environment",
+        args = { environment_id = e.seed.kontent.environment_id } }
+    else
+      calls[i] = { vendor = "droplit", operation = "create-environment",
+        args = { ecosystemId = e.seed.droplit.ecosystem_id, alias = "cli" .. i } }
+    end
+  end
+  return calls
+end
+
+setup(function() e = emu.start{} end)
+teardown(function() if e then e:stop() end end)
+before_each(function() e:reset() end)
+
+describe("envclone batch FILE", function()
+  it("runs the calls together and prints a JSON array of results in the file's order", function()
+    local calls = calls_json(24)
+    local file = write_file(cjson.encode(calls))
+    local code, out, err = run(env_all(), { "batch", file, "--max-in-flight", "4" })
+    os.remove(file)
+    assert.are.equal(0, code, err)
+    local results = cjson.decode(out)
+    assert.are.equal(24, #results)
+    for i, r in ipairs(results) do
+      assert.is_true(r.ok, i .. ": " .. out)
+      if calls[i].vendor == "kontent" then
+        assert.are.equal(e.seed.kontent.environment_id, r.result.id)
+      end
+    end
+    assert.are.equal(24, #e:requests())
+    assert.is_nil(out:find(e.credentials.kontent.api_key, 1, true))
+    assert.are.equal("", err) -- no progress line when stderr is not a terminal
+  end)
+
+  it("a failing call has its own error; the exit status is its kind's", function()
+    local calls = calls_json(4)
+    calls[2] = { vendor = "kontent", operation = "get-environment", args = { environment_id = "not-a-uuid" } }
+    local file = write_file(cjson.encode(calls))
+    local code, out = run(env_all(), { "batch", file })
+    os.remove(file)
+    assert.are.equal(3, code) -- validation
+    local results = cjson.decode(out)
+    assert.are.equal(4, #results)
+    assert.is_false(results[2].ok)
+    assert.are.equal("validation", results[2].error.kind)
+    assert.are.equal("environment_id", results[2].error.field)
+    assert.is_true(results[1].ok and results[3].ok and results[4].ok)
+    assert.are.equal(3, #e:requests())
+  end)
+
+  it("refuses a file that is not a batch with the usage status, before sending anything", function()
+    local cases = {
+      "not json",
+      '{"vendor": "kontent"}',
+      '[{"vendor": "nope", "operation": "get-environment", "args": {}}]',
+      '[{"vendor": "kontent", "operation": "get-environmen", "args": {}}]',
+      '[{"vendor": "kontent", "operation": "get-environment", "args": [1]}]',
+      '[{"vendor": "kontent", "operation": "get-environment", "arg": {}}]',
+      '[1]',
+    }
+    local good = cjson.encode(calls_json(4))
+    for _, text in ipairs(cases) do
+      -- a valid call first: the bad one later in the file still stops everything
+      local file = write_file(text:sub(1, 1) == "[" and (good:sub(1, -2) .. "," .. text:sub(2)) or text)
+      local code, out, err = run(env_all(), { "batch", file })
+      os.remove(file)
+      assert.are.equal(2, code, text .. ": " .. err)
+      assert.are.equal("", out)
+      assert.matches("^envclone: batch", err)
+    end
+    local code = run(env_all(), { "batch", "/nonexistent/batch.json" })
+    assert.are.equal(2, code)
+    local file = write_file(good)
+    assert.are.equal(2, (run(env_all(), { "batch", file, "--max-in-flight", "0" })))
+    assert.are.equal(2, (run(env_all(), { "batch", file, "--bogus" })))
+    assert.are.equal(2, (run(env_all(), { "batch" })))
+    local env = env_all()
+    env.VERSORI_TOKEN = ""
+    local c2, _, err2 = run(env, { "batch", file })
+    assert.are.equal(2, c2)
+    assert.matches("VERSORI_TOKEN", err2)
+    os.remove(file)
+    assert.are.equal(0, #e:requests())
+    local c3, help = run(env_all(), { "batch", "--help" })
+    assert.are.equal(0, c3)
+    assert.matches("usage: envclone batch FILE", help)
+  end)
+
+  it("shows a progress line on a terminal, and keeps stdout JSON", function()
+    if os.execute("command -v tmux >/dev/null 2>&1") ~= true then pending("tmux is not installed") end
+    e:faults{ delay = 0.1 }
+    local file = write_file(cjson.encode(calls_json(30)))
+    local out = os.tmpname()
+    local sock = os.tmpname()
+    os.remove(sock)
+    local function tmux(args)
+      local p = assert(io.popen("tmux -S " .. emu.quote(sock) .. " " .. args .. " 2>/dev/null", "r"))
+      local text = p:read("*a")
+      p:close()
+      return text
+    end
+    local cmd = command(env_all(), { "batch", file, "--max-in-flight", "2" }) .. " >" .. emu.quote(out)
+      .. "; echo EXIT=$?; sleep 60"
+    local here = assert(io.popen("pwd")):read("*l")
+    tmux("new-session -d -x 160 -y 24 -c " .. emu.quote(here) .. " " .. emu.quote(cmd))
+    local seen, final = {}, nil
+    local deadline = socket.gettime() + 30
+    repeat
+      local screen = tmux("capture-pane -p")
+      for line in screen:gmatch("[^\n]+") do
+        local done = line:match("^batch: (%d+)/30 done, 0 failed, [%d.]+s elapsed$")
+        if done then seen[#seen + 1] = tonumber(done) end
+      end
+      if screen:find("EXIT=%d+") then final = screen end
+      socket.sleep(0.05)
+    until final or socket.gettime() > deadline
+    tmux("kill-server")
+    os.remove(sock)
+    os.remove(file)
+    local results = cjson.decode(emu.read_file(out) or "")
+    os.remove(out)
+    assert.is_string(final, "the command did not finish")
+    assert.matches("EXIT=0", final)
+    assert.is_true(#seen >= 1, "the progress line was seen")
+    assert.matches("batch: 30 calls, 30 succeeded, 0 failed in [%d.]+s", final)
+    assert.are.equal(30, #results)
+  end)
+end)
