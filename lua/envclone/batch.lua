@@ -65,8 +65,9 @@ function batch.new(opts, methods_of)
   if n < 1 or n ~= math.floor(n) or n == math.huge then
     error("envclone.batch: max_in_flight must be a positive integer", 3)
   end
-  return setmetatable({ _items = {}, _max = n, _on_progress = opts.on_progress, _state = "new",
-    _methods_of = methods_of }, Batch)
+  -- items as parallel arrays: a call is (method, client, args), a task (fn)
+  return setmetatable({ _fn = {}, _a = {}, _b = {}, _n = 0, _max = n, _on_progress = opts.on_progress,
+    _state = "new", _methods_of = methods_of }, Batch)
 end
 
 --- Adds a call or a task; returns its index in the results.
@@ -84,9 +85,9 @@ function Batch:add(what, operation, args)
   if self._state ~= "new" then
     error("envclone.batch: add after run() has started", 2)
   end
-  local item
+  local fn, a, b
   if type(what) == "function" then
-    item = { fn = what }
+    fn = what
   else
     local methods, vendor = self._methods_of(what)
     if not methods then
@@ -97,12 +98,12 @@ function Batch:add(what, operation, args)
       error("envclone.batch: the " .. vendor .. " client has no operation '"
         .. tostring(operation) .. "'", 2)
     end
-    local method = methods[operation]
-    item = { fn = function() return method(what, args) end }
+    fn, a, b = methods[operation], what, args
   end
-  local items = self._items
-  items[#items + 1] = item
-  return #items
+  local n = self._n + 1
+  self._n = n
+  self._fn[n], self._a[n], self._b[n] = fn, a, b
+  return n
 end
 
 -- The result record of an item that ended with `ok` (it did not raise) and
@@ -122,7 +123,7 @@ local function record(self, results, i, ok, a, b)
   results[i] = r
   if r.ok then results.succeeded = results.succeeded + 1 else results.failed = results.failed + 1 end
   self._done = self._done + 1
-  if self._on_progress then self._on_progress(self._done, #self._items, i, r) end
+  if self._on_progress then self._on_progress(self._done, self._n, i, r) end
 end
 
 -- ---------------------------------------------------------------------------
@@ -177,67 +178,102 @@ function Plain.send(_, transport, req)
   return coroutine.yield(SEND, req)
 end
 
+-- A worker coroutine runs one item after another (a coroutine is made again
+-- only after an item raised): fn(a, b) is a call's method(client, args) or
+-- a task's fn().
+local DONE = setmetatable({}, { __name = "envclone.batch.done" })
+local function worker(fn, a, b)
+  while true do
+    fn, a, b = coroutine.yield(DONE, fn(a, b))
+  end
+end
+
 local function run_plain(self, results)
-  local items, max = self._items, self._max
+  local total, max = self._n, self._max
+  local fns, as, bs = self._fn, self._a, self._b
   local multi = core.multi{ max_connections = max }
   local sched = setmetatable({}, Plain)
-  -- ready: tasks to resume, with what to resume them with
-  local ready, rhead, rtail = {}, 1, 0
-  local sendq, shead, stail = {}, 1, 0
+  -- coroutines to resume, and with what (parallel arrays, used as a queue)
+  local rq_co, rq_1, rq_2, rq_3, rhead, rtail = {}, {}, {}, {}, 1, 0
+  -- requests waiting for a slot on the wire
+  local sq_co, sq_req, shead, stail = {}, {}, 1, 0
   local timers, seq = {}, 0
   local inflight, n_inflight, next_id = {}, 0, 0
-  local index_of = {}
+  local item_of = {}   -- worker -> index of the item it runs
+  local idle, n_idle = {}, 0
+  local next_item = 1
 
-  local function push_ready(co, a, b)
+  local function push_ready(co, x, y, z)
     rtail = rtail + 1
-    ready[rtail] = { co, a, b }
+    rq_co[rtail], rq_1[rtail], rq_2[rtail], rq_3[rtail] = co, x, y, z
   end
 
-  for i, item in ipairs(items) do
-    local co = coroutine.create(item.fn)
-    runtime.attach(co, sched)
-    index_of[co] = i
-    push_ready(co)
+  -- Starts item i on an idle worker (or a new one).
+  local function start(i)
+    local co
+    if n_idle > 0 then
+      co = idle[n_idle]
+      idle[n_idle] = nil
+      n_idle = n_idle - 1
+    else
+      co = coroutine.create(worker)
+      runtime.attach(co, sched)
+    end
+    item_of[co] = i
+    push_ready(co, fns[i], as[i], bs[i])
+    -- the batch holds no reference to a started item
+    fns[i], as[i], bs[i] = nil, nil, nil
   end
 
-  local function step(co, ok, tag, a, b)
-    if coroutine.status(co) == "dead" then
-      local i = index_of[co]
-      index_of[co] = nil
-      record(self, results, i, ok, tag, a)
+  local function step(co, ok, tag, x, y)
+    if not ok then
+      -- the item raised: its worker is dead
+      local i = item_of[co]
+      item_of[co] = nil
+      record(self, results, i, false, tag)
     elseif tag == SEND then
       stail = stail + 1
-      sendq[stail] = { co, a }
+      sq_co[stail], sq_req[stail] = co, x
+    elseif tag == DONE then
+      local i = item_of[co]
+      item_of[co] = nil
+      n_idle = n_idle + 1
+      idle[n_idle] = co
+      record(self, results, i, true, x, y)
     elseif tag == SLEEP then
       seq = seq + 1
-      heap_push(timers, { runtime.now() + a, seq, co })
+      heap_push(timers, { runtime.now() + x, seq, co })
     else
       -- the task's own coroutine.yield: resumed at once, with nothing
       push_ready(co)
     end
-    return b
   end
 
-  local total = #items
   while self._done < total do
-    while rhead <= rtail do
-      local r = ready[rhead]
-      ready[rhead] = nil
-      rhead = rhead + 1
-      local co = r[1]
-      step(co, coroutine.resume(co, r[2], r[3]))
+    -- start items while the wire has room for what they will send; items
+    -- that sleep (waiters, back-off, rate limits) make room for others
+    while next_item <= total and rhead > rtail and n_inflight + (stail - shead + 1) < max do
+      start(next_item)
+      next_item = next_item + 1
+      while rhead <= rtail do
+        local co = rq_co[rhead]
+        local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
+        rq_co[rhead], rq_1[rhead], rq_2[rhead], rq_3[rhead] = nil, nil, nil, nil
+        rhead = rhead + 1
+        step(co, coroutine.resume(co, x, y, z))
+      end
     end
     while n_inflight < max and shead <= stail do
-      local s = sendq[shead]
-      sendq[shead] = nil
+      local co, req = sq_co[shead], sq_req[shead]
+      sq_co[shead], sq_req[shead] = nil, nil
       shead = shead + 1
       next_id = next_id + 1
-      local added, err = multi:add(s[2], next_id)
+      local added, err = multi:add(req, next_id)
       if added then
-        inflight[next_id] = s[1]
+        inflight[next_id] = co
         n_inflight = n_inflight + 1
       else
-        push_ready(s[1], nil, err)
+        push_ready(co, nil, err)
       end
     end
     if rhead > rtail and self._done < total then
@@ -255,13 +291,20 @@ local function run_plain(self, results)
         end
       elseif timers[1] then
         core.sleep(wait)
-      else
+      elseif next_item > total then
         error("envclone.batch: internal error: no task can run") -- every task waits on nothing
       end
       local now = runtime.now()
       while timers[1] and timers[1][1] <= now do
         push_ready(heap_pop(timers)[3])
       end
+    end
+    while rhead <= rtail do
+      local co = rq_co[rhead]
+      local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
+      rq_co[rhead], rq_1[rhead], rq_2[rhead], rq_3[rhead] = nil, nil, nil, nil
+      rhead = rhead + 1
+      step(co, coroutine.resume(co, x, y, z))
     end
   end
   multi:close()
@@ -301,11 +344,12 @@ local function run_nginx(self, results)
   local ngx = rawget(_G, "ngx")
   local sched = setmetatable({ sem = require("ngx.semaphore").new(self._max) }, Nginx)
   local threads = {}
-  for i, item in ipairs(self._items) do
+  local fns, as, bs = self._fn, self._a, self._b
+  for i = 1, self._n do
     threads[i] = ngx.thread.spawn(function()
       runtime.attach(coroutine.running(), sched)
       -- LuaJIT yields across pcall: the task's calls still go to nginx
-      record(self, results, i, pcall(item.fn))
+      record(self, results, i, pcall(fns[i], as[i], bs[i]))
     end)
   end
   for i = 1, #threads do
@@ -335,7 +379,7 @@ function Batch:run()
     run_plain(self, results)
   end
   self._state = "done"
-  self._items = {}
+  self._fn, self._a, self._b = {}, {}, {}
   return results
 end
 

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# bench/batch.sh - envclone batches against libcurl's multi interface in C,
+# side by side in one run; then the resident set size over many batches.
+#
+#   bash bench/batch.sh            # about a minute on 2 cores
+#
+# A private nginx on 127.0.0.1 answers Kontent.ai's cloning-state GET (the
+# same stand-in as bench/run.sh). Each round runs both clients, in rotating
+# order, for BENCH_BATCH_N GETs with BENCH_BATCH_K in flight:
+#   envclone-batch    one envclone.batch of get_cloning_state calls (Lua 5.4)
+#   c-libcurl-multi   bench/peer_multi.c: one multi handle, K easy handles set
+#                     up once and re-added, curl_multi_poll
+# On 2 or more cores the nginx worker runs on CPU 0 and the clients on CPU 1
+# (taskset): unpinned, the same pair measures anywhere from 0.4x to 1.7x.
+# Prints a markdown section; only 127.0.0.1 is contacted; every run is
+# bounded by `timeout`.
+#
+# Environment: BENCH_BATCH_N (20000), BENCH_BATCH_K (64), BENCH_ROUNDS (5),
+#   BENCH_RSS_N (1000 calls per batch), BENCH_RSS_BATCHES (20), BENCH_PORT
+#   (18490), ENVCLONE_BUILD (a build dir with envclone/core.so; else one is built).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+N=${BENCH_BATCH_N:-20000}
+K=${BENCH_BATCH_K:-64}
+ROUNDS=${BENCH_ROUNDS:-5}
+RSS_N=${BENCH_RSS_N:-1000}
+RSS_BATCHES=${BENCH_RSS_BATCHES:-20}
+PORT=${BENCH_PORT:-18490}
+RUN_TIMEOUT=120
+
+say() { printf 'bench/batch: %s\n' "$*" >&2; }
+for c in nginx lua5.4 cc pkg-config; do
+  command -v "$c" >/dev/null || { say "missing $c"; exit 1; }
+done
+
+work=$(mktemp -d /tmp/envclone-bench-batch.XXXXXX)
+nginx_pid=""
+cleanup() {
+  if [ -n "$nginx_pid" ]; then
+    kill "$nginx_pid" 2>/dev/null || true
+    wait "$nginx_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "${ENVCLONE_BUILD:-}" ] && [ -f "$ENVCLONE_BUILD/envclone/core.so" ]; then
+  build=$(cd "$ENVCLONE_BUILD" && pwd)
+else
+  say "building envclone into $work/build"
+  ENVCLONE_BUILD="$work/build" bash scripts/build.sh -DENVCLONE_TESTS=OFF >/dev/null
+  build="$work/build"
+fi
+# shellcheck disable=SC2046
+cc -O2 -g -Wall -Wextra -o "$work/peer_multi" bench/peer_multi.c $(pkg-config --cflags --libs libcurl)
+
+server_cpu=()
+client_cpu=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  server_cpu=(taskset -c 0)
+  client_cpu=(taskset -c 1)
+fi
+
+mkdir -p "$work/nginx/logs"
+start_nginx() {
+  cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$PORT backlog=1024;
+    default_type application/json;
+    location ~ ^/kontent/v2/projects/[0-9a-fA-F-]+/environment-cloning-state\$ {
+      return 200 '{"cloning_state":"done"}';
+    }
+    location / { return 404 '{"request_id":"bench","error_code":0,"message":"not found"}'; }
+  }
+}
+EOF
+  "${server_cpu[@]}" nginx -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+  nginx_pid=$!
+  for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    kill -0 "$nginx_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$nginx_pid" 2>/dev/null || true
+  wait "$nginx_pid" 2>/dev/null || true
+  nginx_pid=""
+  return 1
+}
+for _ in $(seq 10); do
+  start_nginx && break
+  PORT=$((PORT + 1))
+done
+[ -n "$nginx_pid" ] || { say "could not start nginx"; exit 1; }
+
+lua_env=(env LUA_CPATH="$build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;")
+run_client() {
+  case $1 in
+    envclone-batch) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${lua_env[@]}" lua5.4 bench/batch_client.lua get "$N" "$PORT" "$K" ;;
+    c-libcurl-multi) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "$work/peer_multi" "$N" "$PORT" "$K" ;;
+  esac
+}
+
+results="$work/results.txt"
+: >"$results"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+clients=(envclone-batch c-libcurl-multi)
+say "$ROUNDS rounds of $N GETs, $K in flight: ${clients[*]} (pinned: ${client_cpu[*]:-no})"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for ((i = 0; i < ${#clients[@]}; i++)); do
+    c=${clients[$(((i + r) % ${#clients[@]}))]}
+    line=$(run_client "$c") || { say "$c failed"; exit 1; }
+    echo "round=$r $line" >>"$results"
+  done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+say "RSS: $RSS_BATCHES batches of $RSS_N calls"
+"${lua_env[@]}" timeout "$RUN_TIMEOUT" lua5.4 bench/batch_client.lua rss "$RSS_N" "$PORT" "$K" "$RSS_BATCHES" >"$work/rss.txt"
+
+lua5.4 - "$results" "$work/rss.txt" "$K" "$N" "$ROUNDS" "$load_before" "$load_after" <<'LUA'
+local results, rss_file, k, n, rounds, lb, la = arg[1], arg[2], arg[3], arg[4], arg[5], arg[6], arg[7]
+local per = {}   -- round -> client -> req/s
+local cpu = {}   -- client -> list of cpu per call (us)
+for line in io.lines(results) do
+  local r, c, nn, wall, c_cpu = line:match("^round=(%d+) RESULT client=(%S+) op=%a+ n=(%d+) wall=([%d.]+) cpu=([%d.]+)")
+  if r then
+    per[r] = per[r] or {}
+    per[r][c] = tonumber(nn) / tonumber(wall)
+    cpu[c] = cpu[c] or {}
+    table.insert(cpu[c], tonumber(c_cpu) / tonumber(nn) * 1e6)
+  end
+end
+local function median(t)
+  table.sort(t)
+  local m = #t
+  if m == 0 then return 0 end
+  return m % 2 == 1 and t[(m + 1) / 2] or (t[m / 2] + t[m / 2 + 1]) / 2
+end
+local rates, ratios = { ["envclone-batch"] = {}, ["c-libcurl-multi"] = {} }, {}
+for _, row in pairs(per) do
+  for c, v in pairs(row) do table.insert(rates[c], v) end
+  if row["envclone-batch"] and row["c-libcurl-multi"] then
+    table.insert(ratios, row["envclone-batch"] / row["c-libcurl-multi"])
+  end
+end
+local function range(t)
+  local lo, hi = math.huge, 0
+  for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end
+  return lo, hi
+end
+print(string.format("**Batch of GETs, %s in flight** (%s GETs per run, median of %s rounds; load average %s before, %s after)",
+  k, n, rounds, lb, la))
+print()
+print("| client | req/s (median) | req/s (min-max) | client CPU per call | envclone runs at |")
+print("|---|---:|---:|---:|---:|")
+local ratio = median(ratios)
+local lo_r, hi_r = range(ratios)
+for _, c in ipairs{ "envclone-batch", "c-libcurl-multi" } do
+  local lo, hi = range(rates[c])
+  print(string.format("| %s | %.0f | %.0f-%.0f | %.1f µs | %s |",
+    c == "envclone-batch" and ("envclone.batch, max_in_flight = " .. k) or ("C libcurl multi, " .. k .. " in flight"),
+    median(rates[c]), lo, hi, median(cpu[c] or {}),
+    c == "envclone-batch" and "-" or string.format("%.2fx of it (rounds: %.2f-%.2f)", ratio, lo_r, hi_r)))
+end
+print()
+local rows = {}
+for line in io.lines(rss_file) do
+  local calls, kb = line:match("^RSS calls=(%d+) kb=(%d+)")
+  if calls then rows[#rows + 1] = { tonumber(calls), tonumber(kb) } end
+end
+if #rows > 0 then
+  local first, last = rows[1], rows[#rows]
+  local out = {}
+  for _, r in ipairs(rows) do out[#out + 1] = string.format("%d: %d", r[1], r[2]) end
+  print(string.format("**RSS over batches** (KiB after N calls; batches of %d): %s", rows[2] and rows[2][1] or 0,
+    table.concat(out, ", ")))
+  print()
+  print(string.format("From the 2nd batch's end (%d calls, %d KiB) to the last (%d calls, %d KiB): %+d KiB.",
+    rows[2] and rows[2][1] or first[1], rows[2] and rows[2][2] or first[2], last[1], last[2],
+    last[2] - (rows[2] and rows[2][2] or first[2])))
+end
+LUA

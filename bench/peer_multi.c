@@ -1,0 +1,142 @@
+/*
+ * peer_multi.c - the raw libcurl multi floor for bench/batch.sh.
+ *
+ *   peer_multi N PORT K
+ *
+ * N GETs of the Kontent cloning state from the loopback stand-in on
+ * 127.0.0.1:PORT, K in flight at once on one multi handle: K easy handles,
+ * each set up once (options, the same headers envclone sends) and re-added
+ * as soon as its transfer is done, connections reused. The loop waits in
+ * curl_multi_poll, as envclone's batch does. Bodies are read into a buffer
+ * per handle and the status checked; the JSON is not parsed.
+ *
+ * Prints one line:
+ *   RESULT client=c-libcurl-multi op=get n=<N> wall=<seconds> cpu=<seconds>
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define UUID "8d20758c-d74c-4f59-ae04-ee928c0816b7"
+#define WARMUP 200
+
+struct slot {
+    CURL *e;
+    char body[4096];
+    size_t len;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct slot *s = ud;
+    size_t n = size * nmemb;
+    if (s->len + n >= sizeof s->body)
+        return 0;
+    memcpy(s->body + s->len, data, n);
+    s->len += n;
+    return n;
+}
+
+static double now(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs n GETs with k in flight; 0, or -1 on a failed transfer. */
+static int run(CURLM *m, struct slot *slots, int k, long n)
+{
+    long started = 0, done = 0;
+    for (int i = 0; i < k && started < n; i++, started++) {
+        slots[i].len = 0;
+        curl_multi_add_handle(m, slots[i].e);
+    }
+    while (done < n) {
+        int running = 0;
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        int any = 0;
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            any = 1;
+            CURL *e = msg->easy_handle;
+            CURLcode rc = msg->data.result;
+            struct slot *s = NULL;
+            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&s);
+            long status = 0;
+            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+            curl_multi_remove_handle(m, e);
+            if (rc != CURLE_OK || status != 200 || s->len == 0) {
+                fprintf(stderr, "peer_multi: %s, status %ld\n", curl_easy_strerror(rc), status);
+                return -1;
+            }
+            done++;
+            if (started < n) {
+                started++;
+                s->len = 0;
+                curl_multi_add_handle(m, e);
+            }
+        }
+        if (!any && done < n)
+            curl_multi_poll(m, NULL, 0, 1000, NULL);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: peer_multi N PORT K\n");
+        return 2;
+    }
+    long n = strtol(argv[1], NULL, 10);
+    int port = atoi(argv[2]);
+    int k = atoi(argv[3]);
+    if (n < 1 || k < 1 || k > 1024)
+        return 2;
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/kontent/v2/projects/%s/environment-cloning-state", port, UUID);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, "Authorization: Bearer k");
+    h = curl_slist_append(h, "Accept: application/json");
+    h = curl_slist_append(h, "User-Agent: peer_multi/1");
+    h = curl_slist_append(h, "Expect:");
+    CURLM *m = curl_multi_init();
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)k);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)k);
+    struct slot *slots = calloc((size_t)k, sizeof *slots);
+    for (int i = 0; i < k; i++) {
+        CURL *e = curl_easy_init();
+        slots[i].e = e;
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &slots[i]);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)&slots[i]);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    if (run(m, slots, k, WARMUP) != 0)
+        return 1;
+    double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+    if (run(m, slots, k, n) != 0)
+        return 1;
+    double w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID);
+    printf("RESULT client=c-libcurl-multi op=get n=%ld wall=%.6f cpu=%.6f\n", n, w1 - w0, c1 - c0);
+    for (int i = 0; i < k; i++)
+        curl_easy_cleanup(slots[i].e);
+    free(slots);
+    curl_multi_cleanup(m);
+    curl_slist_free_all(h);
+    curl_global_cleanup();
+    return 0;
+}
