@@ -58,19 +58,23 @@ static void multi_release(lua_State *L, ec_multi *mu)
     mu->closed = 1;
     /* a batch dropped half-way: every transfer still in flight is removed
      * (a handle must leave its multi before it is cleaned up) */
-    while (mu->busy) {
-        ec_slot *s = mu->busy;
-        slot_unlink(&mu->busy, s);
+    ec_slot *s = mu->busy;
+    mu->busy = NULL;
+    while (s) {
+        ec_slot *next = s->next;
         curl_multi_remove_handle(mu->m, ec_easy_curl(s->e));
         ec_easy_free(s->e);
         luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
         free(s);
+        s = next;
     }
-    while (mu->idle) {
-        ec_slot *s = mu->idle;
-        slot_unlink(&mu->idle, s);
+    s = mu->idle;
+    mu->idle = NULL;
+    while (s) {
+        ec_slot *next = s->next;
         ec_easy_free(s->e);
         free(s);
+        s = next;
     }
     curl_multi_cleanup(mu->m);
     mu->m = NULL;
