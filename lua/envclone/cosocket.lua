@@ -154,6 +154,14 @@ local function exchange(ngx, req, pool, t)
     if serr == "timeout" then
       return fail(req, "timeout", "sending the request to " .. where .. " timed out", true)
     end
+    if serr == "closed" and tls and verify and not reused then
+      -- lua-nginx-module without openresty/lua-nginx-module#2506 (Debian 12 ships 0.10.23)
+      -- returns true from a verifying sslhandshake whose certificate check failed when the
+      -- handshake completed at once, and has closed the socket: nothing left, and it is a TLS
+      -- failure, as libcurl reports it
+      return fail(req, "tls", "TLS handshake with " .. where .. " failed: the server's certificate "
+        .. "could not be verified", false, false)
+    end
     local res, err = fail(req, "send", "sending the request to " .. where .. " failed: " .. tostring(serr), true)
     return res, err, reused
   end

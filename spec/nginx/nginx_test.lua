@@ -442,6 +442,13 @@ describe("envclone in nginx (content_by_lua, LuaJIT, cosockets)", function()
     local err = compare_case("tls_untrusted")
     assert.are.same({ "transport", "tls", false, false, false },
       { err.kind, err.code, err.sent, err.maybe_applied, err.retryable })
+    -- lua-nginx-module 0.10.23 reports some failed certificate checks as a successful handshake
+    -- (openresty/lua-nginx-module#2506: about one in ten here); each must still end as "tls"
+    for i = 1, 20 do
+      local r = get("/compare?case=tls_untrusted&transports=cosocket")
+      local co = r.json.cosocket.err
+      assert.are.same({ "tls", false, false }, { co.code, co.sent, co.retryable }, "handshake " .. i .. ": " .. co.text)
+    end
     -- insecure = true: the handshake passes and the HTML answer is a decode error
     assert.are.equal("decode", compare_case("tls_insecure").kind)
     -- lua_ssl_trusted_certificate lists nginx's own certificate: verified, by name
