@@ -10,14 +10,17 @@
 #   envclone-batch    one envclone.batch of get_cloning_state calls (Lua 5.4)
 #   c-libcurl-multi   bench/peer_multi.c: one multi handle, K easy handles set
 #                     up once and re-added, curl_multi_poll
+# Then the same against a server that answers after BENCH_BATCH_DELAY_MS (5)
+# ms, as a remote API would (nginx's echo module, libnginx-mod-http-echo;
+# skipped when it is missing): there the wire, not the client, sets the pace.
 # On 2 or more cores the nginx worker runs on CPU 0 and the clients on CPU 1
 # (taskset): unpinned, the same pair measures anywhere from 0.4x to 1.7x.
 # Prints a markdown section; only 127.0.0.1 is contacted; every run is
 # bounded by `timeout`.
 #
 # Environment: BENCH_BATCH_N (20000), BENCH_BATCH_K (64), BENCH_ROUNDS (5),
-#   BENCH_RSS_N (1000 calls per batch), BENCH_RSS_BATCHES (20), BENCH_PORT
-#   (18490), ENVCLONE_BUILD (a build dir with envclone/core.so; else one is built).
+#   BENCH_RSS_N (1000 calls per batch), BENCH_RSS_BATCHES (20), BENCH_BATCH_DELAY_MS
+#   (5; 0 skips the delayed server), ENVCLONE_BUILD (a build dir with envclone/core.so; else one is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -27,7 +30,9 @@ K=${BENCH_BATCH_K:-64}
 ROUNDS=${BENCH_ROUNDS:-5}
 RSS_N=${BENCH_RSS_N:-1000}
 RSS_BATCHES=${BENCH_RSS_BATCHES:-20}
-PORT=${BENCH_PORT:-18490}
+PORT=18490
+DELAY_MS=${BENCH_BATCH_DELAY_MS:-5}
+ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
 RUN_TIMEOUT=120
 
 say() { printf 'bench/batch: %s\n' "$*" >&2; }
@@ -65,8 +70,16 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 
 mkdir -p "$work/nginx/logs"
+load_echo=""
+slow_location=""
+if [ -f "$ECHO_MODULE" ] && [ "$DELAY_MS" != 0 ]; then
+  load_echo="load_module $ECHO_MODULE;"
+  delay=$(awk "BEGIN { printf \"%.3f\", $DELAY_MS / 1000 }")
+  slow_location="location ~ ^/slow/kontent/v2/projects/[0-9a-fA-F-]+/environment-cloning-state\$ { echo_sleep $delay; echo -n '{\"cloning_state\":\"done\"}'; }"
+fi
 start_nginx() {
   cat >"$work/nginx/nginx.conf" <<EOF
+$load_echo
 worker_processes 1;
 daemon off;
 pid $work/nginx/nginx.pid;
@@ -87,6 +100,7 @@ http {
     location ~ ^/kontent/v2/projects/[0-9a-fA-F-]+/environment-cloning-state\$ {
       return 200 '{"cloning_state":"done"}';
     }
+    $slow_location
     location / { return 404 '{"request_id":"bench","error_code":0,"message":"not found"}'; }
   }
 }
@@ -103,41 +117,68 @@ EOF
   nginx_pid=""
   return 1
 }
+# a port nobody listens on (another nginx on the port would answer for ours)
+free_port() {
+  lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0); local _, p = s:getsockname(); s:close(); print(p)' \
+    2>/dev/null || echo "$PORT"
+}
 for _ in $(seq 10); do
+  PORT=$(free_port)
   start_nginx && break
-  PORT=$((PORT + 1))
 done
 [ -n "$nginx_pid" ] || { say "could not start nginx"; exit 1; }
 
 lua_env=(env LUA_CPATH="$build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;")
-run_client() {
+run_client() { # client prefix
   case $1 in
-    envclone-batch) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${lua_env[@]}" lua5.4 bench/batch_client.lua get "$N" "$PORT" "$K" ;;
-    c-libcurl-multi) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "$work/peer_multi" "$N" "$PORT" "$K" ;;
+    envclone-batch) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${lua_env[@]}" lua5.4 bench/batch_client.lua get "$N" "$PORT" "$K" "$2" ;;
+    c-libcurl-multi) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "$work/peer_multi" "$N" "$PORT" "$K" "$2" ;;
   esac
 }
 
-results="$work/results.txt"
-: >"$results"
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 clients=(envclone-batch c-libcurl-multi)
-say "$ROUNDS rounds of $N GETs, $K in flight: ${clients[*]} (pinned: ${client_cpu[*]:-no})"
-for ((r = 1; r <= ROUNDS; r++)); do
-  for ((i = 0; i < ${#clients[@]}; i++)); do
-    c=${clients[$(((i + r) % ${#clients[@]}))]}
-    line=$(run_client "$c") || { say "$c failed"; exit 1; }
-    echo "round=$r $line" >>"$results"
+rounds() { # prefix results-file
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for ((i = 0; i < ${#clients[@]}; i++)); do
+      c=${clients[$(((i + r) % ${#clients[@]}))]}
+      line=$(run_client "$c" "$1") || { say "$c failed"; exit 1; }
+      echo "round=$r $line" >>"$2"
+    done
   done
-done
+}
+results="$work/results.txt"
+slow_results="$work/slow.txt"
+: >"$results"
+: >"$slow_results"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+say "$ROUNDS rounds of $N GETs, $K in flight: ${clients[*]} (pinned: ${client_cpu[*]:-no})"
+rounds /kontent/v2 "$results"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ -n "$slow_location" ]; then
+  say "$ROUNDS rounds against a server answering after $DELAY_MS ms"
+  rounds /slow/kontent/v2 "$slow_results"
+fi
 say "RSS: $RSS_BATCHES batches of $RSS_N calls"
 "${lua_env[@]}" timeout "$RUN_TIMEOUT" lua5.4 bench/batch_client.lua rss "$RSS_N" "$PORT" "$K" "$RSS_BATCHES" >"$work/rss.txt"
 
-lua5.4 - "$results" "$work/rss.txt" "$K" "$N" "$ROUNDS" "$load_before" "$load_after" <<'LUA'
+lua5.4 - "$results" "$work/rss.txt" "$K" "$N" "$ROUNDS" "$load_before" "$load_after" "$slow_results" "$DELAY_MS" <<'LUA'
 local results, rss_file, k, n, rounds, lb, la = arg[1], arg[2], arg[3], arg[4], arg[5], arg[6], arg[7]
+local slow_file, delay_ms = arg[8], arg[9]
+local function median(t)
+  table.sort(t)
+  local m = #t
+  if m == 0 then return 0 end
+  return m % 2 == 1 and t[(m + 1) / 2] or (t[m / 2] + t[m / 2 + 1]) / 2
+end
+local function range(t)
+  local lo, hi = math.huge, 0
+  for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end
+  return lo, hi
+end
+local function table_of(file, title)
 local per = {}   -- round -> client -> req/s
 local cpu = {}   -- client -> list of cpu per call (us)
-for line in io.lines(results) do
+for line in io.lines(file) do
   local r, c, nn, wall, c_cpu = line:match("^round=(%d+) RESULT client=(%S+) op=%a+ n=(%d+) wall=([%d.]+) cpu=([%d.]+)")
   if r then
     per[r] = per[r] or {}
@@ -146,12 +187,6 @@ for line in io.lines(results) do
     table.insert(cpu[c], tonumber(c_cpu) / tonumber(nn) * 1e6)
   end
 end
-local function median(t)
-  table.sort(t)
-  local m = #t
-  if m == 0 then return 0 end
-  return m % 2 == 1 and t[(m + 1) / 2] or (t[m / 2] + t[m / 2 + 1]) / 2
-end
 local rates, ratios = { ["envclone-batch"] = {}, ["c-libcurl-multi"] = {} }, {}
 for _, row in pairs(per) do
   for c, v in pairs(row) do table.insert(rates[c], v) end
@@ -159,13 +194,8 @@ for _, row in pairs(per) do
     table.insert(ratios, row["envclone-batch"] / row["c-libcurl-multi"])
   end
 end
-local function range(t)
-  local lo, hi = math.huge, 0
-  for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end
-  return lo, hi
-end
-print(string.format("**Batch of GETs, %s in flight** (%s GETs per run, median of %s rounds; load average %s before, %s after)",
-  k, n, rounds, lb, la))
+if not next(per) then return end
+print(title)
 print()
 print("| client | req/s (median) | req/s (min-max) | client CPU per call | envclone runs at |")
 print("|---|---:|---:|---:|---:|")
@@ -179,6 +209,10 @@ for _, c in ipairs{ "envclone-batch", "c-libcurl-multi" } do
     c == "envclone-batch" and "-" or string.format("%.2fx of it (rounds: %.2f-%.2f)", ratio, lo_r, hi_r)))
 end
 print()
+end
+table_of(results, string.format("**Batch of GETs, %s in flight, immediate answers** (%s GETs per run, median of %s rounds; "
+  .. "load average %s before, %s after)", k, n, rounds, lb, la))
+table_of(slow_file, string.format("**Batch of GETs, %s in flight, answers after %s ms** (as from a remote API)", k, delay_ms))
 local rows = {}
 for line in io.lines(rss_file) do
   local calls, kb = line:match("^RSS calls=(%d+) kb=(%d+)")

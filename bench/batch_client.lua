@@ -1,9 +1,10 @@
 -- bench/batch_client.lua - envclone batches for bench/batch.sh.
 --
---   lua5.4 bench/batch_client.lua get N PORT K
+--   lua5.4 bench/batch_client.lua get N PORT K [PREFIX]
 --     one batch of N get_cloning_state calls, K in flight (after a 200-call
 --     batch that is not timed); prints
 --     RESULT client=envclone-batch op=get n=<N> wall=<seconds> cpu=<seconds>
+--     (PREFIX, default /kontent/v2: the server's location, e.g. /slow/kontent/v2)
 --   lua5.4 bench/batch_client.lua rss N PORT K BATCHES
 --     BATCHES batches of N calls each; prints the resident set size inside the
 --     first batch (after 10% and 100% of its calls) and after each later batch:
@@ -15,10 +16,12 @@
 local envclone = require("envclone")
 local core = require("envclone.core")
 
-local mode, n, port, k, batches = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4]), tonumber(arg[5])
+local mode, n, port, k = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
+local batches = mode == "rss" and tonumber(arg[5]) or nil
+local prefix = mode == "get" and arg[5] or "/kontent/v2"
 assert(mode and n and port and k, "usage: batch_client.lua get|rss N PORT K [BATCHES]")
 local ENV = "8d20758c-d74c-4f59-ae04-ee928c0816b7"
-local client = envclone.kontent{ api_key = "bench-api-key", base_url = "http://127.0.0.1:" .. port .. "/kontent/v2",
+local client = envclone.kontent{ api_key = "bench-api-key", base_url = "http://127.0.0.1:" .. port .. prefix,
   retry = false, rate_limit = false }
 
 local function rss_kb()

@@ -1,7 +1,7 @@
 /*
  * peer_multi.c - the raw libcurl multi floor for bench/batch.sh.
  *
- *   peer_multi N PORT K
+ *   peer_multi N PORT K [PREFIX]
  *
  * N GETs of the Kontent cloning state from the loopback stand-in on
  * 127.0.0.1:PORT, K in flight at once on one multi handle: K easy handles,
@@ -9,6 +9,9 @@
  * as soon as its transfer is done, connections reused. The loop waits in
  * curl_multi_poll, as envclone's batch does. Bodies are read into a buffer
  * per handle and the status checked; the JSON is not parsed.
+ *
+ * PREFIX (default "/kontent/v2") selects the server's location, e.g.
+ * "/slow/kontent/v2" for the stand-in that answers after a delay.
  *
  * Prints one line:
  *   RESULT client=c-libcurl-multi op=get n=<N> wall=<seconds> cpu=<seconds>
@@ -91,7 +94,7 @@ static int run(CURLM *m, struct slot *slots, int k, long n)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: peer_multi N PORT K\n");
+        fprintf(stderr, "usage: peer_multi N PORT K [PREFIX]\n");
         return 2;
     }
     long n = strtol(argv[1], NULL, 10);
@@ -99,8 +102,9 @@ int main(int argc, char **argv)
     int k = atoi(argv[3]);
     if (n < 1 || k < 1 || k > 1024)
         return 2;
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/kontent/v2/projects/%s/environment-cloning-state", port, UUID);
+    const char *prefix = argc > 4 ? argv[4] : "/kontent/v2";
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s/projects/%s/environment-cloning-state", port, prefix, UUID);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct curl_slist *h = NULL;
