@@ -21,6 +21,7 @@
 #   BENCH_OUT        also write the report to this file
 #   ENVCLONE_BUILD   use this build dir's envclone/core.so instead of building one
 #   BENCH_NO_INSTALL 1 = never apt-get install missing packages
+#   BENCH_BATCH      0 = skip bench/batch.sh (batches against libcurl multi)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -253,6 +254,11 @@ report="$work/report.md"
   echo '```'
   cat "$results"
   echo '```'
+  # batches against libcurl multi, and RSS over many batches (bench/batch.sh)
+  if [ "${BENCH_BATCH:-1}" = 1 ]; then
+    echo
+    ENVCLONE_BUILD="$build" bash bench/batch.sh || echo "(bench/batch.sh failed)"
+  fi
 } >"$report"
 cat "$report"
 if [ -n "${BENCH_OUT:-}" ]; then cp "$report" "$BENCH_OUT"; fi
