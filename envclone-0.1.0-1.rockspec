@@ -1,7 +1,8 @@
 -- luarocks make (from a checkout):
 --   luarocks --lua-version 5.4 make --local        # or --tree DIR; 5.1 also serves LuaJIT/OpenResty
--- lua-cjson is a run-time dependency; where it comes from the system
--- (Debian's lua-cjson) add --deps-mode=none.
+-- lua-cjson is a run-time dependency of the emulator and the command line
+-- (the C core decodes JSON itself); where it comes from the system (Debian's
+-- lua-cjson) add --deps-mode=none.
 rockspec_format = "3.0"
 package = "envclone"
 version = "0.1.0-1"
@@ -33,6 +34,7 @@ build = {
   modules = {
     ["envclone.core"] = {
       sources = {
+        "src/ec_jsondec.c",
         "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_mask.c", "src/ec_error.c", "src/ec_marshal.c",
         "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c", "src/ec_request.c", "src/ec_multi.c",
       },

@@ -97,7 +97,7 @@ static void fuzz_state_close(void)
     L = NULL;
 }
 
-static ec_client *fuzz_client_for(const ec_op *op)
+static inline ec_client *fuzz_client_for(const ec_op *op)
 {
     for (size_t i = 0; i < ec_vendors_count; i++)
         if (strcmp(ec_vendors[i].name, op->vendor) == 0)
@@ -106,7 +106,7 @@ static ec_client *fuzz_client_for(const ec_op *op)
 }
 
 /* Does s show one of the client's secrets? */
-static int fuzz_contains_secret(const ec_client *c, const char *s, size_t n)
+static inline int fuzz_contains_secret(const ec_client *c, const char *s, size_t n)
 {
     for (int i = 0; i < EC_MAX_SECRETS; i++) {
         const char *secret = c->secrets[i];
@@ -120,14 +120,14 @@ static int fuzz_contains_secret(const ec_client *c, const char *s, size_t n)
     return 0;
 }
 
-static int fuzz_one_line(const char *s, size_t n)
+static inline int fuzz_one_line(const char *s, size_t n)
 {
     return memchr(s, '\n', n) == NULL && memchr(s, '\r', n) == NULL;
 }
 
 /* Checks the error object at idx: kind among `kinds`, tostring one line
  * and free of secrets, and so are message, code, request_id and field. */
-static void fuzz_check_error(const ec_client *c, int idx, const char *const *kinds)
+static inline void fuzz_check_error(const ec_client *c, int idx, const char *const *kinds)
 {
     idx = lua_absindex(L, idx);
     FUZZ_ASSERT(lua_type(L, idx) == LUA_TTABLE, "error is a %s, not a table", luaL_typename(L, idx));

@@ -12,6 +12,11 @@ rockspec=$(ls envclone-*.rockspec | head -n 1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r src lua bin examples "$rockspec" "$work/"
+# every C source of the core is built (a missing one only shows as an
+# undefined symbol when the module loads)
+for f in src/*.c; do
+  grep -q "\"$f\"" "$rockspec" || { echo "the rockspec does not build $f (add it to envclone.core's sources)" >&2; exit 1; }
+done
 
 for v in "${versions[@]}"; do
   tree="$work/tree-$v"

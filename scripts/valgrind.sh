@@ -31,5 +31,5 @@ export ENVCLONE_BUILD="$dir" ENVCLONE_LUA=lua5.4 ENVCLONE_SANITIZER=valgrind
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/?.lua;;" LUA_CPATH="$dir/?.so;;"
 LD_PRELOAD="$dir/nodlclose.so" "${vg[@]}" lua5.4 /usr/bin/busted --helper=spec/support/setup.lua \
   spec/operations_spec.lua spec/battery_spec.lua spec/hostile_spec.lua spec/http1_spec.lua spec/tls_spec.lua \
-  spec/safety_spec.lua
+  spec/safety_spec.lua spec/json_spec.lua spec/masking_spec.lua
 echo "valgrind: zero errors"

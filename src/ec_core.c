@@ -7,6 +7,8 @@
 #include "ec_compat.h"
 #include "ec_error.h"
 #include "ec_curl.h"
+#include "ec_json.h"
+#include "ec_jsondec.h"
 #include "ec_marshal.h"
 #include "ec_mask.h"
 #include "ec_multi.h"
@@ -698,6 +700,8 @@ static const luaL_Reg core_functions[] = {
     { "request", l_request },
     { "transport_version", l_transport_version },
     { "error", ec_error_lua_new },
+    { "json_decode", ec_json_lua_decode },
+    { "json_encode", ec_json_lua_encode },
     { "sleep", l_sleep },
     { "now", l_now },
     { NULL, NULL }

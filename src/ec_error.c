@@ -2,6 +2,7 @@
  * ec_error.c - error objects: construction (messages masked by ec_mask), __tostring.
  */
 #include "ec_error.h"
+#include "ec_json.h"
 #include "ec_mask.h"
 
 #include <stdarg.h>
@@ -84,11 +85,9 @@ static void add_field(luaL_Buffer *b, lua_State *L, const char *key, const char 
     lua_getfield(L, 1, key);
     int type = lua_type(L, -1);
     if (type == LUA_TNUMBER) {
-        lua_Number n = lua_tonumber(L, -1);
-        if (n >= -1e15 && n <= 1e15 && n == (lua_Number)(long long)n)
-            snprintf(value, sizeof value, "%lld", (long long)n);
-        else
-            snprintf(value, sizeof value, "%.14g", (double)n);
+        /* locale-free, and exact for integers */
+        if (ec_json_format_number(L, -1, value, sizeof value) != 0)
+            snprintf(value, sizeof value, "?");
     } else if (type == LUA_TSTRING) {
         snprintf(value, sizeof value, "%s", lua_tostring(L, -1));
     }

@@ -1,12 +1,92 @@
 /*
- * ec_json.c - a small, strict JSON encoder for request bodies.
+ * ec_json.c - a small, strict JSON encoder for request bodies, and the
+ * locale-free number conversions that the encoder and the decoder share.
  */
 #include "ec_json.h"
 #include "ec_ops.h"
 
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* snprintf("%g") and strtod follow LC_NUMERIC, which a script may set at
+ * any time (os.setlocale): numbers are converted under a "C" locale made
+ * once and switched to for this thread only, around the conversion alone
+ * (no Lua call in between, so no error can leave the thread switched). */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void make_c_locale(void)
+{
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+static locale_t get_c_locale(void)
+{
+    pthread_once(&c_locale_once, make_c_locale);
+    return c_locale;
+}
+
+int ec_json_strtod(const char *tok, size_t len, double *out)
+{
+    char small[64];
+    locale_t c = get_c_locale();
+    if (c == (locale_t)0)
+        return -1;
+    char *buf = len < sizeof small ? small : malloc(len + 1);
+    if (buf == NULL)
+        return -1;
+    memcpy(buf, tok, len);
+    buf[len] = '\0';
+    char *end;
+    locale_t old = uselocale(c);
+    *out = strtod(buf, &end);
+    uselocale(old);
+    int ok = end == buf + len;
+    if (buf != small)
+        free(buf);
+    return ok ? 0 : -1;
+}
+
+int ec_json_format_double(double v, char *out, size_t outlen)
+{
+    locale_t c = get_c_locale();
+    if (c == (locale_t)0 || !isfinite(v) || outlen < 32)
+        return -1;
+    locale_t old = uselocale(c);
+    /* the shortest of 15, 16, 17 significant digits that reads back as v
+     * (17 always does) */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, outlen, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    uselocale(old);
+#if LUA_VERSION_NUM >= 503
+    /* a Lua float stays a float when read back (1.0, not the integer 1) */
+    if (strpbrk(out, ".eE") == NULL) {
+        size_t n = strlen(out);
+        if (n + 3 <= outlen)
+            memcpy(out + n, ".0", 3);
+    }
+#endif
+    return 0;
+}
+
+int ec_json_format_number(lua_State *L, int idx, char *out, size_t outlen)
+{
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx)) {
+        /* not via lua_tonumber: a double cannot hold math.maxinteger */
+        snprintf(out, outlen, "%lld", (long long)lua_tointeger(L, idx));
+        return 0;
+    }
+#endif
+    return ec_json_format_double((double)lua_tonumber(L, idx), out, outlen);
+}
 
 int ec_utf8_count(const char *s, size_t n, size_t *chars)
 {
@@ -234,19 +314,10 @@ static int encode(encoder *e, int idx, int depth)
     }
     case LUA_TNUMBER: {
         char num[64];
-#if LUA_VERSION_NUM >= 503
-        if (lua_isinteger(L, idx)) {
-            /* not via lua_tonumber: a double cannot hold math.maxinteger,
-             * and the cast back overflowed (it was sent as INT64_MIN) */
-            snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-        } else
-#endif
-        {
-            lua_Number v = lua_tonumber(L, idx);
-            if (isnan(v) || isinf(v))
-                return fail(e, "numbers must be finite (JSON has no NaN or inf)");
-            snprintf(num, sizeof num, "%.17g", (double)v);
-        }
+        if (!ec_isinteger(L, idx) && !isfinite((double)lua_tonumber(L, idx)))
+            return fail(e, "numbers must be finite (JSON has no NaN or inf)");
+        if (ec_json_format_number(L, idx, num, sizeof num) != 0)
+            return fail(e, "this number cannot be written (no C locale)");
         return ec_buf_adds(e->out, num) == 0 ? 0 : fail_oom(e);
     }
     case LUA_TBOOLEAN:
@@ -277,4 +348,35 @@ int ec_json_add_value(lua_State *L, int idx, ec_buf *b, int array_mt_idx,
     int rc = encode(&e, idx, 1);
     lua_settop(L, top);
     return rc;
+}
+
+static int json_buf_gc(lua_State *L)
+{
+    ec_buf_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+int ec_json_lua_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    /* the buffer is owned by a userdata, so a Lua error mid-way cannot leak it */
+    ec_buf *b = lua_newuserdata(L, sizeof *b);
+    ec_buf_init(b, EC_JSON_ENCODE_LIMIT);
+    if (luaL_newmetatable(L, "envclone.core.json_buffer")) {
+        lua_pushcfunction(L, json_buf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, 2);
+    lua_getfield(L, LUA_REGISTRYINDEX, EC_JSON_ARRAY_MT);
+    char why[300];
+    if (ec_json_add_value(L, 1, b, 3, "value", why, sizeof why) != 0) {
+        ec_buf_clear(b);
+        lua_pushnil(L);
+        lua_pushfstring(L, "envclone.json_encode: %s", why);
+        return 2;
+    }
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    ec_buf_clear(b);
+    return 1;
 }

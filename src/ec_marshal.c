@@ -5,6 +5,7 @@
 #include "ec_marshal.h"
 #include "ec_error.h"
 #include "ec_json.h"
+#include "ec_jsondec.h"
 #include "ec_mask.h"
 
 #include <ctype.h>
@@ -14,8 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define REG_DECODE "envclone.core.decode"
-#define REG_ARRAY_MT "envclone.core.array_mt"
+#define REG_ARRAY_MT EC_JSON_ARRAY_MT
 
 const char *ec_client_secret(const ec_client *c, const char *name)
 {
@@ -688,24 +688,8 @@ int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int ar
 
 void ec_marshal_init(lua_State *L)
 {
-    /* A private cjson instance, so our settings never touch the caller's
-     * require("cjson") (the lua-cjson "config per state" pattern). */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson.safe");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode_max_depth");
-    if (lua_isfunction(L, -1)) {
-        lua_pushinteger(L, 512);
-        lua_call(L, 1, 0);
-    } else {
-        lua_pop(L, 1);
-    }
-    lua_getfield(L, -1, "decode");
-    lua_setfield(L, LUA_REGISTRYINDEX, REG_DECODE);
-    lua_pop(L, 2);
-    /* Marks a table as a JSON array, so that an empty one encodes as []. */
+    /* Marks a table as a JSON array, so that an empty one encodes as [];
+     * the decoder gives every JSON array this metatable. */
     lua_newtable(L);
     lua_pushliteral(L, "envclone.array");
     lua_setfield(L, -2, "__name");
@@ -717,19 +701,13 @@ void ec_marshal_push_array_mt(lua_State *L)
     lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
 }
 
-/* Decodes body; pushes the value, or nothing and writes a reason. */
+/* Decodes body (ec_jsondec.c); pushes the value, or nothing and writes a reason. */
 static int decode_json(lua_State *L, const char *body, size_t len, char *why, size_t whylen)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, REG_DECODE);
-    lua_pushlstring(L, body, len);
-    lua_call(L, 1, 2);
-    if (lua_isnil(L, -2)) {
-        snprintf(why, whylen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid JSON");
-        lua_pop(L, 2);
-        return -1;
-    }
-    lua_pop(L, 1);
-    return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+    int rc = ec_json_decode(L, body, len, lua_gettop(L), why, whylen);
+    lua_remove(L, rc == 0 ? -2 : -1);
+    return rc;
 }
 
 static int is_blank(const char *s, size_t n)
@@ -783,14 +761,8 @@ static const char *lookup(lua_State *L, const char *path, char *tmp, size_t tmpl
     }
     const char *res = NULL;
     if (lua_type(L, -1) == LUA_TNUMBER) {
-        /* cjson decodes every number as a float: print 232, not 232.0 */
-        lua_Number num = lua_tonumber(L, -1);
-        /* range first: casting 1e300 or NaN to long long is undefined */
-        if (num >= -1e15 && num <= 1e15 && num == (lua_Number)(long long)num)
-            snprintf(tmp, tmplen, "%lld", (long long)num);
-        else
-            snprintf(tmp, tmplen, "%.14g", (double)num);
-        res = tmp;
+        if (ec_json_format_number(L, -1, tmp, tmplen) == 0) /* locale-free, integers exact */
+            res = tmp;
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, -1, &n);

@@ -35,7 +35,7 @@ typedef struct {
     const char *location;     /* Location header on redirects */
 } ec_response;
 
-/* Loads lua-cjson (for decoding) into the registry; raises if it is missing. */
+/* Creates the array metatable (envclone.array_mt) in the registry. */
 void ec_marshal_init(lua_State *L);
 
 /* Pushes the metatable that marks a Lua table as a JSON array. */

@@ -19,7 +19,8 @@ local envclone = {
   _VERSION = "envclone " .. core.version,
   --- JSON null in results (the same value as cjson.null).
   null = core.null,
-  --- Metatable that makes a table encode as a JSON array, even when empty.
+  --- Metatable that makes a table encode as a JSON array, even when empty;
+  -- every array decoded from JSON carries it, so `[]` is sent back as `[]`.
   array_mt = core.array_mt,
   --- The operation table, as data: vendor, name, method, path, fields.
   operations = core.operations,
