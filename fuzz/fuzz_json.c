@@ -104,24 +104,18 @@ static int same(lua_State *l, int a, int b, int mode, int depth)
     }
 }
 
-/* The documented differences between the two decoders (see the top). */
-static int known_difference(const char *s, size_t n)
+/* The documented differences between the two decoders (see the top):
+ * envclone alone reads a byte-order mark and surrogate escapes lua-cjson
+ * refuses; lua-cjson alone reads strtod-only numbers; a NUL byte ends
+ * lua-cjson's reading. `cjson_err` is lua-cjson's message, `why` ours. */
+static int known_difference(const char *s, size_t n, int ours, const char *cjson_err, const char *why)
 {
-    if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-        return 1;
     if (memchr(s, '\0', n) != NULL)
         return 1;
-    for (size_t i = 0; i + 1 < n; i++) {
-        /* a surrogate escape (lone or not: cheap and only widens the set) */
-        if (s[i] == '\\' && s[i + 1] == 'u' && i + 2 < n && (s[i + 2] == 'd' || s[i + 2] == 'D'))
-            return 1;
-        /* strtod-only numbers: "1." "1.e5" "-." */
-        if (s[i] == '.' && (i + 1 >= n || s[i + 1] < '0' || s[i + 1] > '9'))
-            return 1;
-        if (s[i] == '-' && s[i + 1] == '.')
-            return 1;
-    }
-    return n > 0 && s[n - 1] == '.';
+    if (ours)
+        return (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0 && strstr(cjson_err, "at character 1") != NULL)
+               || strstr(cjson_err, "invalid unicode escape") != NULL;
+    return strncmp(why, "invalid number", 14) == 0;
 }
 
 static long accepted_both, accepted_ours_only, accepted_cjson_only, roundtrips;
@@ -154,6 +148,9 @@ static int run(lua_State *l)
     lua_pushvalue(l, 3);
     lua_pushlstring(l, s, n);
     lua_call(l, 1, 2);
+    char cjson_err[256] = "";
+    if (lua_type(l, -1) == LUA_TSTRING)
+        snprintf(cjson_err, sizeof cjson_err, "%s", lua_tostring(l, -1));
     lua_pop(l, 1);
     int theirs = !lua_isnil(l, 5); /* value at 5 */
     if (!ours)
@@ -163,8 +160,8 @@ static int run(lua_State *l)
         accepted_both++;
         FUZZ_ASSERT(same(l, 4, 5, LOOSE, 0), "envclone and lua-cjson decode to different values");
     } else if (ours != theirs) {
-        FUZZ_ASSERT(known_difference(s, n), "only %s accepts this input%s%s", ours ? "envclone" : "lua-cjson",
-                    ours ? "" : ": ", ours ? "" : why);
+        FUZZ_ASSERT(known_difference(s, n, ours, cjson_err, why), "only %s accepts this input (%s)",
+                    ours ? "envclone" : "lua-cjson", ours ? cjson_err : why);
         if (ours)
             accepted_ours_only++;
         else

@@ -99,6 +99,43 @@ describe("envclone subcommands", function()
       alias = "acme_cli" }, cjson.decode(r.body))
   end)
 
+  -- issue 11, input 4: [] stays [] on the way in and on the way out
+  it("sends and prints an empty JSON array as [] (not {})", function()
+    local code, out, err = run(vendor_env("droplit"), { "droplit", "create-environment",
+      "--ecosystem-id", e.seed.droplit.ecosystem_id, "--meta", '{"tags":[],"labels":{},"n":1}', "--output", "json" })
+    assert.are.equal(0, code, err)
+    local body = last_request("droplit.create_environment").body
+    assert.matches('"tags":[]', body, 1, true)
+    assert.matches('"labels":{}', body, 1, true)
+    -- the emulator echoes meta as sent; the printed answer keeps both
+    assert.matches('"tags":[]', out, 1, true)
+    assert.matches('"labels":{}', out, 1, true)
+    local code2, out2, err2 = run(vendor_env("versori"), { "versori", "clone-environment",
+      "--organisation-id", e.seed.versori.organisation_id, "--project-id", e.seed.versori.project_id,
+      "--old-env-name", "production", "--new-env-name", "cli-arrays", "--output", "json" })
+    assert.are.equal(0, code2, err2)
+    assert.matches('"files":[]', out2, 1, true)
+    assert.is_nil(out2:find('"files":{}', 1, true))
+  end)
+
+  -- issue 11, input 5: integers as written, both ways
+  it("reads and writes integers exactly (no 14-digit rounding, nothing past 2^53 lost)", function()
+    local code, out, err = run(vendor_env("droplit"), { "droplit", "create-environment",
+      "--ecosystem-id", e.seed.droplit.ecosystem_id, "--meta", '{"order":123456789012345,"ext":9007199254740993,'
+        .. '"ratio":0.1}', "--output", "json" })
+    assert.are.equal(0, code, err)
+    local body = last_request("droplit.create_environment").body
+    for _, piece in ipairs{ '"order":123456789012345', '"ratio":0.1' } do
+      assert.matches(piece, body, 1, true)
+      assert.matches(piece, out, 1, true)
+    end
+    if math.type then -- Lua 5.3+: 64-bit integers (on LuaJIT a number is a double)
+      assert.matches('"ext":9007199254740993', body, 1, true)
+      assert.matches('"ext":9007199254740993', out, 1, true)
+    end
+    assert.is_nil(out:find("e+14", 1, true), out)
+  end)
+
   it("versori and qovery subcommands reach their routes", function()
     local s = e.seed
     local code, out, err = run(vendor_env("versori"), { "versori", "create-connection-version",

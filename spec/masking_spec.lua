@@ -161,6 +161,18 @@ describe("input 7: a secret echoed in any form is masked", function()
   end)
 end)
 
+describe("core.mask, the same routine for the command line's output", function()
+  it("masks every form of the secrets it is given, and nothing else", function()
+    for name, form in pairs(FORMS) do
+      local out = core.mask("before " .. form .. " after", { "unrelated-secret", TOKEN })
+      assert.is_nil(leaks(out), name .. ": " .. out)
+      assert.matches("^before %w*%*%*%*%w*=* after$", out, nil, name)
+    end
+    assert.are.equal("no secret here", core.mask("no secret here", { TOKEN }))
+    assert.are.equal("short ones are ignored: abc", core.mask("short ones are ignored: abc", { "abc" }))
+  end)
+end)
+
 describe("input 8: a credential shorter than 8 characters", function()
   it("is refused when any client is made, without echoing it", function()
     for vendor, v in pairs(core.vendors) do

@@ -702,6 +702,7 @@ static const luaL_Reg core_functions[] = {
     { "error", ec_error_lua_new },
     { "json_decode", ec_json_lua_decode },
     { "json_encode", ec_json_lua_encode },
+    { "mask", ec_mask_lua },
     { "sleep", l_sleep },
     { "now", l_now },
     { NULL, NULL }

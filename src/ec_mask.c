@@ -192,20 +192,27 @@ static size_t match_at(const pattern *p, const unsigned char *s, size_t n, size_
     return i;
 }
 
+#define MAX_LISTED 16 /* secrets given to core.mask */
+
 typedef struct {
-    pattern p[EC_MAX_SECRETS * PATTERN_KINDS];
+    pattern p[MAX_LISTED * PATTERN_KINDS];
     size_t count;
 } pattern_set;
+
+static void patterns_from(const char *const *secrets, size_t nsecrets, pattern_set *ps)
+{
+    ps->count = 0;
+    for (size_t k = 0; k < nsecrets && k < MAX_LISTED; k++)
+        for (int kind = 0; kind < PATTERN_KINDS; kind++)
+            if (secrets[k] && pattern_init(&ps->p[ps->count], secrets[k], kind))
+                ps->count++;
+}
 
 static void patterns_of(const ec_client *c, pattern_set *ps)
 {
     ps->count = 0;
-    if (c == NULL)
-        return;
-    for (int k = 0; k < EC_MAX_SECRETS; k++)
-        for (int kind = 0; kind < PATTERN_KINDS; kind++)
-            if (c->secrets[k] && pattern_init(&ps->p[ps->count], c->secrets[k], kind))
-                ps->count++;
+    if (c != NULL)
+        patterns_from((const char *const *)c->secrets, EC_MAX_SECRETS, ps);
 }
 
 /* The first match at or after `from`: sets [*start, *end) and returns 1. */
@@ -268,15 +275,46 @@ void ec_mask_cstr(const ec_client *c, char *s)
     ec_mask_inplace(c, s, n, n + 1);
 }
 
+static void push_masked(lua_State *L, const pattern_set *ps, const char *s, size_t n);
+
 void ec_mask_push(lua_State *L, const ec_client *c, const char *s, size_t n)
 {
     pattern_set ps;
     patterns_of(c, &ps);
+    push_masked(L, &ps, s, n);
+}
+
+int ec_mask_lua(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *secrets[MAX_LISTED];
+    size_t count = 0;
+    for (lua_Integer i = 1; count < MAX_LISTED; i++) {
+        lua_rawgeti(L, 2, i);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "envclone.core.mask: secrets[%d] must be a string", (int)i);
+        secrets[count++] = lua_tostring(L, -1); /* still referenced by the table */
+        lua_pop(L, 1);
+    }
+    pattern_set ps;
+    patterns_from(secrets, count, &ps);
+    push_masked(L, &ps, s, n);
+    return 1;
+}
+
+static void push_masked(lua_State *L, const pattern_set *ps, const char *s, size_t n)
+{
     const unsigned char *u = (const unsigned char *)s;
     size_t in = 0, a, b;
     luaL_Buffer buf;
     luaL_buffinit(L, &buf);
-    while (ps.count > 0 && next_match(&ps, u, n, in, &a, &b)) {
+    while (ps->count > 0 && next_match(ps, u, n, in, &a, &b)) {
         luaL_addlstring(&buf, s + in, a - in);
         luaL_addlstring(&buf, "***", 3);
         in = b;

@@ -43,4 +43,10 @@ void ec_mask_cstr(const ec_client *c, char *s);
 /* Pushes a masked copy of s[0..n) (s may hold NUL bytes). */
 void ec_mask_push(lua_State *L, const ec_client *c, const char *s, size_t n);
 
+/* Lua: core.mask(text, secrets) -> text with every form of each secret in
+ * the list (at most 16, each 8+ characters; shorter ones are ignored)
+ * masked.  The caller names the secrets, so this is no oracle for a
+ * client's hidden ones; the command line masks results with it. */
+int ec_mask_lua(lua_State *L);
+
 #endif

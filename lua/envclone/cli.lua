@@ -13,11 +13,11 @@
 -- list. Output is JSON when stdout is not a terminal (or with `--output json`),
 -- a short summary on a terminal. Exit statuses: see `cli.exit_codes`.
 -- @module envclone.cli
-local cjson = require("cjson.safe")
+
 -- The library (and its C core) is loaded by `load_library`, not here:
 -- `envclone emulator` needs neither, and runs under lua5.4 whichever Lua the
 -- core was built for.
-local envclone, runtime
+local envclone, runtime, core
 
 local cli = {}
 
@@ -48,18 +48,20 @@ cli.credential_env = {
 }
 
 -- ---- JSON: every byte of JSON the command line reads or writes goes through
--- these two functions (issue 11 makes them exact: 64-bit integers, [] vs {}).
+-- these two functions, the C core's exact, locale-free pair: integers as
+-- written (no 14-digit rounding), [] stays [] and {} stays {} (decoded arrays
+-- carry envclone.array_mt), floats in the shortest form that reads back.
 
 --- Decodes JSON text from the command line; nil, message when it is not JSON.
 local function json_decode(text)
-  local value, err = cjson.decode(text)
+  local value, err = core.json_decode(text)
   if value == nil then return nil, tostring(err) end
   return value
 end
 
 --- Encodes a result for stdout.
 local function json_encode(value)
-  return (assert(cjson.encode(value)))
+  return (assert(core.json_encode(value)))
 end
 
 -- ---- names: the library's snake_case and camelCase become the shell's kebab-case
@@ -76,7 +78,7 @@ local vendors, vendor_ops = {}, {}
 
 local function load_library()
   if envclone then return end
-  envclone, runtime = require("envclone"), require("envclone.runtime")
+  envclone, runtime, core = require("envclone"), require("envclone.runtime"), require("envclone.core")
   for _, op in ipairs(envclone.operations) do
     if not vendor_ops[op.vendor] then
       vendors[#vendors + 1] = op.vendor
@@ -481,17 +483,16 @@ local function isatty(fd)
   return ok == true or ok == 0
 end
 
--- Any string that holds a credential we sent prints as *** (a vendor may
--- echo it back in a result).
+-- A credential we sent, echoed back in a result (Kontent's clone answer
+-- holds the API key), prints as *** in any form: the C core's one masking
+-- routine (src/ec_mask.c) does the matching, for keys and values.
 local function scrub(value, secrets, depth)
   depth = depth or 0
   if type(value) == "string" then
-    for _, s in ipairs(secrets) do
-      if value:find(s, 1, true) then return "***" end
-    end
+    return core.mask(value, secrets)
   elseif type(value) == "table" and depth < 64 then
     local copy = {}
-    for k, v in pairs(value) do copy[k] = scrub(v, secrets, depth + 1) end
+    for k, v in pairs(value) do copy[scrub(k, secrets, depth + 1)] = scrub(v, secrets, depth + 1) end
     return setmetatable(copy, getmetatable(value))
   end
   return value
