@@ -169,6 +169,12 @@ describe("core.mask, the same routine for the command line's output", function()
       assert.matches("^before %w*%*%*%*%w*=* after$", out, nil, name)
     end
     assert.are.equal("no secret here", core.mask("no secret here", { TOKEN }))
+    -- a secret holding the characters the encodings start with: each echo is read both ways
+    local odd = [[pa%25ss\w&rd+ 12]]
+    for _, echo in ipairs{ odd, [[pa%2525ss%5Cw%26rd%2B%2012]], [[pa%25ss\\w&rd+ 12]], [[pa%25ss\w&amp;rd&#43;&#32;12]],
+      [[pa%25ss\w%26rd%2B+12]], [[pa%25ss\w&rd\u002b\u002012]], [[pa\u002525ss\u005cw\u0026rd+ 12]] } do
+      assert.are.equal("[***]", core.mask("[" .. echo .. "]", { odd }), echo)
+    end
     assert.are.equal("short ones are ignored: abc", core.mask("short ones are ignored: abc", { "abc" }))
   end)
 end)

@@ -167,11 +167,16 @@ static int cut_escape(const unsigned char *s, size_t n, size_t i)
     return n - i < 10 && (s[i] == '%' || s[i] == '\\' || s[i] == '&');
 }
 
-/* Matches pattern p at s[i]; returns the end of the match or NO_MATCH.
- * Where a position could be read both as itself and as the start of an
- * encoding (a secret holding '%', '\\', '&' or ' '), `prefer_encoded`
- * decides; the caller tries both ways. */
-static size_t match_at(const pattern *p, const unsigned char *s, size_t n, size_t i, int prefer_encoded)
+/* The encoding families an echo is written in: where a position could be
+ * read both as itself and as the start of an encoding (a secret holding
+ * '%', '\\', '&' or ' '), the family tried decides, and the caller tries
+ * each: JSON-escaped text keeps '%' and '&' as they are, percent-encoded
+ * text keeps '\\', and so on. */
+static const char families[] = { 0, '%', '\\', '&' };
+
+/* Matches pattern p at s[i] reading encodings of `family` first (0: the
+ * characters themselves first); returns the end of the match or NO_MATCH. */
+static size_t match_at(const pattern *p, const unsigned char *s, size_t n, size_t i, char family)
 {
     for (size_t j = 0; j < p->len; j++) {
         if (i >= n) /* the text ends inside the secret: a cut message */
@@ -180,7 +185,8 @@ static size_t match_at(const pattern *p, const unsigned char *s, size_t n, size_
         size_t enc = decode_at(s, n, i, &got);
         int enc_ok = enc > 0 && got == want;
         int raw_ok = s[i] == want;
-        if (enc_ok && (prefer_encoded || !raw_ok))
+        int preferred = family != 0 && (s[i] == (unsigned char)family || (family == '%' && s[i] == '+'));
+        if (enc_ok && (preferred || !raw_ok))
             i += enc;
         else if (raw_ok)
             i++;
@@ -226,8 +232,8 @@ static int next_match(const pattern_set *ps, const unsigned char *s, size_t n, s
             const pattern *p = &ps->p[k];
             if (!maybe_encoded && s[i] != pattern_char(p, 0))
                 continue;
-            for (int mode = 0; mode < 2; mode++) {
-                size_t e = match_at(p, s, n, i, mode);
+            for (size_t f = 0; f < sizeof families; f++) {
+                size_t e = match_at(p, s, n, i, families[f]);
                 if (e != NO_MATCH && (best == NO_MATCH || e > best))
                     best = e;
             }
