@@ -7,6 +7,7 @@
 #include "ec_compat.h"
 #include "ec_error.h"
 #include "ec_curl.h"
+#include "ec_http1.h"
 #include "ec_json.h"
 #include "ec_jsondec.h"
 #include "ec_marshal.h"
@@ -703,6 +704,7 @@ static const luaL_Reg core_functions[] = {
     { "json_decode", ec_json_lua_decode },
     { "json_encode", ec_json_lua_encode },
     { "mask", ec_mask_lua },
+    { "http1_head", ec_http1_lua_new },
     { "sleep", l_sleep },
     { "now", l_now },
     { NULL, NULL }

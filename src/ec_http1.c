@@ -1,7 +1,6 @@
 /*
  * ec_http1.c - see ec_http1.h. The rules and their sections are listed in
- * lua/envclone/http1.lua, which applies the same ones to the cosocket
- * transport; spec/support/http1_cases.lua has one case each.
+ * lua/envclone/http1.lua; spec/support/http1_cases.lua has one case each.
  */
 #include "ec_http1.h"
 
@@ -47,7 +46,7 @@ static int status_line(ec_http1_head *h, const char *s, size_t n)
         return refuse(h, "101 Switching Protocols, though no upgrade was asked for");
     h->http10 = s[7] == '0';
     h->interim = status < 200;
-    h->bodyless = status < 200 || status == 204 || status == 304;
+    h->bodyless = h->head_request || status < 200 || status == 204 || status == 304;
     h->state = EC_H1_FIELDS;
     return 0;
 }
@@ -56,6 +55,11 @@ static int status_line(ec_http1_head *h, const char *s, size_t n)
  * comma-separated list, empty elements dropped: RFC 9110 §5.6.1). */
 static int framing_field(ec_http1_head *h, int is_length, const char *v, const char *end)
 {
+    const char *start = v;
+    while (start < end && (is_ows(*start) || *start == ','))
+        start++;
+    if (is_length && start == end)
+        return refuse(h, "an empty Content-Length (RFC 9112 §6.3)");
     while (v < end) {
         while (v < end && (is_ows(*v) || *v == ','))
             v++;
@@ -96,13 +100,17 @@ int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n)
         n--;
     if (n > 0 && line[n - 1] == '\r')
         n--;
-    if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL)
+    if (memchr(line, '\0', n) != NULL || memchr(line, '\r', n) != NULL) {
+        h->incomplete = h->state == EC_H1_TRAILERS && memchr(line, '\0', n) == NULL;
         return refuse(h, "a header line holds a NUL or a bare CR (RFC 9112 §2.2)");
+    }
     if (h->state == EC_H1_STATUS)
         return status_line(h, line, n);
     if (n == 0) {
         if (h->state == EC_H1_FIELDS && h->interim) {
+            int head_request = h->head_request;
             ec_http1_head_reset(h); /* another head follows */
+            h->head_request = head_request;
         } else if (h->state == EC_H1_FIELDS) {
             h->state = EC_H1_TRAILERS;
             h->fields = h->prev_framing = 0;
@@ -130,4 +138,39 @@ int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n)
     if (h->state == EC_H1_FIELDS && !h->bodyless && h->prev_framing)
         return framing_field(h, is_length, colon + 1, line + n);
     return 0;
+}
+
+#define EC_HTTP1_MT "envclone.http1_head"
+
+static int l_line(lua_State *L)
+{
+    ec_http1_head *h = luaL_checkudata(L, 1, EC_HTTP1_MT);
+    size_t n;
+    const char *line = luaL_checklstring(L, 2, &n);
+    if (h->why != NULL)
+        return luaL_error(L, "envclone: http1_head: the head was already refused");
+    int r = ec_http1_head_line(h, line, n);
+    if (r >= 0) {
+        lua_pushstring(L, r == 1 ? "fold" : "ok");
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, h->why);
+    lua_pushstring(L, h->incomplete ? "recv" : "protocol");
+    return 3;
+}
+
+int ec_http1_lua_new(lua_State *L)
+{
+    int head_request = lua_toboolean(L, 1);
+    ec_http1_head *h = lua_newuserdata(L, sizeof *h);
+    ec_http1_head_reset(h);
+    h->head_request = head_request;
+    if (luaL_newmetatable(L, EC_HTTP1_MT)) {
+        static const luaL_Reg methods[] = { { "line", l_line }, { NULL, NULL } };
+        ec_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+    return 1;
 }

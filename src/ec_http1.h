@@ -1,20 +1,23 @@
 /*
- * ec_http1.h - the RFC 9112 rules for a response's head that libcurl
- * (7.88) does not apply itself, checked line by line from its header
- * callback, so that the libcurl transport refuses what the cosocket
- * transport's reader (lua/envclone/http1.lua) refuses: two differing
- * Content-Length values, whitespace before a colon, a bare CR, a folded
- * framing field, a Transfer-Encoding other than chunked, an unrequested
- * 101, a status line that is not HTTP/1.0 or HTTP/1.1, a head cut short.
- * I/O-free.
+ * ec_http1.h - the RFC 9112 rules for a response's head (status line,
+ * field lines, framing fields, trailer lines), checked line by line, in one
+ * place for both transports: the libcurl transport feeds it from its header
+ * callback (where libcurl 7.88 is more lenient), the cosocket transport's
+ * reader (lua/envclone/http1.lua) through core.http1_head(). Refused: two
+ * differing Content-Length values, whitespace before a colon, a bare CR, a
+ * folded framing field, a Transfer-Encoding other than chunked, an
+ * unrequested 101, a status line that is not HTTP/1.0 or HTTP/1.1. I/O-free.
  */
 #ifndef EC_HTTP1_H
 #define EC_HTTP1_H
+
+#include "ec_compat.h"
 
 #include <stddef.h>
 
 typedef struct {
     int state;          /* EC_H1_* below */
+    int head_request;   /* the answer to a HEAD: no framing fields apply */
     int interim;        /* a 1xx head: another head follows */
     int bodyless;       /* 1xx, 204, 304: no framing fields apply (RFC 9112 §6.3 rule 1) */
     int http10;         /* the response is HTTP/1.0 */
@@ -23,6 +26,7 @@ typedef struct {
     int chunked;        /* "chunked" codings seen */
     char length[24];    /* the Content-Length seen, leading zeros dropped ("" if none) */
     const char *why;    /* what was refused, for the error message */
+    int incomplete;     /* refused as an incomplete message (a bare CR in a trailer line) */
 } ec_http1_head;
 
 enum { EC_H1_STATUS = 0, EC_H1_FIELDS, EC_H1_TRAILERS };
@@ -39,5 +43,11 @@ int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n);
 
 /* Has a final (non-1xx) head been read to its empty line? */
 int ec_http1_head_complete(const ec_http1_head *h);
+
+/* core.http1_head([head_request]) -> a checker (userdata envclone.http1_head) whose
+ * :line(text) returns "ok", "fold" (an obs-fold continuing the previous
+ * field), or nil, why, code ("protocol"; "recv" for a bare CR in a trailer
+ * line, where libcurl's chunked decoder gives up). */
+int ec_http1_lua_new(lua_State *L);
 
 #endif

@@ -158,6 +158,9 @@ M.cases = {
   { name = "chunked_bad_trailer", why = "§7.1.2: a trailer line is a field line",
     bytes = msg("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunk(A1) .. chunk(A2) .. "0\r\nno colon\r\n\r\n"),
     err = PROTOCOL },
+  { name = "chunked_trailer_bare_cr", why = "§2.2 in a trailer line: libcurl's chunked decoder stops: incomplete",
+    bytes = msg("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunk(A1) .. chunk(A2) .. "0\r\nX-T: a\rb\r\n\r\n"),
+    err = RECV },
   { name = "chunked_leading_zeros", why = "§7.1: chunk-size is 1*HEXDIG",
     bytes = msg("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", string.format("%016x\r\n%s\r\n", #A1, A1)
       .. string.format("%X\r\n%s\r\n", #A2, A2) .. "0\r\n\r\n"), ok = true },
