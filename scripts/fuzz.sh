@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (clang, -fsanitize=fuzzer,address,undefined)
-# and runs each for SECONDS (default 60), all three at once, from
+# and runs each for SECONDS (default 60), all at once, from
 # the committed seed corpora in fuzz/corpus/. New inputs go to the build
 # directory, never into the repository; a crash, sanitizer report or broken
 # invariant fails the run and leaves the input in <build>/artifacts/.
@@ -15,11 +15,11 @@ command -v clang >/dev/null || { echo "fuzz: clang is not installed (scripts/dep
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DENVCLONE_FUZZ=ON -DENVCLONE_TESTS=OFF -DENVCLONE_WERROR=ON >/dev/null
-cmake --build "$dir" -j "$(nproc)" --target fuzz_request fuzz_response fuzz_json >/dev/null
+cmake --build "$dir" -j "$(nproc)" --target fuzz_request fuzz_response fuzz_json fuzz_http1 >/dev/null
 
 mkdir -p "$dir/artifacts"
 pids=()
-for h in request response json; do
+for h in request response json http1; do
   mkdir -p "$dir/corpus/$h"
   "$dir/fuzz/fuzz_$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -dict="$root/fuzz/$h.dict" -artifact_prefix="$dir/artifacts/$h-" \
@@ -28,7 +28,7 @@ for h in request response json; do
 done
 status=0
 i=0
-for h in request response json; do
+for h in request response json http1; do
   rc=0
   wait "${pids[$i]}" || rc=$?
   i=$((i + 1))

@@ -111,8 +111,8 @@ int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n)
             int head_request = h->head_request;
             ec_http1_head_reset(h); /* another head follows */
             h->head_request = head_request;
-        } else if (h->state == EC_H1_FIELDS) {
-            h->state = EC_H1_TRAILERS;
+        } else {
+            h->state = EC_H1_TRAILERS; /* the trailer section (or its end): no field to continue */
             h->fields = h->prev_framing = 0;
         }
         return 0;
