@@ -61,6 +61,17 @@ else
 fi
 # shellcheck disable=SC2046
 cc -O2 -g -Wall -Wextra -o "$work/peer_multi" bench/peer_multi.c $(pkg-config --cflags --libs libcurl)
+# the same batch under LuaJIT (plain LuaJIT hosts: Neovim, scripts), when luajit is installed
+jit_build=""
+if command -v luajit >/dev/null && pkg-config --exists luajit; then
+  if [ -n "${ENVCLONE_JIT_BUILD:-}" ] && [ -f "$ENVCLONE_JIT_BUILD/envclone/core.so" ]; then
+    jit_build=$(cd "$ENVCLONE_JIT_BUILD" && pwd)
+  else
+    say "building envclone for LuaJIT into $work/jit"
+    ENVCLONE_BUILD="$work/jit" bash scripts/build.sh -DENVCLONE_LUA=luajit -DENVCLONE_TESTS=OFF >/dev/null \
+      && jit_build="$work/jit"
+  fi
+fi
 
 server_cpu=()
 client_cpu=()
@@ -129,14 +140,19 @@ done
 [ -n "$nginx_pid" ] || { say "could not start nginx"; exit 1; }
 
 lua_env=(env LUA_CPATH="$build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;")
+jit_env=(env LUA_CPATH="$jit_build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;")
 run_client() { # client prefix
   case $1 in
     envclone-batch) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${lua_env[@]}" lua5.4 bench/batch_client.lua get "$N" "$PORT" "$K" "$2" ;;
     c-libcurl-multi) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "$work/peer_multi" "$N" "$PORT" "$K" "$2" ;;
+    envclone-batch-luajit)
+      timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${jit_env[@]}" luajit bench/batch_client.lua get "$N" "$PORT" "$K" "$2" \
+        | sed 's/client=envclone-batch /client=envclone-batch-luajit /' ;;
   esac
 }
 
 clients=(envclone-batch c-libcurl-multi)
+if [ -n "$jit_build" ]; then clients+=(envclone-batch-luajit); fi
 rounds() { # prefix results-file
   for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#clients[@]}; i++)); do
@@ -187,26 +203,31 @@ for line in io.lines(file) do
     table.insert(cpu[c], tonumber(c_cpu) / tonumber(nn) * 1e6)
   end
 end
-local rates, ratios = { ["envclone-batch"] = {}, ["c-libcurl-multi"] = {} }, {}
+local names = { "envclone-batch", "envclone-batch-luajit", "c-libcurl-multi" }
+local rates, ratios = {}, {}
+for _, c in ipairs(names) do rates[c], ratios[c] = {}, {} end
 for _, row in pairs(per) do
   for c, v in pairs(row) do table.insert(rates[c], v) end
-  if row["envclone-batch"] and row["c-libcurl-multi"] then
-    table.insert(ratios, row["envclone-batch"] / row["c-libcurl-multi"])
+  for _, c in ipairs(names) do
+    if row[c] and row["c-libcurl-multi"] then table.insert(ratios[c], row[c] / row["c-libcurl-multi"]) end
   end
 end
 if not next(per) then return end
 print(title)
 print()
-print("| client | req/s (median) | req/s (min-max) | client CPU per call | envclone runs at |")
+print("| client | req/s (median) | req/s (min-max) | client CPU per call | runs at … of C libcurl multi |")
 print("|---|---:|---:|---:|---:|")
-local ratio = median(ratios)
-local lo_r, hi_r = range(ratios)
-for _, c in ipairs{ "envclone-batch", "c-libcurl-multi" } do
-  local lo, hi = range(rates[c])
-  print(string.format("| %s | %.0f | %.0f-%.0f | %.1f µs | %s |",
-    c == "envclone-batch" and ("envclone.batch, max_in_flight = " .. k) or ("C libcurl multi, " .. k .. " in flight"),
-    median(rates[c]), lo, hi, median(cpu[c] or {}),
-    c == "envclone-batch" and "-" or string.format("%.2fx of it (rounds: %.2f-%.2f)", ratio, lo_r, hi_r)))
+local labels = { ["envclone-batch"] = "envclone.batch, max_in_flight = " .. k .. " (Lua 5.4)",
+  ["envclone-batch-luajit"] = "envclone.batch, max_in_flight = " .. k .. " (LuaJIT)",
+  ["c-libcurl-multi"] = "C libcurl multi, " .. k .. " in flight" }
+for _, c in ipairs(names) do
+  if #rates[c] > 0 then
+    local lo, hi = range(rates[c])
+    local lo_r, hi_r = range(ratios[c])
+    print(string.format("| %s | %.0f | %.0f-%.0f | %.1f µs | %s |", labels[c], median(rates[c]), lo, hi,
+      median(cpu[c] or {}), c == "c-libcurl-multi" and "-"
+        or string.format("%.2fx (rounds: %.2f-%.2f)", median(ratios[c]), lo_r, hi_r)))
+  end
 end
 print()
 end
