@@ -114,6 +114,12 @@ describe("limiter on a virtual clock", function()
     assert.is_true(t - t0 >= 2 and t - t0 < 3.1)
   end)
 
+  it("rate_limit_dict outside nginx keeps the limits in this process", function()
+    local lim = limiter.new("kontent", "http://d", { per_second = 2 }, "envclone_limits", 5)
+    local starts = run(lim, 3, 0.001, "S")
+    assert.is_true(starts[3] - starts[1] >= 1)
+  end)
+
   it("malformed options raise", function()
     local bad = { { per_sec = 1 }, { per_second = 0 }, { per_second = 1.5 }, { per_minute = "10" },
       { concurrency_per_key = math.huge }, 3, "x" }

@@ -301,7 +301,9 @@ function limiter.new(vendor, base_url, rate_limit, dict, timeout)
 end
 
 local function store_of(lim)
-  if not lim.dict then return local_store end
+  -- outside nginx there are no shared dicts and no other workers: the same
+  -- client code runs in plain Lua (tests, scripts) with this process's store
+  if not lim.dict or type(rawget(_G, "ngx")) ~= "table" then return local_store end
   -- looked up on each call: a client built in init_by_lua has no ngx.shared yet
   local store, err = dict_store(lim.dict)
   if not store then error("envclone: " .. err, 0) end
