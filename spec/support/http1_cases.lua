@@ -158,6 +158,12 @@ M.cases = {
   { name = "chunked_bad_trailer", why = "§7.1.2: a trailer line is a field line",
     bytes = msg("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunk(A1) .. chunk(A2) .. "0\r\nno colon\r\n\r\n"),
     err = PROTOCOL },
+  { name = "chunked_trailers_past_cap", why = "trailers count against the 256 KiB cap on heads",
+    bytes = msg("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunk(A1) .. chunk(A2) .. "0\r\n"
+      .. ("X-Pad: " .. ("t"):rep(1000) .. "\r\n"):rep(300) .. "\r\n"), err = TOO_LARGE },
+  { name = "interim_past_cap", why = "interim heads count against the 256 KiB cap on heads",
+    bytes = ("HTTP/1.1 100 Continue\r\nX-Pad: " .. ("i"):rep(1000) .. "\r\n\r\n"):rep(300)
+      .. msg("HTTP/1.1 200 OK\r\nContent-Length: " .. N), err = TOO_LARGE },
   { name = "chunked_trailer_bare_cr", why = "§2.2 in a trailer line: libcurl's chunked decoder stops: incomplete",
     bytes = msg("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunk(A1) .. chunk(A2) .. "0\r\nX-T: a\rb\r\n\r\n"),
     err = RECV },
