@@ -23,7 +23,7 @@ void ec_buf_clear(ec_buf *b)
     b->len = 0;
 }
 
-static int ec_buf_reserve(ec_buf *b, size_t extra)
+int ec_buf_reserve(ec_buf *b, size_t extra)
 {
     if (b->limit && (extra > b->limit || b->len > b->limit - extra))
         return -1;

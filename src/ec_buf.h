@@ -18,6 +18,9 @@ typedef struct {
 void ec_buf_init(ec_buf *b, size_t limit);
 void ec_buf_free(ec_buf *b);
 void ec_buf_clear(ec_buf *b);
+/* Room for `extra` more bytes (and the terminating NUL): 0, or -1 when out
+ * of memory or past the limit. */
+int ec_buf_reserve(ec_buf *b, size_t extra);
 /* 0 on success, -1 when out of memory or past the limit. */
 int ec_buf_add(ec_buf *b, const char *s, size_t n);
 int ec_buf_adds(ec_buf *b, const char *s);

@@ -462,21 +462,7 @@ static int l_op_call(lua_State *L)
     ec_client *c = check_client(L, 1);
     check_op_for(L, op, c);
     lua_settop(L, 2);
-    if (ec_request_push_new(L, c, op, 2) != 1)
-        return 2; /* validation: nil, err */
-    ec_request *r = lua_touserdata(L, 3);
-    if (c->easy == NULL) {
-        c->easy = ec_easy_new();
-        if (c->easy == NULL)
-            return luaL_error(L, "envclone: could not create a libcurl handle");
-    }
-    int n = ec_curl_perform(L, c->easy, r, 0);
-    if (n == 1) {
-        ec_request_release(r);
-        return 1;
-    }
-    lua_pushvalue(L, 3);
-    return 3;
+    return ec_request_call(L, c, op, 2);
 }
 
 /* core.request(client, opname, args) -> request | nil, err */

@@ -455,13 +455,27 @@ static int check_known_keys(vctx *v, int args)
     return 0;
 }
 
-/* Appends "name: prefix value" (prefix: an auth scheme and its space, or ""). */
+/* Appends "name: prefix value" (prefix: an auth scheme and its space, or "")
+ * as one entry: one length check, one copy per part. */
 static int add_header2(ec_message *req, const char *name, const char *prefix, const char *value)
 {
-    if (ec_buf_adds(&req->headers, name) != 0 || ec_buf_add(&req->headers, ": ", 2) != 0
-        || ec_buf_adds(&req->headers, prefix) != 0 || ec_buf_adds(&req->headers, value) != 0
-        || ec_buf_add(&req->headers, "", 1) != 0)
+    size_t nl = strlen(name), pl = strlen(prefix), vl = strlen(value);
+    size_t n = nl + 2 + pl + vl + 1;
+    ec_buf *b = &req->headers;
+    if (ec_buf_reserve(b, n) != 0)
         return -1;
+    char *p = b->data + b->len;
+    memcpy(p, name, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, prefix, pl);
+    p += pl;
+    memcpy(p, value, vl);
+    p += vl;
+    *p = '\0';
+    b->len += n;
+    b->data[b->len] = '\0';
     req->nheaders++;
     return 0;
 }
@@ -471,22 +485,31 @@ static int add_header(ec_message *req, const char *name, const char *value)
     return add_header2(req, name, "", value);
 }
 
+/* RFC 3986 unreserved, spelled out: isalnum() follows the C locale, which
+ * os.setlocale can change to one where 0xE9 is a letter. */
+static int unreserved(unsigned char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'
+           || ch == '_' || ch == '~';
+}
+
 static int percent_encode(ec_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        /* RFC 3986 unreserved, spelled out: isalnum() follows the C locale,
-         * which os.setlocale can change to one where 0xE9 is a letter */
-        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'
-            || ch == '.' || ch == '_' || ch == '~') {
-            if (ec_buf_addc(b, (char)ch) != 0)
-                return -1;
-        } else {
-            char enc[3] = { '%', hex[ch >> 4], hex[ch & 15] };
-            if (ec_buf_add(b, enc, 3) != 0)
-                return -1;
-        }
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && unreserved((unsigned char)s[run]))
+            run++;
+        if (run > i && ec_buf_add(b, s + i, run - i) != 0) /* an id is usually one run */
+            return -1;
+        if (run == n)
+            break;
+        unsigned char ch = (unsigned char)s[run];
+        char enc[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+        if (ec_buf_add(b, enc, 3) != 0)
+            return -1;
+        i = run + 1;
     }
     return 0;
 }

@@ -31,24 +31,34 @@ void ec_client_free_spare(ec_client *c)
     c->spare = NULL;
 }
 
-static ec_reqbufs *bufs_take(ec_client *c)
+static void bufs_clear(ec_reqbufs *b)
 {
-    ec_reqbufs *b = c->spare;
-    if (b != NULL) {
-        c->spare = NULL;
-        ec_buf_clear(&b->msg.url);
-        ec_buf_clear(&b->msg.body);
-        ec_buf_clear(&b->msg.headers);
-        b->msg.has_body = 0;
-        b->msg.nheaders = 0;
-        return b;
-    }
-    b = calloc(1, sizeof *b);
+    ec_buf_clear(&b->msg.url);
+    ec_buf_clear(&b->msg.body);
+    ec_buf_clear(&b->msg.headers);
+    b->msg.has_body = 0;
+    b->msg.nheaders = 0;
+}
+
+static ec_reqbufs *bufs_new(void)
+{
+    ec_reqbufs *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
     ec_message_init(&b->msg);
     ec_buf_init(&b->ex.body, 0);
     return b;
+}
+
+static ec_reqbufs *bufs_take(ec_client *c)
+{
+    ec_reqbufs *b = c->spare;
+    if (b != NULL) {
+        c->spare = NULL;
+        bufs_clear(b);
+        return b;
+    }
+    return bufs_new();
 }
 
 void ec_request_release(ec_request *r)
@@ -194,6 +204,38 @@ int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args)
     return 1;
 }
 
+int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args)
+{
+    args = lua_absindex(L, args);
+    /* The buffers stay the client's spare set throughout: should anything
+     * raise (out of memory), nothing is owned by this C frame. */
+    if (c->spare == NULL && (c->spare = bufs_new()) == NULL)
+        return luaL_error(L, "envclone: out of memory");
+    ec_request tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.client = c;
+    tmp.op = op;
+    set_policy(&tmp, op);
+    tmp.b = c->spare;
+    bufs_clear(tmp.b);
+    int n = ec_marshal_request(L, c, op, args, &tmp.b->msg);
+    if (n)
+        return n; /* nil, validation error */
+    if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
+        return luaL_error(L, "envclone: could not create a libcurl handle");
+    n = ec_curl_perform(L, c->easy, &tmp, 0);
+    if (n == 1)
+        return 1;
+    /* a failed exchange: the request becomes an object, for the retries */
+    ec_request *r = lua_newuserdata(L, sizeof *r);
+    *r = tmp;
+    luaL_getmetatable(L, EC_REQUEST_MT);
+    lua_setmetatable(L, -2);
+    c->spare = NULL;
+    ec_client_ref(c);
+    return 3;
+}
+
 static int l_gc(lua_State *L)
 {
     ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);
@@ -304,11 +346,8 @@ static int l_send(lua_State *L)
 {
     ec_request *r = ec_request_check(L, 1);
     ec_client *c = r->client;
-    if (c->easy == NULL) {
-        c->easy = ec_easy_new();
-        if (c->easy == NULL)
-            return luaL_error(L, "envclone: could not create a libcurl handle");
-    }
+    if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
+        return luaL_error(L, "envclone: could not create a libcurl handle");
     int n = ec_curl_perform(L, c->easy, r, 0);
     if (n == 1)
         ec_request_release(r);

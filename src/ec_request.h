@@ -82,6 +82,12 @@ void ec_request_init(lua_State *L);
  * nil + a validation error.  Returns the number of values pushed. */
 int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args);
 
+/* One attempt of op over the client's libcurl handle, the sequential fast
+ * path: the request is built in the client's spare buffers and becomes a
+ * Lua object only when the exchange fails.  Pushes the result (1), nil and
+ * a validation error (2), or nil, the error and the request (3). */
+int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args);
+
 /* The request at idx, raising when it is not one or was released. */
 ec_request *ec_request_check(lua_State *L, int idx);
 

@@ -86,14 +86,29 @@ local waiters = { ["kontent.clone_environment"] = "wait_for_cloning" }
 -- `"wait_for_cloning"`). Read it; do not change it.
 envclone.waiters = waiters
 
+local scheduler = runtime.scheduler
+
 local function make_method(op)
   local waiter = waiters[op.vendor .. "." .. op.name]
+  local call = op.call
   return function(self, args)
     if getmetatable(self) == nil or self._handle == nil then
       error("envclone: call " .. op.name .. " with ':' (client:" .. op.name .. "{...})", 2)
     end
     if self._closed then
       error("envclone: the " .. op.vendor .. " client is closed", 2)
+    end
+    -- The plain sequential call over libcurl (no call options, no limiter,
+    -- no log hook, not in a batch task): the first attempt is one C call,
+    -- and the retry loop takes over only when it failed. The argument table
+    -- is indexed directly only when it has no metatable (no caller code runs).
+    if self._fast and type(args) == "table" and getmetatable(args) == nil
+      and args.retry == nil and args.wait == nil and args.wait_timeout == nil and args.wait_interval == nil
+      and args.wait_grace == nil and args.on_progress == nil
+      and (self._transport == "curl" or type(rawget(_G, "ngx")) ~= "table") and not scheduler() then
+      local res, err, req = call(self._handle, args)
+      if res ~= nil or req == nil then return res, err end
+      return retry.call(self, op, args, self._retry, err, req)
     end
     local policy = self._retry
     local opts
@@ -265,6 +280,8 @@ local function new_client(vendor, opts, level)
     _transport = transport,
     _pool = { size = mine.pool_size, idle = mine.keepalive_timeout },
     _closed = false,
+    -- the first attempt may skip the Lua layer (see make_method)
+    _fast = not limit and mine.log == nil and (transport == "auto" or transport == "curl"),
   }, metatables[vendor])
 end
 

@@ -174,14 +174,19 @@ end
 -- @tparam table client the Lua client (fields _handle, _retry, _hooks, _limit)
 -- @tparam table op operation descriptor
 -- @tparam table args operation arguments
--- @tparam[opt] table policy for this call
+-- @tparam[opt] table policy for this call (default: the client's, else `retry.defaults`)
+-- @param[opt] first_err the error of a first attempt the caller already
+--   made over libcurl (`op.call`: the client's fast path)
+-- @param[opt] first_req the request of that attempt
 -- @return result, or nil and an error object with `attempts` set
-function retry.call(client, op, args, policy)
-  policy = policy or client._retry
+function retry.call(client, op, args, policy, first_err, first_req)
+  policy = policy or client._retry or retry.defaults
   local hooks = client._hooks
   local transport = client:_transport_for()
   local res, err, req
-  if transport == nil and not client._limit and not runtime.scheduler() then
+  if first_err then
+    err, req = first_err, first_req
+  elseif transport == nil and not client._limit and not runtime.scheduler() then
     -- libcurl, nothing to wait for: build, send and parse in one C call;
     -- the request comes back only when the exchange failed
     res, err, req = op.call(client._handle, args)
