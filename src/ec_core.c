@@ -452,17 +452,25 @@ static int l_op_request(lua_State *L)
     return ec_request_push_new(L, c, op, 2);
 }
 
-/* op.call(client, args) -> result | nil, err[, request]: a request sent
- * once over the client's libcurl handle, in one C call (the sequential
- * path).  After a failed exchange the request comes third, so a retry
- * sends it again without building it anew. */
+/* op.call(client, args[, defer]) -> result | nil, err[, request]: a
+ * request sent once over the client's libcurl handle, in one C call (the
+ * sequential path).  After a failed exchange the request comes third, so a
+ * retry sends it again without building it anew.  `defer`: a set of
+ * argument names the caller handles itself; with it, nothing at all comes
+ * back (and nothing is sent) when args hold one of them or the call runs in
+ * a coroutine. */
 static int l_op_call(lua_State *L)
 {
     const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
     ec_client *c = check_client(L, 1);
     check_op_for(L, op, c);
-    lua_settop(L, 2);
-    return ec_request_call(L, c, op, 2);
+    lua_settop(L, 3);
+    int defer = 0;
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        defer = 3;
+    }
+    return ec_request_call(L, c, op, 2, defer);
 }
 
 /* core.request(client, opname, args) -> request | nil, err */

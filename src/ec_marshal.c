@@ -73,6 +73,8 @@ typedef struct {
     const ec_op *op;
     const ec_client *c;
     ec_message *m;
+    int defer;    /* stack index of a set of argument names the caller handles itself; 0 = none */
+    int deferred; /* one of them was found */
     int array_mt; /* stack index of envclone.array_mt */
     char field[160];
     char msg[400];
@@ -428,6 +430,17 @@ static int check_known_keys(vctx *v, int args)
         const char *key = lua_tolstring(L, -1, &klen);
         if (find_field(v->op, key) != NULL)
             continue;
+        if (v->defer) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, v->defer);
+            int mine = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (mine) {
+                lua_pop(L, 1);
+                v->deferred = 1;
+                return -1;
+            }
+        }
         char shown[64] = "";
         excerpt(v->c, key, klen, shown, sizeof shown);
         const char *best = NULL;
@@ -680,11 +693,18 @@ void ec_message_free(ec_message *m)
 
 int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int args, ec_message *req)
 {
+    return ec_marshal_request_ex(L, c, op, args, req, 0);
+}
+
+int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int args, ec_message *req, int defer)
+{
     vctx v;
     v.L = L;
     v.op = op;
     v.c = c;
     v.m = req;
+    v.defer = defer;
+    v.deferred = 0;
     v.array_mt = 0;
     v.field[0] = v.msg[0] = '\0';
     ec_buf_clear(&req->url);
@@ -702,6 +722,8 @@ int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int ar
         lua_settop(L, top);
         ec_buf_clear(&req->body);
         ec_buf_clear(&req->headers); /* holds the credential */
+        if (v.deferred)
+            return EC_MARSHAL_DEFERRED;
         return ec_error_validation(L, c, op, v.field, "%s", v.msg);
     }
     return 0;

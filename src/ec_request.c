@@ -204,9 +204,18 @@ int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args)
     return 1;
 }
 
-int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args)
+int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int defer)
 {
     args = lua_absindex(L, args);
+    if (defer) {
+        defer = lua_absindex(L, defer);
+        /* a coroutine may be a batch task, whose calls go through the batch */
+        if (lua_pushthread(L) != 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_pop(L, 1);
+    }
     /* The buffers stay the client's spare set throughout: should anything
      * raise (out of memory), nothing is owned by this C frame. */
     if (c->spare == NULL && (c->spare = bufs_new()) == NULL)
@@ -218,7 +227,9 @@ int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args)
     set_policy(&tmp, op);
     tmp.b = c->spare;
     bufs_clear(tmp.b);
-    int n = ec_marshal_request(L, c, op, args, &tmp.b->msg);
+    int n = ec_marshal_request_ex(L, c, op, args, &tmp.b->msg, defer);
+    if (n == EC_MARSHAL_DEFERRED)
+        return 0;
     if (n)
         return n; /* nil, validation error */
     if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)

@@ -85,8 +85,11 @@ int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args);
 /* One attempt of op over the client's libcurl handle, the sequential fast
  * path: the request is built in the client's spare buffers and becomes a
  * Lua object only when the exchange fails.  Pushes the result (1), nil and
- * a validation error (2), or nil, the error and the request (3). */
-int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args);
+ * a validation error (2), or nil, the error and the request (3).  With a
+ * `defer` table (stack index; 0 = none) it pushes nothing and sends
+ * nothing (0) when args hold one of the names in it, or when it runs in a
+ * coroutine: the caller then takes its general path. */
+int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int defer);
 
 /* The request at idx, raising when it is not one or was released. */
 ec_request *ec_request_check(lua_State *L, int idx);

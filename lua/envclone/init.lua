@@ -86,8 +86,6 @@ local waiters = { ["kontent.clone_environment"] = "wait_for_cloning" }
 -- `"wait_for_cloning"`). Read it; do not change it.
 envclone.waiters = waiters
 
-local scheduler = runtime.scheduler
-
 local function make_method(op)
   local waiter = waiters[op.vendor .. "." .. op.name]
   local call = op.call
@@ -98,17 +96,16 @@ local function make_method(op)
     if self._closed then
       error("envclone: the " .. op.vendor .. " client is closed", 2)
     end
-    -- The plain sequential call over libcurl (no call options, no limiter,
-    -- no log hook, not in a batch task): the first attempt is one C call,
-    -- and the retry loop takes over only when it failed. The argument table
-    -- is indexed directly only when it has no metatable (no caller code runs).
-    if self._fast and type(args) == "table" and getmetatable(args) == nil
-      and args.retry == nil and args.wait == nil and args.wait_timeout == nil and args.wait_interval == nil
-      and args.wait_grace == nil and args.on_progress == nil
-      and (self._transport == "curl" or type(rawget(_G, "ngx")) ~= "table") and not scheduler() then
-      local res, err, req = call(self._handle, args)
-      if res ~= nil or req == nil then return res, err end
-      return retry.call(self, op, args, self._retry, err, req)
+    -- The plain sequential call over libcurl (no limiter, no log hook): the
+    -- first attempt is one C call, and the retry loop takes over only when
+    -- it failed. The C core hands the call back untouched (no value at all)
+    -- when args hold a call option or it runs in a coroutine (a batch task).
+    if self._fast and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
+      local res, err, req = call(self._handle, args, call_options)
+      if res ~= nil or err ~= nil then
+        if req == nil then return res, err end
+        return retry.call(self, op, args, self._retry, err, req)
+      end
     end
     local policy = self._retry
     local opts
