@@ -32,7 +32,14 @@ external_dependencies = {
 build = {
   type = "builtin",
   modules = {
+    -- what require "envclone.core" loads: it loads envclone.core_impl with lazy binding
     ["envclone.core"] = {
+      sources = { "src/ec_loader.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "src" },
+      libraries = { "dl" },
+    },
+    ["envclone.core_impl"] = {
       sources = {
         "src/ec_jsondec.c",
         "src/ec_buf.c", "src/ec_ops.c", "src/ec_json.c", "src/ec_mask.c", "src/ec_error.c", "src/ec_marshal.c",

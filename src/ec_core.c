@@ -704,10 +704,10 @@ static const luaL_Reg core_functions[] = {
     { NULL, NULL }
 };
 
-/* The only exported symbol of core.so. */
-__attribute__((visibility("default"))) int luaopen_envclone_core(lua_State *L);
+/* The only exported symbol of core_impl.so (loaded by core.so: ec_loader.c). */
+__attribute__((visibility("default"))) int luaopen_envclone_core_impl(lua_State *L);
 
-int luaopen_envclone_core(lua_State *L)
+int luaopen_envclone_core_impl(lua_State *L)
 {
     ec_marshal_init(L);
     ec_error_init(L);

@@ -245,6 +245,37 @@ static int is_sequence(lua_State *L, int idx, size_t *len)
 
 static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, ec_buf *out);
 
+/* out = a + b + c, cut to fit (names of nested fields for messages: no
+ * snprintf on the path every call takes). */
+static void join3(char *out, size_t outlen, const char *a, const char *b, const char *c)
+{
+    size_t used = 0;
+    const char *parts[3] = { a, b, c };
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(parts[i]);
+        if (n > outlen - 1 - used)
+            n = outlen - 1 - used;
+        memcpy(out + used, parts[i], n);
+        used += n;
+    }
+    out[used] = '\0';
+}
+
+/* "name[i]" for the items of an array. */
+static void item_name(char *out, size_t outlen, const char *name, size_t i)
+{
+    char num[24];
+    char *p = num + sizeof num;
+    *--p = '\0';
+    *--p = ']';
+    do {
+        *--p = (char)('0' + i % 10);
+        i /= 10;
+    } while (i > 0);
+    *--p = '[';
+    join3(out, outlen, name, p, "");
+}
+
 static int encode_object_fields(vctx *v, const ec_field *children, const char *parent, int idx, ec_buf *out)
 {
     lua_State *L = v->L;
@@ -274,7 +305,7 @@ static int encode_object_fields(vctx *v, const ec_field *children, const char *p
         return too_large(v, parent);
     int first = 1;
     for (const ec_field *c = children; c->name; c++) {
-        snprintf(child, sizeof child, "%s.%s", parent, c->name);
+        join3(child, sizeof child, parent, ".", c->name);
         raw_field(L, idx, c->name);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
@@ -325,7 +356,7 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
         char item[160];
         ec_field item_rules = { .name = name, .type = EC_T_STRING, .required = 1, .min_len = 1, .format = f->item_format };
         for (size_t i = 1; i <= len; i++) {
-            snprintf(item, sizeof item, "%s[%zu]", name, i);
+            item_name(item, sizeof item, name, i);
             lua_rawgeti(L, idx, (lua_Integer)i);
             const char *s = NULL;
             size_t n = 0;

@@ -10,10 +10,20 @@
 -- (see the README for the error object); programmer errors raise.
 -- @module envclone
 local core = require("envclone.core")
-local retry = require("envclone.retry")
-local wait = require("envclone.wait")
-local limiter = require("envclone.limiter")
 local runtime = require("envclone.runtime")
+
+-- Modules a plain call does not run are loaded on first use, so a process
+-- that makes one call parses only what that call needs (retries, waiters
+-- and the rate limiter load when a call fails, waits or is limited).
+local function lazy(name)
+  return setmetatable({}, { __index = function(proxy, key)
+    local m = require(name)
+    setmetatable(proxy, { __index = m })
+    return m[key]
+  end })
+end
+local retry = lazy("envclone.retry")
+local wait = lazy("envclone.wait")
 
 local envclone = {
   _VERSION = "envclone " .. core.version,
@@ -24,8 +34,12 @@ local envclone = {
   array_mt = core.array_mt,
   --- The operation table, as data: vendor, name, method, path, fields.
   operations = core.operations,
-  retry_defaults = retry.defaults,
 }
+--- The default retry policy (`envclone.retry.defaults`), read on first use.
+-- @field retry_defaults
+setmetatable(envclone, { __index = function(_, key)
+  if key == "retry_defaults" then return retry.defaults end
+end })
 
 --- Marks a table as a JSON array (so `{}` is sent as `[]`).
 -- @tparam[opt] table t
@@ -41,7 +55,9 @@ end
 
 --- The generic poller: see `envclone.wait.until_done`.
 -- @function wait
-envclone.wait = wait.until_done
+function envclone.wait(fn, opts)
+  return wait.until_done(fn, opts) -- a tail call: its errors point at the caller
+end
 
 -- Options the Lua layer owns; everything else goes to the C core, which
 -- rejects what it does not know.
@@ -265,14 +281,19 @@ local function new_client(vendor, opts, level)
     error("envclone." .. vendor .. ": transport must be 'auto', 'curl', 'cosocket' or a table with a perform "
       .. "function", level)
   end
-  local settings = handle:settings()
-  local okl, limit = pcall(limiter.new, vendor, settings.base_url, mine.rate_limit, mine.rate_limit_dict,
-    settings.timeout)
-  if not okl then error(limit, level) end
+  local limit = false
+  if mine.rate_limit_dict ~= nil or mine.rate_limit ~= false
+    and (mine.rate_limit ~= nil or core.vendors[vendor].rate_limit ~= nil) then
+    local settings = handle:settings()
+    local okl
+    okl, limit = pcall(require("envclone.limiter").new, vendor, settings.base_url, mine.rate_limit,
+      mine.rate_limit_dict, settings.timeout)
+    if not okl then error(limit, level) end
+  end
   return setmetatable({
     _limit = limit,
     _handle = handle,
-    _retry = retry.policy(mine.retry),
+    _retry = mine.retry ~= nil and retry.policy(mine.retry) or nil, -- nil: retry.defaults
     _hooks = { on_retry = mine.on_retry, log = mine.log },
     _transport = transport,
     _pool = { size = mine.pool_size, idle = mine.keepalive_timeout },
