@@ -10,32 +10,8 @@ local KEY = "tls-spec-api-key-0123456789"
 
 local dir, srv
 
-local function path(name) return dir .. "/" .. name end
-
-local function sh(cmd)
-  assert(hostile.run(cmd .. " >/dev/null 2>&1"), "command failed: " .. cmd)
-end
-
--- A CA, and a server certificate it signs for 127.0.0.1 (IP SAN only, so
--- "localhost" does not match it).
-local function make_pki()
-  local q = hostile.quote
-  for _, ca in ipairs{ "ca", "other-ca" } do
-    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-      .. " -keyout " .. q(path(ca .. ".key")) .. " -out " .. q(path(ca .. ".pem"))
-      .. " -subj '/CN=envclone test " .. ca .. "'"
-      .. " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign")
-  end
-  local ext = assert(io.open(path("server.ext"), "w"))
-  ext:write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-  ext:close()
-  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1"
-    .. " -keyout " .. q(path("server.key")) .. " -out " .. q(path("server.csr")))
-  sh("openssl x509 -req -days 2 -in " .. q(path("server.csr")) .. " -CA " .. q(path("ca.pem"))
-    .. " -CAkey " .. q(path("ca.key")) .. " -CAcreateserial -extfile " .. q(path("server.ext"))
-    .. " -out " .. q(path("server.pem")))
-end
+local pki = require("spec.support.pki")
+local path
 
 local function client(extra)
   local opts = { api_key = KEY, base_url = srv.url .. "/v2", timeout = 5, connect_timeout = 5, retry = false }
@@ -54,17 +30,14 @@ local function tls_error(res, err)
 end
 
 setup(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(hostile.run("mkdir -m 700 " .. hostile.quote(dir)))
-  make_pki()
+  dir, path = pki.make()
   srv = hostile.start{ tls = { cert = path("server.pem"), key = path("server.key") } }
   srv:mode("good")
 end)
 
 teardown(function()
   if srv then srv:stop() end
-  if dir then hostile.run("rm -rf " .. hostile.quote(dir)) end
+  pki.remove(dir)
 end)
 
 describe("TLS", function()

@@ -146,7 +146,7 @@ static int header_safe(const char *s)
 }
 
 static const char *const common_options[] = {
-    "base_url", "timeout", "connect_timeout", "user_agent", "max_response_size", "ca_file", "insecure", NULL
+    "base_url", "timeout", "connect_timeout", "user_agent", "max_response_size", "ca_file", "insecure", "proxy", NULL
 };
 
 static int known_option(const ec_vendor *v, const char *key)
@@ -244,6 +244,32 @@ static char *resolve_base(lua_State *L, const char *vendor, const char *option, 
     }
     snprintf(buf + n, sizeof buf - n, "/%s", rel);
     return dup_base_url(L, vendor, option, buf);
+}
+
+/* proxy = "http://host:port" or "env".  A proxy must never see a
+ * credential: requests go through it only inside a CONNECT tunnel carrying
+ * TLS, so every API root must be https. */
+static void check_proxy(lua_State *L, const char *vendor, ec_client *c, const char *proxy)
+{
+    if (proxy == NULL)
+        return;
+    if (strcmp(proxy, "env") != 0) {
+        if (strncasecmp(proxy, "http://", 7) != 0)
+            luaL_error(L, "envclone.%s: option 'proxy' must be \"http://host:port\" or \"env\"", vendor);
+        check_base_url(L, vendor, "proxy", proxy);
+        /* a path would be ignored by libcurl, and means a typo */
+        const char *path = strchr(proxy + 7, '/');
+        if (path != NULL && path[1] != '\0')
+            luaL_error(L, "envclone.%s: option 'proxy' must be \"http://host:port\" (no path)", vendor);
+    }
+    const char *roots[1 + EC_MAX_BASES] = { c->base_url };
+    for (int i = 0; i < EC_MAX_BASES; i++)
+        roots[1 + i] = c->bases[i];
+    for (int i = 0; i < 1 + EC_MAX_BASES; i++)
+        if (roots[i] && strncasecmp(roots[i], "https://", 8) != 0)
+            luaL_error(L, "envclone.%s: a proxy would see the credential of a plain-http request to %s: "
+                          "use https, or no proxy", vendor, roots[i]);
+    c->proxy = dup_string(L, proxy);
 }
 
 /* core.client(vendor, opts) -> client userdata */
@@ -354,6 +380,8 @@ static int l_client(lua_State *L)
         return luaL_error(L, "envclone.%s: option 'insecure' must be a boolean", vname);
     c->insecure = lua_toboolean(L, -1);
     lua_pop(L, 1);
+
+    check_proxy(L, vname, c, opt_string(L, 2, vname, "proxy"));
 
     /* the libcurl handle is made on the first call: requiring envclone and
      * building clients costs no libcurl set-up */

@@ -171,6 +171,12 @@ static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_tr
     te->retryable = -1;
     te->message[0] = '\0';
     switch (rc) {
+#if LIBCURL_VERSION_NUM >= 0x074900
+    case CURLE_PROXY: /* a SOCKS or tunnel handshake failure */
+        te->code = "proxy";
+        te->sent = 0;
+        break;
+#endif
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
         te->code = "resolve";
@@ -300,8 +306,18 @@ static void set_client_options(CURL *h, const ec_client *c)
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     /* the credential goes to base_url and nowhere else: proxies named in
      * the environment (http_proxy, https_proxy, ALL_PROXY) are not used
-     * unless the client says proxy = "env" */
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
+     * unless the client says proxy = "env"; a proxy only ever carries a
+     * CONNECT tunnel (the constructor allows https roots only with one), so
+     * it sees TLS and never a credential */
+    if (c->proxy == NULL) {
+        curl_easy_setopt(h, CURLOPT_PROXY, "");
+    } else {
+        if (strcmp(c->proxy, "env") != 0)
+            curl_easy_setopt(h, CURLOPT_PROXY, c->proxy);
+        curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+        /* the proxy's "200 Connection established" is not the answer */
+        curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    }
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
@@ -395,6 +411,14 @@ static int fill_error(ec_easy *e, ec_request *r, CURLcode rc, ec_transport_error
     long request_size = 0;
     curl_easy_getinfo(e->h, CURLINFO_REQUEST_SIZE, &request_size);
     classify(&r->b->ex, rc, request_size, te);
+    long connect_code = 0;
+    if (r->client->proxy != NULL && curl_easy_getinfo(e->h, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
+        && connect_code >= 300) {
+        /* the proxy refused the tunnel: nothing of the request went out */
+        te->code = "proxy";
+        te->sent = 0;
+        snprintf(te->message, sizeof te->message, "the proxy refused the CONNECT tunnel (HTTP %ld)", connect_code);
+    }
     return -1;
 }
 

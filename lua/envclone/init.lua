@@ -306,7 +306,8 @@ end
 --- Versori client. Options: `token` (Bearer, for clone_environment),
 -- `cookie` (for create_connection_version), `base_url`, `timeout`,
 -- `connect_timeout`, `user_agent`, `retry`, `on_retry`, `log`,
--- `ca_file`, `insecure`, `max_response_size`; and for OpenResty
+-- `ca_file`, `insecure`, `max_response_size`, `proxy` ("http://host:port"
+-- or "env": a CONNECT tunnel to https roots only); and for OpenResty
 -- `transport` ("auto": cosockets where nginx allows them, else libcurl;
 -- "curl"; "cosocket"), `pool_size` (idle connections kept per pool, 30) and
 -- `keepalive_timeout` (seconds an idle connection is kept, 60): see
