@@ -109,7 +109,8 @@ describe("proxies in the environment", function()
       io.write(res and "ok" or err.code)]], KEY, srv.url .. "/v2", path("ca.pem"),
       proxy_option and (", proxy = " .. string.format("%q", proxy_option)) or "", ENV)
     local cmd = "env https_proxy=" .. emu.quote(proxy.url) .. " HTTPS_PROXY=" .. emu.quote(proxy.url)
-      .. " ALL_PROXY=" .. emu.quote(proxy.url) .. " lua5.4 -e " .. emu.quote(script) .. " 2>&1"
+      .. " ALL_PROXY=" .. emu.quote(proxy.url) .. " " .. (os.getenv("ENVCLONE_LUA") or "lua5.4")
+      .. " -e " .. emu.quote(script) .. " 2>&1"
     local p = assert(io.popen(cmd))
     local out = p:read("*a")
     p:close()
