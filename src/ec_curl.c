@@ -22,6 +22,7 @@ struct ec_easy {
     unsigned long client_id; /* whose options the handle holds; 0 = none */
     int method;              /* how the method options were left (M_*) */
     long fresh;              /* CURLOPT_FRESH_CONNECT as last set; -1 = unknown */
+    int watch_h2;            /* the HTTP/2 watch (on_debug) is on */
     const ec_exchange *ex;   /* where the callbacks write */
 };
 
@@ -162,6 +163,40 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* What an HTTP/2 server said about a create it did not answer, read from
+ * libcurl's informational lines (7.88 has no other way to tell it): the
+ * request's stream id, a GOAWAY's last-stream-id, a REFUSED_STREAM.  Only
+ * CURLINFO_TEXT is looked at; header and data lines (the credential) are
+ * not read, not copied. */
+static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud)
+{
+    (void)h;
+    ec_exchange *x = ud;
+    if (type != CURLINFO_TEXT || size > 512)
+        return 0;
+    char line[513];
+    memcpy(line, data, size);
+    line[size] = '\0';
+    const char *p;
+    if ((p = strstr(line, "Using Stream ID: ")) != NULL)
+        x->h2_stream = strtol(p + 17, NULL, 10);
+    else if (strstr(line, "GOAWAY") != NULL && (p = strstr(line, "last_stream=")) != NULL)
+        x->goaway_last = strtol(p + 12, NULL, 10);
+    if (strstr(line, "REFUSED_STREAM") != NULL)
+        x->refused = 1;
+    return 0;
+}
+
+/* Did an HTTP/2 server say it did not process the request?  A GOAWAY whose
+ * last-stream-id is below the request's stream, or REFUSED_STREAM (RFC 9113
+ * §6.8, §8.7): then nothing was applied, and a retry is safe. */
+static int h2_not_processed(const ec_exchange *x)
+{
+    if (x->refused || strstr(x->errbuf, "REFUSED_STREAM") != NULL)
+        return 1;
+    return x->goaway_last >= 0 && x->h2_stream > 0 && x->goaway_last < x->h2_stream;
+}
+
 /* CURLcode -> one of the transport codes of ec_request.c, and what is
  * known about whether the request went out. */
 static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_transport_error *te)
@@ -237,6 +272,8 @@ static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_tr
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:        /* the HTTP/2 session failed: the connection's equivalent of a drop */
+    case CURLE_HTTP2_STREAM: /* the stream was reset */
         te->code = "recv";
         break;
     default:
@@ -244,6 +281,12 @@ static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_tr
     }
     if (x->too_large == 2)
         te->code = "headers_too_large";
+    if (te->sent && h2_not_processed(x)) {
+        te->sent = 0; /* the server said so: it did not act */
+        snprintf(te->message, sizeof te->message, "%s (the HTTP/2 server did not process it)",
+                 x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+        return;
+    }
     if (x->bad_head)
         snprintf(te->message, sizeof te->message, "malformed HTTP response: %s", x->head.why);
     else
@@ -349,6 +392,7 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
         e->method = M_NONE;
         e->fresh = -1;
         e->ex = NULL;
+        e->watch_h2 = 0;
     }
     ec_buf_clear(&x->body);
     x->body.limit = c->max_response_size;
@@ -356,6 +400,9 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     x->too_large = 0;
     x->bad_head = 0;
     x->fold = NULL;
+    x->h2_stream = 0;
+    x->goaway_last = -1;
+    x->refused = 0;
     ec_http1_head_reset(&x->head);
     x->errbuf[0] = x->content_type[0] = x->retry_after[0] = x->request_id[0] = x->location[0] = '\0';
     if (e->ex != x) {
@@ -378,6 +425,18 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, b->slist);
     curl_easy_setopt(h, CURLOPT_URL, ec_buf_cstr(&m->url));
+    /* A create over https may meet HTTP/2: watch what the server says of
+     * a stream it does not answer (on_debug).  Only creates need it (an
+     * idempotent call is retried anyway), and they open a connection and
+     * make a TLS handshake each, beside which the watch costs little. */
+    int watch = r->creates && strncmp(m->url.data, "https", 5) == 0;
+    if (watch != e->watch_h2) {
+        curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, watch ? on_debug : NULL);
+        curl_easy_setopt(h, CURLOPT_VERBOSE, (long)watch);
+        e->watch_h2 = watch;
+    }
+    if (watch)
+        curl_easy_setopt(h, CURLOPT_DEBUGDATA, x);
     /* the connection-reuse rule is the request's (ec_request.c) */
     long fresh = r->reuse ? 0L : 1L;
     if (e->fresh != fresh) {

@@ -44,6 +44,11 @@ typedef struct {
     char request_id[128];
     char location[512];
     char errbuf[256];   /* CURL_ERROR_SIZE */
+    /* HTTP/2 (creates only, see ec_curl.c): did the server say it did not
+     * process the request? */
+    long h2_stream;     /* our stream id; 0 = unknown */
+    long goaway_last;   /* GOAWAY's last-stream-id; -1 = no GOAWAY */
+    int refused;        /* RST_STREAM REFUSED_STREAM */
 } ec_exchange;
 
 /* The buffers a request owns; a client keeps one spare set so that a
