@@ -4,6 +4,8 @@
 --   lua5.2 bench/client.lua luacurl   get|post N PORT   (Debian lua-curl: 5.1/5.2 only)
 --   lua5.4 bench/client.lua luasocket get|post N PORT
 --   lua5.4 bench/client.lua envclone-core get|post N PORT
+--   lua5.4 bench/client.lua envclone-rss get N PORT     RSS after 2000 and after N calls
+--   lua5.4 bench/client.lua cjson-decode get N PORT     lua-cjson decoding the GET answer N times
 --
 -- envclone-core is a diagnostic: the same call through the C function of
 -- the operation (core.operations[i].call) without the Lua layer (retry
@@ -29,7 +31,16 @@ local BODY = '{"name":"Develop","roles_to_activate":[],"copy_data_options":'
 
 local call -- function() -> true, or raises
 
-if which == "envclone" or which == "envclone-core" then
+if which == "cjson-decode" then
+  -- the decode every Lua client must do on top of the C floor: the same
+  -- answer nginx gives the GET, decoded by lua-cjson
+  local cjson = require("cjson")
+  local answer = '{"cloning_state":"done"}'
+  call = function()
+    if cjson.decode(answer).cloning_state ~= "done" then error("unexpected answer") end
+  end
+
+elseif which == "envclone" or which == "envclone-core" or which == "envclone-rss" then
   local envclone = require("envclone")
   -- rate_limit = false: Kontent's client-side limit (10 calls/s per
   -- environment) would measure the limiter, not the call path
@@ -116,6 +127,25 @@ elseif which == "luasocket" then
 
 else
   error("unknown client " .. tostring(which))
+end
+
+-- Resident memory of this process, KiB (Linux /proc).
+local function rss_kib()
+  local f = io.open("/proc/self/status")
+  local text = f and f:read("*a") or ""
+  if f then f:close() end
+  return tonumber(text:match("VmRSS:%s*(%d+)")) or 0
+end
+
+if which == "envclone-rss" then
+  -- memory must stay flat however many calls a process makes
+  local at = {}
+  for i = 1, n do
+    call()
+    if i == 2000 or i == n then at[i] = rss_kib() end
+  end
+  io.write(string.format("RSS client=envclone op=%s calls=%d at2k=%d atN=%d\n", op, n, at[2000] or 0, at[n]))
+  os.exit(0)
 end
 
 for _ = 1, WARMUP do call() end

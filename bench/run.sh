@@ -21,6 +21,9 @@
 #   BENCH_OUT        also write the report to this file
 #   ENVCLONE_BUILD   use this build dir's envclone/core.so instead of building one
 #   BENCH_NO_INSTALL 1 = never apt-get install missing packages
+#   BENCH_ONCE       fresh processes per client for the start-up row (default 40)
+#   BENCH_RSS_N      calls in the RSS row (default 20000)
+#   BENCH_PIN        1 = nginx's worker on CPU 0 and every client on CPU 1 (default 1 on 2+ cores)
 #   BENCH_BATCH      0 = skip bench/batch.sh (batches against libcurl multi)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +36,17 @@ CG_N=${BENCH_CG_N:-300}
 CG_BASE=50
 PORT=${BENCH_PORT:-18480}
 RUN_TIMEOUT=120
+ONCE=${BENCH_ONCE:-40}
+RSS_N=${BENCH_RSS_N:-20000}
+# Pinned, the same pair of clients measures the same; unpinned on 2 shared
+# cores it ranged from 0.4x to 1.7x (issue 13).
+PIN=${BENCH_PIN:-1}
+server_pin=()
+client_pin=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  server_pin=(taskset -c 0)
+  client_pin=(taskset -c 1)
+fi
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -119,7 +133,7 @@ http {
   }
 }
 EOF
-  nginx -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+  "${server_pin[@]}" nginx -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
   nginx_pid=$!
   for _ in $(seq 50); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
@@ -143,8 +157,9 @@ say "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT (pid $nginx_pid)
 run_client() {
   local name=$1 op=$2 n=$3
   shift 3
+  set -- "${client_pin[@]}" "$@"
   case $name in
-    envclone | envclone-core)
+    envclone | envclone-core | envclone-rss | cjson-decode)
       LUA_CPATH="$build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
         timeout "$RUN_TIMEOUT" "$@" lua5.4 bench/client.lua "$name" "$op" "$n" "$PORT" ;;
     c-libcurl) timeout "$RUN_TIMEOUT" "$@" "$work/peer_curl" "$op" "$n" "$PORT" reuse once ;;
@@ -205,6 +220,8 @@ if [ "$CALLGRIND" = 1 ]; then
       jobs_list+=("$c $op $CG_BASE" "$c $op $((CG_BASE + CG_N))")
     done
   done
+  # the floor for a Lua client: lua-cjson decoding the same answer
+  jobs_list+=("cjson-decode get $CG_BASE" "cjson-decode get $((CG_BASE + CG_N))")
   for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do
     # shellcheck disable=SC2086
     cg_run ${jobs_list[$i]} &
@@ -219,7 +236,7 @@ if [ "$CALLGRIND" = 1 ]; then
     [ -z "$p2" ] || wait "$p2" || say "callgrind run failed: ${jobs_list[$((i + 1))]}"
   done
   for op in get post; do
-    for c in envclone envclone-core c-libcurl c-libcurl-reset-each c-libcurl-fresh luacurl luasocket; do
+    for c in envclone envclone-core c-libcurl c-libcurl-reset-each c-libcurl-fresh luacurl luasocket cjson-decode; do
       a="$work/cg-$c-$op-$CG_BASE.out"
       b="$work/cg-$c-$op-$((CG_BASE + CG_N)).out"
       if [ ! -s "$a" ] || [ ! -s "$b" ]; then continue; fi
@@ -227,6 +244,27 @@ if [ "$CALLGRIND" = 1 ]; then
     done
   done
 fi
+
+# ---- one call in a fresh process; memory over many calls --------------------
+# envclone's whole start-up (lua5.4, require, a client, one GET) against the
+# C program's (exec, libcurl, one GET), alternating, each process timed alone.
+ms_now() { date +%s%N; }
+say "start-up: $ONCE fresh processes each, alternating"
+for ((i = 0; i < ONCE; i++)); do
+  for c in envclone c-libcurl; do
+    t0=$(ms_now)
+    if [ $c = envclone ]; then
+      LUA_CPATH="$build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
+        timeout "$RUN_TIMEOUT" "${client_pin[@]}" lua5.4 bench/one_call.lua "$PORT" >/dev/null
+    else
+      timeout "$RUN_TIMEOUT" "${client_pin[@]}" "$work/peer_curl" get 1 "$PORT" reuse once >/dev/null
+    fi
+    t1=$(ms_now)
+    echo "ONCE client=$c us=$(((t1 - t0) / 1000))" >>"$results"
+  done
+done
+say "RSS: $RSS_N calls in one process"
+run_client envclone-rss get "$RSS_N" >>"$results" || say "the RSS run failed"
 
 # ---- report ----------------------------------------------------------------
 report="$work/report.md"
