@@ -60,7 +60,7 @@ int ec_buf_adds(ec_buf *b, const char *s)
     return ec_buf_add(b, s, strlen(s));
 }
 
-int ec_buf_addc(ec_buf *b, char c)
+int ec_buf_addc_slow(ec_buf *b, char c)
 {
     return ec_buf_add(b, &c, 1);
 }

@@ -245,6 +245,27 @@ static int is_sequence(lua_State *L, int idx, size_t *len)
 
 static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, ec_buf *out);
 
+/* [,]"name": for a member of a JSON object. The names come from the
+ * operation table (the vendors' field names: letters, digits, '_'), so
+ * they need no escaping; test_marshal and the fuzzer decode every body. */
+static int add_key(ec_buf *out, const char *name, int first)
+{
+    size_t n = strlen(name);
+    if (ec_buf_reserve(out, n + 4) != 0)
+        return -1;
+    char *p = out->data + out->len;
+    if (!first)
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
+    return 0;
+}
+
 /* out = a + b + c, cut to fit (names of nested fields for messages: no
  * snprintf on the path every call takes). */
 static void join3(char *out, size_t outlen, const char *a, const char *b, const char *c)
@@ -313,8 +334,7 @@ static int encode_object_fields(vctx *v, const ec_field *children, const char *p
                 return bad(v, child, "field '%s' is required", child);
             continue;
         }
-        if ((!first && ec_buf_addc(out, ',') != 0) || ec_json_add_string(out, c->name, strlen(c->name)) != 0
-            || ec_buf_addc(out, ':') != 0) {
+        if (add_key(out, c->name, first) != 0) {
             lua_pop(L, 1);
             return too_large(v, child);
         }
@@ -629,8 +649,7 @@ static int build_body(vctx *v, int args)
         }
         int rc = 0;
         if (op->body == EC_BODY_OBJECT) {
-            if ((!first && ec_buf_addc(out, ',') != 0) || ec_json_add_string(out, f->name, strlen(f->name)) != 0
-                || ec_buf_addc(out, ':') != 0)
+            if (add_key(out, f->name, first) != 0)
                 rc = too_large(v, f->name);
         }
         first = 0;
