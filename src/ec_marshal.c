@@ -250,19 +250,9 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
  * they need no escaping; test_marshal and the fuzzer decode every body. */
 static int add_key(ec_buf *out, const char *name, int first)
 {
-    size_t n = strlen(name);
-    if (ec_buf_reserve(out, n + 4) != 0)
+    if ((!first && ec_buf_addc(out, ',') != 0) || ec_buf_addc(out, '"') != 0 || ec_buf_adds(out, name) != 0
+        || ec_buf_addc(out, '"') != 0 || ec_buf_addc(out, ':') != 0)
         return -1;
-    char *p = out->data + out->len;
-    if (!first)
-        *p++ = ',';
-    *p++ = '"';
-    memcpy(p, name, n);
-    p += n;
-    *p++ = '"';
-    *p++ = ':';
-    out->len = (size_t)(p - out->data);
-    out->data[out->len] = '\0';
     return 0;
 }
 
