@@ -365,7 +365,6 @@ static void set_client_options(CURL *h, const ec_client *c)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
     if (c->ca_file)
@@ -441,6 +440,9 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     long fresh = r->reuse ? 0L : 1L;
     if (e->fresh != fresh) {
         curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh);
+        /* TCP keep-alive probes only help a connection that waits in the
+         * cache for the next call; one used once skips its 3 setsockopt */
+        curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, fresh ? 0L : 1L);
         e->fresh = fresh;
     }
 
