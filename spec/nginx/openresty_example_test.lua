@@ -12,33 +12,11 @@ local http = require("socket.http")
 local ltn12 = require("ltn12")
 local cjson = require("cjson.safe")
 local emu = require("spec.support.emu")
+local nginx = require("spec.support.nginx")
 
-local NGINX = os.getenv("ENVCLONE_NGINX") or "/usr/sbin/nginx"
-local MODULES = os.getenv("ENVCLONE_NGINX_MODULES") or "/usr/lib/nginx/modules"
-local JIT_BUILD = os.getenv("ENVCLONE_JIT_BUILD") or "build-jit"
 local TOKEN = "admin-token-for-the-example-test"
 
-local e, tmp, port, nginx_pid
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function abspath(p)
-  if p:sub(1, 1) == "/" then return p end
-  return (sh("pwd"):gsub("%s+$", "")) .. "/" .. p
-end
+local e, server
 
 -- Replaces `from` (plain text) by `to`; it must occur exactly once.
 local function swap(text, from, to)
@@ -55,7 +33,7 @@ local function call(method, path, body, token)
     headers["content-type"], headers["content-length"] = "application/json", tostring(#body)
   end
   http.TIMEOUT = 15
-  local ok, status = http.request{ url = "http://127.0.0.1:" .. port .. path, method = method, headers = headers,
+  local ok, status = http.request{ url = "http://127.0.0.1:" .. server.port .. path, method = method, headers = headers,
     source = body and ltn12.source.string(body) or nil, sink = ltn12.sink.table(chunks) }
   assert(ok, tostring(status))
   local text = table.concat(chunks)
@@ -64,70 +42,33 @@ end
 
 setup(function()
   e = emu.start{ kontent_clone_seconds = 0.5 }
-  tmp = sh("mktemp -d"):gsub("%s+$", "")
-  os.execute("chmod 755 " .. emu.quote(tmp))
-  local s = assert(socket.bind("127.0.0.1", 0))
-  port = select(2, s:getsockname())
-  s:close()
-  local conf = read("examples/openresty/nginx.conf")
+  server = nginx.new()
+  local tmp = server.tmp
+  local conf = nginx.read("examples/openresty/nginx.conf")
   conf = swap(conf, "worker_processes auto;", "worker_processes 1;")
   conf = swap(conf, "pid /tmp/envclone-example-nginx.pid;", "pid " .. tmp .. "/nginx.pid;")
   conf = swap(conf, "error_log stderr notice;", "error_log " .. tmp .. "/error.log notice;")
   conf = swap(conf, "client_body_temp_path /tmp/envclone-example-nginx-body;",
     "client_body_temp_path " .. tmp .. "/body;")
-  conf = swap(conf, "$prefix/build-jit/?.so", abspath(JIT_BUILD) .. "/?.so")
-  conf = swap(conf, "listen 127.0.0.1:8080;", "listen 127.0.0.1:" .. port .. ";")
-  conf = swap(conf, "load_module /usr/lib/nginx/modules/ndk_http_module.so;", "load_module " .. MODULES
+  conf = swap(conf, "$prefix/build-jit/?.so", nginx.abspath(nginx.JIT_BUILD) .. "/?.so")
+  conf = swap(conf, "listen 127.0.0.1:8080;", "listen 127.0.0.1:" .. server.port .. ";")
+  conf = swap(conf, "load_module /usr/lib/nginx/modules/ndk_http_module.so;", "load_module " .. nginx.MODULES
     .. "/ndk_http_module.so;")
-  conf = swap(conf, "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;", "load_module " .. MODULES
+  conf = swap(conf, "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;", "load_module " .. nginx.MODULES
     .. "/ngx_http_lua_module.so;")
-  if sh("id -u"):match("^0%s*$") then
-    conf = "user root root; # the repository may be readable by root only\n" .. conf
-  end
-  local f = assert(io.open(tmp .. "/nginx.conf", "w"))
-  f:write(conf)
-  f:close()
-  local env = "env KONTENT_API_KEY=" .. emu.quote(e.credentials.kontent.api_key)
-    .. " ENVCLONE_KONTENT_URL=" .. emu.quote(e.base_urls.kontent) .. " ENVCLONE_ADMIN_TOKEN=" .. TOKEN
-  local prefix = emu.quote(abspath("."))
-  local check = sh(env .. " " .. NGINX .. " -t -p " .. prefix .. " -c " .. emu.quote(tmp .. "/nginx.conf") .. " 2>&1")
-  assert(check:find("test is successful", 1, true), "nginx -t failed:\n" .. check)
-  nginx_pid = tonumber(sh(env .. " timeout -k 5 300 " .. NGINX .. " -p " .. prefix .. " -c "
-    .. emu.quote(tmp .. "/nginx.conf") .. " >" .. emu.quote(tmp .. "/stdout") .. " 2>&1 </dev/null & echo $!"))
-  for _ = 1, 200 do -- 10 s at most
-    local c = socket.tcp()
-    c:settimeout(0.2)
-    local up = c:connect("127.0.0.1", port)
-    c:close()
-    if up then return end
-    if not emu.alive(nginx_pid) then break end
-    socket.sleep(0.05)
-  end
-  error("nginx did not come up:\n" .. read(tmp .. "/error.log") .. read(tmp .. "/stdout"))
+  server:write_conf(conf)
+  server:start{ prefix = nginx.abspath("."), env = "env KONTENT_API_KEY=" .. emu.quote(e.credentials.kontent.api_key)
+    .. " ENVCLONE_KONTENT_URL=" .. emu.quote(e.base_urls.kontent) .. " ENVCLONE_ADMIN_TOKEN=" .. TOKEN }
 end)
 
 teardown(function()
-  local master = tonumber(read(tmp .. "/nginx.pid"):match("%d+"))
-  for _, pid in ipairs({ master, nginx_pid }) do
-    if emu.alive(pid) then os.execute("kill -TERM " .. pid .. " 2>/dev/null") end
-  end
-  for _ = 1, 100 do
-    if not emu.alive(master) and not emu.alive(nginx_pid) then break end
-    socket.sleep(0.05)
-  end
-  for _, pid in ipairs({ master, nginx_pid }) do
-    if emu.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-  end
+  if server then server:cleanup() end
   if e then e:stop() end
-  if tmp and tmp:match("^/tmp/") then os.execute("rm -rf " .. emu.quote(tmp)) end
 end)
 
 before_each(function() e:reset() end)
 
-after_each(function()
-  local log = read(tmp .. "/error.log")
-  assert.is_nil(log:match("%[error%][^\n]*lua[^\n]*"), log:match("%[error%][^\n]*"))
-end)
+after_each(function() server:assert_no_lua_errors() end)
 
 describe("examples/openresty: the admin endpoint", function()
   it("refuses calls without the admin token, and sends nothing", function()
