@@ -127,19 +127,30 @@ local function unauthorised(ctx)
   return err(ctx, 401, "unauthorized", "missing or invalid bearer token or session cookie")
 end
 
-local function clone_environment(emu, ctx)
-  local req, p = ctx.req, ctx.params
-  if not authorised(ctx) then return unauthorised(ctx) end
+-- What both operations check first, in this order: the credentials, the organisation in the
+-- path, the `noun` (a project or a connection: org[noun .. "s"], id in the path parameter
+-- noun .. "_id"), and a JSON object as the body. Returns the item and the body, or nil, nil and
+-- the error answer.
+local function org_item_and_body(ctx, noun)
+  local p = ctx.params
+  if not authorised(ctx) then return nil, nil, unauthorised(ctx) end
   local org = ctx.state.orgs[p.organisation_id]
   if not org then
-    return err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
+    return nil, nil, err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
   end
-  local project = org.projects[p.project_id]
-  if not project then
-    return err(ctx, 404, "project_not_found", "project " .. p.project_id .. " not found")
+  local id = p[noun .. "_id"]
+  local item = org[noun .. "s"][id]
+  if not item then
+    return nil, nil, err(ctx, 404, noun .. "_not_found", noun .. " " .. id .. " not found")
   end
-  local body, derr = json.decode_object(req.body)
-  if not body then return invalid(ctx, nil, derr) end
+  local body, derr = json.decode_object(ctx.req.body)
+  if not body then return nil, nil, invalid(ctx, nil, derr) end
+  return item, body
+end
+
+local function clone_environment(emu, ctx)
+  local project, body, answer = org_item_and_body(ctx, "project")
+  if answer then return answer end
   -- CloneEnvironmentRequest: oldEnvName and newEnvName required
   local field, msg = util.check_fields(body, {
     { "oldEnvName", "string", true }, { "newEnvName", "string", true },
@@ -170,18 +181,8 @@ local function clone_environment(emu, ctx)
 end
 
 local function create_connection_version(emu, ctx)
-  local req, p = ctx.req, ctx.params
-  if not authorised(ctx) then return unauthorised(ctx) end
-  local org = ctx.state.orgs[p.organisation_id]
-  if not org then
-    return err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
-  end
-  local conn = org.connections[p.connection_id]
-  if not conn then
-    return err(ctx, 404, "connection_not_found", "connection " .. p.connection_id .. " not found")
-  end
-  local body, derr = json.decode_object(req.body)
-  if not body then return invalid(ctx, nil, derr) end
+  local conn, body, answer = org_item_and_body(ctx, "connection")
+  if answer then return answer end
   -- ConnectionVersionCreate: name required, fromVersion optional
   local field, msg = util.check_fields(body, { { "name", "string", true }, { "fromVersion", "string" } })
   if msg then return invalid(ctx, field, msg) end
