@@ -249,19 +249,25 @@ local function run_plain(self, results)
     end
   end
 
+  -- Resumes the ready coroutines, in order, until none is left (a step may
+  -- make others ready: they run in the same pass).
+  local function run_ready()
+    while rhead <= rtail do
+      local co = rq_co[rhead]
+      local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
+      rq_co[rhead], rq_1[rhead], rq_2[rhead], rq_3[rhead] = nil, nil, nil, nil
+      rhead = rhead + 1
+      step(co, coroutine.resume(co, x, y, z))
+    end
+  end
+
   while self._done < total do
     -- start items while the wire has room for what they will send; items
     -- that sleep (waiters, back-off, rate limits) make room for others
     while next_item <= total and rhead > rtail and n_inflight + (stail - shead + 1) < max do
       start(next_item)
       next_item = next_item + 1
-      while rhead <= rtail do
-        local co = rq_co[rhead]
-        local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
-        rq_co[rhead], rq_1[rhead], rq_2[rhead], rq_3[rhead] = nil, nil, nil, nil
-        rhead = rhead + 1
-        step(co, coroutine.resume(co, x, y, z))
-      end
+      run_ready()
     end
     while n_inflight < max and shead <= stail do
       local co, req = sq_co[shead], sq_req[shead]
@@ -299,13 +305,7 @@ local function run_plain(self, results)
         push_ready(heap_pop(timers)[3])
       end
     end
-    while rhead <= rtail do
-      local co = rq_co[rhead]
-      local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
-      rq_co[rhead], rq_1[rhead], rq_2[rhead], rq_3[rhead] = nil, nil, nil, nil
-      rhead = rhead + 1
-      step(co, coroutine.resume(co, x, y, z))
-    end
+    run_ready()
   end
   multi:close()
 end
