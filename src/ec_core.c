@@ -614,6 +614,23 @@ static void push_operations(lua_State *L)
         set_opt_string(L, "summary", op->summary);
         set_opt_string(L, "page", op->page);
         set_opt_string(L, "applied_reason", op->applied_reason);
+        if (op->waiter) {
+            const ec_waiter *w = op->waiter;
+            lua_createtable(L, 0, 9);
+            set_opt_string(L, "name", w->name);
+            set_opt_string(L, "poll", w->poll);
+            set_opt_string(L, "id_arg", w->id_arg);
+            set_opt_string(L, "id_result", w->id_result);
+            set_opt_string(L, "state_field", w->state_field);
+            set_opt_string(L, "done", w->done);
+            set_opt_string(L, "failed", w->failed);
+            set_opt_string(L, "failed_message", w->failed_message);
+            if (w->not_yet_status) {
+                lua_pushinteger(L, w->not_yet_status);
+                lua_setfield(L, -2, "not_yet_status");
+            }
+            lua_setfield(L, -2, "waiter");
+        }
         lua_newtable(L);
         int n = 0;
         for (const ec_field *f = op->fields; f->name; f++) {

@@ -138,6 +138,15 @@ static const ec_field droplit_create_environment[] = {
 #define KONTENT_AUTH { { .credential = "api_key", .scheme = EC_AUTH_BEARER } }
 #define KONTENT_PAGE "https://kontent.ai/learn/docs/apis/openapi/management-api-v2/#tag/Environments"
 
+/* Kontent clones in the background: "Get environment cloning state" says
+ * in_progress, then done or failed; a new environment may answer 404 for a
+ * moment after the clone call (KONTENT_PAGE). */
+static const ec_waiter kontent_cloning = {
+    .name = "wait_for_cloning", .poll = "get_cloning_state", .id_arg = "environment_id", .id_result = "id",
+    .state_field = "cloning_state", .done = "done", .failed = "failed",
+    .failed_message = "environment cloning failed", .not_yet_status = 404,
+};
+
 const ec_op ec_ops[] = {
     { .vendor = "versori", .name = "clone_environment", .method = "POST",
       .path = "/o/{organisation_id}/projects/{project_id}/environments/clone",
@@ -168,7 +177,7 @@ const ec_op ec_ops[] = {
       .page = "https://api-doc.qovery.com/#tag/Applications/operation/cloneApplication" },
     { .vendor = "kontent", .name = "clone_environment", .method = "POST",
       .path = "/projects/{environment_id}/clone-environment", .auth = KONTENT_AUTH,
-      .body = EC_BODY_OBJECT, .creates = 1, .success = { 200 },
+      .body = EC_BODY_OBJECT, .creates = 1, .success = { 200 }, .waiter = &kontent_cloning,
       .fields = kontent_clone_environment,
       .summary = "Create a clone of an existing environment.", .page = KONTENT_PAGE },
     { .vendor = "kontent", .name = "get_cloning_state", .method = "GET",

@@ -78,6 +78,22 @@ typedef struct {
     ec_auth scheme;
 } ec_auth_way;
 
+/* What follows a create the vendor finishes later (Kontent's cloning):
+ * the waiter method `name` polls operation `poll` until the answer's
+ * `state_field` is `done` (or `failed`).  Data, read by the Lua layer's one
+ * generic waiter (lua/envclone/init.lua). */
+typedef struct {
+    const char *name;          /* the client method: "wait_for_cloning" */
+    const char *poll;          /* the operation it calls: "get_cloning_state" */
+    const char *id_arg;        /* the poll's argument naming the new object: "environment_id" */
+    const char *id_result;     /* where the create's answer holds it: "id" */
+    const char *state_field;   /* the polled answer's state: "cloning_state" */
+    const char *done;          /* "done" */
+    const char *failed;        /* "failed" */
+    const char *failed_message;/* the error message when it failed */
+    int not_yet_status;        /* a status meaning "not visible yet" during the grace period (0: none) */
+} ec_waiter;
+
 #define EC_MAX_AUTH_WAYS 3
 #define EC_MAX_STATUSES 4
 
@@ -95,6 +111,7 @@ typedef struct {
     /* A retry that meets this reason after an earlier attempt whose outcome
      * is unknown means that attempt applied (a DELETE's not_found). */
     const char *applied_reason;
+    const ec_waiter *waiter;  /* a create finished later: how to wait for it (call option wait = true) */
     const ec_field *fields;   /* ends with {NULL} */
     const char *summary;      /* the vendor page's one-line description */
     const char *page;         /* the vendor page this row follows */

@@ -93,10 +93,13 @@ end
 
 local Client = {}
 local vendor_methods = {}   -- vendor -> method table
-local vendor_ops = {}       -- vendor -> name -> op
 
--- Operations that take `wait = true`, and the waiter that follows them.
-local waiters = { ["kontent.clone_environment"] = "wait_for_cloning" }
+-- Operations that take `wait = true`, and the waiter that follows them
+-- (the `waiter` column of the operation table).
+local waiters = {}
+for _, op in ipairs(core.operations) do
+  if op.waiter then waiters[op.vendor .. "." .. op.name] = op.waiter.name end
+end
 --- The operations that take `wait = true`: `"vendor.operation"` -> the
 -- waiter method that follows them (e.g. `"kontent.clone_environment"` ->
 -- `"wait_for_cloning"`). Read it; do not change it.
@@ -137,13 +140,15 @@ local function make_method(op)
     if res == nil or not (opts and opts.wait) then
       return res, err
     end
-    local state, werr = self[waiter](self, { environment_id = type(res) == "table" and res.id or nil,
+    local w = op.waiter
+    local new_id = type(res) == "table" and res[w.id_result] or nil
+    local state, werr = self[waiter](self, { [w.id_arg] = new_id,
       timeout = opts.wait_timeout, interval = opts.wait_interval, grace = opts.wait_grace,
       on_progress = opts.on_progress })
     if not state then
       -- the clone exists; only the wait failed (just the id: the full answer
       -- holds Kontent's API key, and errors get logged)
-      werr.created = { id = type(res) == "table" and res.id or nil }
+      werr.created = { [w.id_result] = new_id }
       return nil, werr
     end
     return res, state
@@ -152,16 +157,59 @@ end
 
 for _, op in ipairs(core.operations) do
   vendor_methods[op.vendor] = vendor_methods[op.vendor] or {}
-  vendor_ops[op.vendor] = vendor_ops[op.vendor] or {}
   vendor_methods[op.vendor][op.name] = make_method(op)
-  vendor_ops[op.vendor][op.name] = op
 end
 
-local wait_for_cloning_args = { environment_id = true, timeout = true, interval = true, max_interval = true,
-  grace = true, on_progress = true }
+-- The one waiter, made from an operation's `waiter` column: poll `w.poll`
+-- until the answer's `w.state_field` is `w.done` (a result) or `w.failed`
+-- (an error of kind "state"). A new object may not be visible for a moment
+-- after the create: `w.not_yet_status` during the first `grace` seconds
+-- means "not visible yet" and the waiter keeps polling.
+local function make_waiter(vendor, w)
+  local allowed = { [w.id_arg] = true, timeout = true, interval = true, max_interval = true, grace = true,
+    on_progress = true }
+  local not_yet = { [w.state_field] = "not_visible_yet" }
+  return function(self, args)
+    if type(args) ~= "table" then
+      error("envclone: " .. w.name .. " takes a table of arguments", 2)
+    end
+    for k in pairs(args) do
+      if not allowed[k] then
+        error("envclone: " .. w.name .. ": unknown argument '" .. tostring(k) .. "'", 2)
+      end
+    end
+    local id = args[w.id_arg]
+    local grace = args.grace or 30
+    if type(grace) ~= "number" or not (grace >= 0 and grace < math.huge) then
+      error("envclone: " .. w.name .. ": grace must be a finite, non-negative number of seconds", 2)
+    end
+    local poll = self[w.poll]
+    local start = runtime.now()
+    return wait.until_done(function()
+      -- one attempt per poll: the waiter itself keeps polling past retryable
+      -- errors and honours Retry-After, and its timeout must bound the wait
+      local state, err = poll(self, { [w.id_arg] = id, retry = false })
+      if not state then
+        if w.not_yet_status and err.status == w.not_yet_status and runtime.now() - start < grace then
+          return false, not_yet
+        end
+        return nil, err
+      end
+      local s = type(state) == "table" and state[w.state_field]
+      if s == w.done then return true, state end
+      if s == w.failed then
+        return nil, core.error{ kind = "state", vendor = vendor, operation = w.name,
+          message = w.failed_message, state = state, status = 200 }
+      end
+      return false, state
+    end, { timeout = args.timeout, interval = args.interval, max_interval = args.max_interval,
+      on_progress = args.on_progress, what = w.name, vendor = vendor })
+  end
+end
 
 --- Kontent: poll the cloning state of `environment_id` until it is `done`
--- (Kontent Management API v2, "Get environment cloning state").
+-- (Kontent Management API v2, "Get environment cloning state"; the
+-- `waiter` column of kontent.clone_environment).
 -- A new environment may not be visible for a moment after the clone call:
 -- a 404 during the first `grace` seconds means "not visible yet" and the
 -- waiter keeps polling.
@@ -172,41 +220,8 @@ local wait_for_cloning_args = { environment_id = true, timeout = true, interval 
 -- @return the last state table (`{cloning_state = "done"}`), or nil, err
 --   (kind "timeout", or kind "state" with `state` when cloning failed)
 -- @raise on an unknown argument
-function vendor_methods.kontent.wait_for_cloning(self, args)
-  if type(args) ~= "table" then
-    error("envclone: wait_for_cloning takes a table of arguments", 2)
-  end
-  for k in pairs(args) do
-    if not wait_for_cloning_args[k] then
-      error("envclone: wait_for_cloning: unknown argument '" .. tostring(k) .. "'", 2)
-    end
-  end
-  local id = args.environment_id
-  local op = vendor_ops.kontent.get_cloning_state
-  local grace = args.grace or 30
-  if type(grace) ~= "number" or not (grace >= 0 and grace < math.huge) then
-    error("envclone: wait_for_cloning: grace must be a finite, non-negative number of seconds", 2)
-  end
-  local start = runtime.now()
-  return wait.until_done(function()
-    -- one attempt per poll: the waiter itself keeps polling past retryable
-    -- errors and honours Retry-After, and its timeout must bound the wait
-    local state, err = self:get_cloning_state{ environment_id = id, retry = false }
-    if not state then
-      if err.status == 404 and runtime.now() - start < grace then
-        return false, { cloning_state = "not_visible_yet" }
-      end
-      return nil, err
-    end
-    local s = type(state) == "table" and state.cloning_state
-    if s == "done" then return true, state end
-    if s == "failed" then
-      return nil, core.error{ kind = "state", vendor = "kontent", operation = "wait_for_cloning",
-        message = "environment cloning failed", state = state, status = 200 }
-    end
-    return false, state
-  end, { timeout = args.timeout, interval = args.interval, max_interval = args.max_interval,
-    on_progress = args.on_progress, what = "wait_for_cloning", vendor = op.vendor })
+for _, op in ipairs(core.operations) do
+  if op.waiter then vendor_methods[op.vendor][op.waiter.name] = make_waiter(op.vendor, op.waiter) end
 end
 
 local transports = { auto = true, curl = true, cosocket = true }
