@@ -15,7 +15,7 @@ dir=$(cd "$dir" && pwd)
 
 cmake -S . -B "$dir" -DENVCLONE_SANITIZE=ON -DENVCLONE_WERROR=ON >/dev/null
 cmake --build "$dir" -j "$(nproc)" >/dev/null
-ldd "$dir/envclone/core.so" | grep -q libasan || { echo "asan: $dir/envclone/core.so is not built with ASan" >&2; exit 1; }
+ldd "$dir/envclone/core.so" | grep libasan >/dev/null || { echo "asan: $dir/envclone/core.so is not built with ASan" >&2; exit 1; }
 libasan=$(gcc -print-file-name=libasan.so)
 [ -f "$libasan" ] || { echo "asan: gcc's libasan.so not found" >&2; exit 1; }
 cc -shared -fPIC -O2 -o "$dir/nodlclose.so" spec/sanitizers/nodlclose.c
