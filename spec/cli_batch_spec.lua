@@ -3,8 +3,8 @@
 -- exit code (and nothing sent) for a file that is not a valid batch, and a
 -- progress line in a terminal (tmux).
 local emu = require("spec.support.emu")
+local tmux = require("spec.support.tmux")
 local cjson = require("cjson.safe")
-local socket = require("socket")
 
 local e
 local BUILD = os.getenv("ENVCLONE_BUILD") or "build"
@@ -148,36 +148,20 @@ describe("envclone batch FILE", function()
   end)
 
   it("shows a progress line on a terminal, and keeps stdout JSON", function()
-    local found = os.execute("command -v tmux >/dev/null 2>&1")
-    if found ~= true and found ~= 0 then pending("tmux is not installed") end -- 0: Lua 5.1 / LuaJIT
+    if not tmux.available() then pending("tmux is not installed") end
     e:faults{ delay = 0.1 }
     local file = write_file(cjson.encode(calls_json(30)))
     local out = os.tmpname()
-    local sock = os.tmpname()
-    os.remove(sock)
-    local function tmux(args)
-      local p = assert(io.popen("tmux -S " .. emu.quote(sock) .. " " .. args .. " 2>/dev/null", "r"))
-      local text = p:read("*a")
-      p:close()
-      return text
-    end
-    local cmd = command(env_all(), { "batch", file, "--max-in-flight", "2" }) .. " >" .. emu.quote(out)
-      .. "; echo EXIT=$?; sleep 60"
-    local here = assert(io.popen("pwd")):read("*l")
-    tmux("new-session -d -x 160 -y 24 -c " .. emu.quote(here) .. " " .. emu.quote(cmd))
-    local seen, final = {}, nil
-    local deadline = socket.gettime() + 30
-    repeat
-      local screen = tmux("capture-pane -p")
+    local term = tmux.new()
+    term:run(command(env_all(), { "batch", file, "--max-in-flight", "2" }) .. " >" .. emu.quote(out))
+    local seen = {}
+    local final = term:wait(30, 0.05, function(screen)
       for line in screen:gmatch("[^\n]+") do
         local done = line:match("^batch: (%d+)/30 done, 0 failed, [%d.]+s elapsed$")
         if done then seen[#seen + 1] = tonumber(done) end
       end
-      if screen:find("EXIT=%d+") then final = screen end
-      socket.sleep(0.05)
-    until final or socket.gettime() > deadline
-    tmux("kill-server")
-    os.remove(sock)
+    end)
+    term:stop()
     os.remove(file)
     local results = cjson.decode(emu.read_file(out) or "")
     os.remove(out)

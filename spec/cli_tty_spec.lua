@@ -3,52 +3,35 @@
 -- place and cleared at the end, and the result is a readable summary, not
 -- JSON. Set ENVCLONE_TTY_CAPTURE=FILE to keep the screens seen.
 local emu = require("spec.support.emu")
-local socket = require("socket")
-
-local function have_tmux()
-  local ok = os.execute("command -v tmux >/dev/null 2>&1")
-  return ok == true or ok == 0 -- Lua 5.1 and LuaJIT answer 0
-end
+local tmux = require("spec.support.tmux")
 
 describe("envclone in a terminal", function()
-  local e, sock
-
-  local function tmux(args)
-    local p = assert(io.popen("tmux -S " .. emu.quote(sock) .. " " .. args .. " 2>/dev/null", "r"))
-    local text = p:read("*a")
-    p:close()
-    return text
-  end
+  local e, term
 
   setup(function()
-    if not have_tmux() then return end
+    if not tmux.available() then return end
     e = emu.start{ kontent_clone_seconds = 3 }
-    sock = os.tmpname()
-    os.remove(sock)
+    term = tmux.new()
   end)
 
   teardown(function()
-    if sock then tmux("kill-server") os.remove(sock) end
+    if term then term:stop() end
     if e then e:stop() end
   end)
 
   it("--wait shows a live progress line, then a text summary", function()
-    if not have_tmux() then pending("tmux is not installed") end
-    local cmd = table.concat({
+    if not tmux.available() then pending("tmux is not installed") end
+    term:run(table.concat({
       "env", "ENVCLONE_BUILD=" .. emu.quote(os.getenv("ENVCLONE_BUILD") or "build"),
       "KONTENT_API_KEY=" .. emu.quote(e.credentials.kontent.api_key),
       "ENVCLONE_KONTENT_URL=" .. emu.quote(e.base_urls.kontent),
       os.getenv("ENVCLONE_LUA") or "lua5.4", "bin/envclone", "kontent", "clone-environment",
       "--environment-id", e.seed.kontent.environment_id, "--name", "Terminal",
       "--wait", "--poll-interval", "0.4", "--wait-timeout", "30",
-    }, " ") .. "; echo EXIT=$?; sleep 60"
-    local here = assert(io.popen("pwd")):read("*l")
-    tmux("new-session -d -x 160 -y 24 -c " .. emu.quote(here) .. " " .. emu.quote(cmd))
+    }, " "))
 
-    local screens, progress, final = {}, {}, nil
-    local deadline = socket.gettime() + 20
-    repeat
-      local screen = tmux("capture-pane -p")
+    local screens, progress = {}, {}
+    local final = term:wait(20, 0.1, function(screen)
       screens[#screens + 1] = screen
       local lines = 0
       for line in screen:gmatch("[^\n]+") do
@@ -58,9 +41,7 @@ describe("envclone in a terminal", function()
         end
       end
       assert.is_true(lines <= 1, "one progress line, updated in place:\n" .. screen)
-      if screen:find("EXIT=%d+") then final = screen end
-      socket.sleep(0.1)
-    until final or socket.gettime() > deadline
+    end)
 
     local keep = os.getenv("ENVCLONE_TTY_CAPTURE")
     if keep then
