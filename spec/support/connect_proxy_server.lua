@@ -10,17 +10,13 @@
 -- Listens on 127.0.0.1, on an ephemeral port written to PORTFILE. Every loop
 -- is bounded: it exits after MAX_LIFETIME seconds (default 300).
 local socket = require("socket")
+local listener = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/listener.lua")
 
 local port_file, log_path, bytes_path = arg[1], arg[2], arg[3]
 local deadline = socket.gettime() + (tonumber(arg[4]) or 300)
 
-local server = assert(socket.bind("127.0.0.1", 0))
-server:settimeout(0)
-local _, port = server:getsockname()
-local pf = assert(io.open(port_file .. ".tmp", "w"))
-pf:write(port, "\n")
-pf:close()
-assert(os.rename(port_file .. ".tmp", port_file))
+local server, port = listener.listen(0)
+listener.publish(port_file, port)
 
 local function append(path, text)
   local f = assert(io.open(path, "a"))

@@ -13,19 +13,15 @@
 -- Usage: lua5.4 h2_server.lua PORTFILE STATS MODE CERT KEY [MAX_LIFETIME]
 local socket = require("socket")
 local ssl = require("ssl")
+local listener = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/listener.lua")
 
 local port_file, stats_path, mode, cert, key = arg[1], arg[2], arg[3], arg[4], arg[5]
 local deadline = socket.gettime() + (tonumber(arg[6]) or 300)
 
 local ctx = assert(ssl.newcontext{ mode = "server", protocol = "any", key = key, certificate = cert,
   options = "all", alpn = { "h2" } })
-local server = assert(socket.bind("127.0.0.1", 0))
-server:settimeout(1)
-local _, port = server:getsockname()
-local pf = assert(io.open(port_file .. ".tmp", "w"))
-pf:write(port, "\n")
-pf:close()
-assert(os.rename(port_file .. ".tmp", port_file))
+local server, port = listener.listen(1)
+listener.publish(port_file, port)
 
 local connections, requests = 0, 0
 local function save()

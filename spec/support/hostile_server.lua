@@ -32,6 +32,7 @@
 -- --max-lifetime seconds (default 600).
 local socket = require("socket")
 local cjson = require("cjson")
+local listener = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/listener.lua") -- next to this file
 
 local opts = { ["max-lifetime"] = "600" }
 do
@@ -54,12 +55,8 @@ if opts["tls-cert"] then
   })
 end
 
-local main = assert(socket.bind("127.0.0.1", 0))
-local other = assert(socket.bind("127.0.0.1", 0))
-main:settimeout(0)
-other:settimeout(0)
-local main_port = select(2, main:getsockname())
-local other_port = select(2, other:getsockname())
+local main, main_port = listener.listen(0)
+local other, other_port = listener.listen(0)
 
 local MAX_HEAD = 64 * 1024
 local MAX_BODY = 1024 * 1024
@@ -377,13 +374,7 @@ local function handle_other(conn)
   respond(conn, 200, "OK", { "Content-Type: application/json" }, "{}")
 end
 
-do
-  local tmp = opts["port-file"] .. ".tmp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(main_port, " ", other_port, "\n")
-  f:close()
-  assert(os.rename(tmp, opts["port-file"]))
-end
+listener.publish(opts["port-file"], main_port, other_port)
 
 local deadline = socket.gettime() + tonumber(opts["max-lifetime"])
 while running and socket.gettime() < deadline do
