@@ -149,18 +149,20 @@ describe("envclone.batch", function()
       local base, most = open_sockets(), 0
       local creates_done = 0
       b = envclone.batch{ max_in_flight = 8, on_progress = function() creates_done = creates_done + 1 end }
-      for i = 1, 40 do
-        b:add(q, "clone_application", { applicationId = seed.qovery.application_id,
-          environment_id = seed.qovery.environment_id, name = "q" .. i })
-      end
       -- a task that looks while the creates are on the wire (its sleeps
-      -- yield to the batch; it holds no slot)
+      -- yield to the batch; it holds no slot). Added first, so that it is
+      -- already looking when the first creates go out, however slowly this
+      -- machine schedules it.
       b:add(function()
         while creates_done < 40 do
           most = math.max(most, open_sockets() - base)
           runtime.sleep(0.003)
         end
       end)
+      for i = 1, 40 do
+        b:add(q, "clone_application", { applicationId = seed.qovery.application_id,
+          environment_id = seed.qovery.environment_id, name = "q" .. i })
+      end
       assert.are.equal(41, b:run().succeeded)
       c = e:concurrency()
       assert.is_true(c.max_requests_in_flight <= 8 and c.max_requests_in_flight > 1)
