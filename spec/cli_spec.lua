@@ -203,6 +203,7 @@ describe("envclone help", function()
         assert.are.equal(f.required, head:find(" %*$") ~= nil, op.name .. "." .. f.name .. " required mark")
         assert.truthy(body:find(f.type == "table (object)" and "JSON object" or f.type, 1, true), f.name .. " type")
         if f.format then assert.truthy(body:find(f.format, 1, true), f.name .. " format") end
+        if f.charset then assert.truthy(body:find("only " .. f.charset, 1, true), f.name .. " charset") end
         if f.description then
           assert.truthy(body:find(f.description:gsub("%s+", " "), 1, true), f.name .. " description")
         end

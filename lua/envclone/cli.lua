@@ -238,6 +238,7 @@ local function field_facts(f)
   if f.min_len and f.max_len and not f.format then
     facts[#facts + 1] = string.format("%d-%d characters", f.min_len, f.max_len)
   end
+  if f.charset then facts[#facts + 1] = "only " .. f.charset end
   if f.max_items then facts[#facts + 1] = "at most " .. f.max_items .. " items, comma-separated or a JSON array" end
   if f.max_depth then facts[#facts + 1] = "nested at most " .. f.max_depth .. " deep" end
   if f.reserved then facts[#facts + 1] = "not " .. table.concat(f.reserved, " or ") end

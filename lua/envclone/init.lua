@@ -318,8 +318,12 @@ local function new_client(vendor, opts, level)
   }, metatables[vendor])
 end
 
---- Versori client. Options: `token` (Bearer, for clone_environment),
--- `cookie` (for create_connection_version), `base_url`, `timeout`,
+--- Versori client. Options: `token` (Bearer: both operations),
+-- `cookie` (the whole Cookie header value; create_connection_version uses
+-- it when the client has no `token`, as the Connect API allows),
+-- `connect_base_url` (the Connect API root, default
+-- https://platform.versori.com/api/connect/v1alpha1; when only `base_url`
+-- is given, its sibling `../connect/v1alpha1`), `base_url`, `timeout`,
 -- `connect_timeout`, `user_agent`, `retry`, `on_retry`, `log`,
 -- `ca_file`, `insecure`, `max_response_size`, `proxy` ("http://host:port"
 -- or "env": a CONNECT tunnel to https roots only); and for OpenResty
@@ -334,7 +338,10 @@ end
 -- @tparam table opts
 function envclone.versori(opts) return new_client("versori", opts, 3) end
 
---- Qovery client (`token`: Bearer). Options as for `versori`.
+--- Qovery client. `token`: an API token goes as `Authorization: Token <t>`,
+-- a JWT (three base64url segments) as `Authorization: Bearer <jwt>`
+-- (Qovery's OpenAPI securitySchemes); `token_type = "Token" | "Bearer"`
+-- overrides the guess. Other options as for `versori`.
 function envclone.qovery(opts) return new_client("qovery", opts, 3) end
 
 --- Kontent.ai Management API client (`api_key`: Bearer). Options as for `versori`.
