@@ -305,6 +305,10 @@ for _, op in ipairs(envclone.operations) do
         assert.are.equal(refusal, err.code, tostring(err))
       else
         assert.is_not_nil(res, tostring(err))
+        -- with a status the vendor documents for it (the table's success column)
+        local documented = false
+        for _, st in ipairs(op.success) do documented = documented or st == log[#log].status end
+        assert.is_true(documented, id .. " answered " .. tostring(log[#log].status))
       end
     end)
 
