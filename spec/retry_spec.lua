@@ -265,6 +265,26 @@ describe("waiters", function()
     assert.are.equal(#progress + 1, polls)
   end)
 
+  it("treats a 404 on the new environment's cloning state as 'not visible yet' during the grace period",
+    function()
+    local k = client("kontent")
+    -- the clone call answers at once; its cloning state is not visible for the first two polls
+    e:faults{ rules = { { operation = "kontent.get_cloning_state", queue = { "404", "404" } } } }
+    local seen = {}
+    local clone, state = k:clone_environment{ environment_id = seed.kontent.environment_id, name = "Grace",
+      wait = true, wait_interval = 0.05, wait_timeout = 5,
+      on_progress = function(s) seen[#seen + 1] = s and s.cloning_state end }
+    assert.is_table(clone, tostring(state))
+    assert.are.equal("done", state.cloning_state)
+    assert.are.equal("not_visible_yet", seen[1])
+    assert.are.equal("not_visible_yet", seen[2])
+    -- after the grace period the same 404 ends the wait: the environment is really not there
+    e:faults{ rules = { { operation = "kontent.get_cloning_state", queue = { "404", "404", "404" } } } }
+    local _, err = k:wait_for_cloning{ environment_id = clone.id, grace = 0.06, interval = 0.05, timeout = 5 }
+    assert.are.equal(404, err.status)
+    assert.are.equal("not_found", err.reason)
+  end)
+
   it("times out cleanly when the clone never finishes", function()
     e:config{ kontent_clone_seconds = -1 }
     local k = client("kontent")

@@ -20,7 +20,9 @@ local MAX_FAULT_SECONDS = 120             -- cap for delay / slow_seconds
 local MAX_QUEUE = 10000                   -- cap for a fault rule's queue
 
 --- Fault kinds understood by the fault plan.
-M.kinds = { "429", "503", "close_before", "close_after", "slow", "truncated", "malformed" }
+-- "404": the vendor's not-found answer, as a resource a moment too new to
+-- be visible gives (Kontent's cloning state right after a clone).
+M.kinds = { "429", "503", "404", "close_before", "close_after", "slow", "truncated", "malformed" }
 
 local KIND_SET = {}
 for _, k in ipairs(M.kinds) do KIND_SET[k] = true end

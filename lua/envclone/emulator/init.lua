@@ -422,7 +422,9 @@ function Emulator:handle(req)
     resp = vendor.admit and vendor.admit(self, ctx, key)
     if not resp then
       fault, rule = faults.pick(self.faults, route.op)
-      if fault == "429" or fault == "503" then
+      if fault == "404" then
+        resp = vendor.error(ctx, 404, "not found")
+      elseif fault == "429" or fault == "503" then
         local status = tonumber(fault)
         resp = vendor.error(ctx, status, status == 429 and "too many requests" or "service unavailable")
         resp.headers = resp.headers or {}
