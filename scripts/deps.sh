@@ -4,7 +4,9 @@
 # Usage: scripts/deps.sh [demo|test]
 set -euo pipefail
 
-want=(build-essential pkg-config cmake lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-socket)
+# ca-certificates: the system CA bundle libcurl (and nginx's lua_ssl_trusted_certificate) verify
+# TLS against; a minbase Debian has none, so no real HTTPS call could succeed.
+want=(build-essential pkg-config cmake lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev lua-socket ca-certificates)
 want+=(lua-filesystem) # envclone --credentials FILE: the file's mode
 if [ "${1:-demo}" = test ]; then
   want+=(lua-busted lua-check valgrind clang libclang-rt-14-dev openssl clang-tidy)

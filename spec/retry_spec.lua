@@ -253,16 +253,17 @@ describe("waiters", function()
     local state = assert(k:wait_for_cloning{ environment_id = clone.id, timeout = 5, interval = 0.05,
       on_progress = function(s, elapsed, poll) progress[#progress + 1] = { s.cloning_state, elapsed, poll } end })
     assert.are.equal("done", state.cloning_state)
-    assert.is_true(#progress >= 1)
+    assert.is_true(#progress >= 2)
     for i, p in ipairs(progress) do
-      assert.are.equal("in_progress", p[1])
+      assert.are.equal(i < #progress and "in_progress" or "done", p[1])
       assert.are.equal(i, p[3])
     end
     local polls = 0
     for _, entry in ipairs(e:requests()) do
       if entry.operation == "kontent.get_cloning_state" then polls = polls + 1 end
     end
-    assert.are.equal(#progress + 1, polls)
+    -- every poll reported, the last (done) one included
+    assert.are.equal(#progress, polls)
   end)
 
   it("treats a 404 on the new environment's cloning state as 'not visible yet' during the grace period",
@@ -345,6 +346,16 @@ describe("waiters", function()
     assert.has_error(function()
       d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "never", wait = true }
     end, "envclone: wait = true is not supported by droplit.create_environment")
+    assert.are.equal(0, e:stats().requests)
+    -- a waiter's option without wait = true would be ignored: refused, nothing sent
+    local kc = client("kontent")
+    assert.has_error(function()
+      kc:clone_environment{ environment_id = seed.kontent.environment_id, name = "NoWait", wait_timeout = 5 }
+    end, "envclone: wait_timeout needs wait = true")
+    assert.has_error(function()
+      kc:clone_environment{ environment_id = seed.kontent.environment_id, name = "NoWait",
+        on_progress = function() end }
+    end, "envclone: on_progress needs wait = true")
     assert.are.equal(0, e:stats().requests)
     local k = client("kontent")
     assert.has_error(function()

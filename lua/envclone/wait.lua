@@ -31,10 +31,10 @@ end
 -- @tparam function fn
 -- @tparam[opt] table opts `timeout` (600 s), `interval` (2 s, first delay),
 --   `max_interval` (30 s), `backoff` (1.5, growth per poll),
---   `on_progress(state, elapsed, poll, err, next_delay)` after each poll (err:
---   a retryable failure of that poll; next_delay: seconds until the next poll,
---   nil when the deadline has passed and no poll follows), `what` (names the
---   wait in errors)
+--   `on_progress(state, elapsed, poll, err, next_delay)` after each poll, the
+--   last one included (state: the done value on the last poll; err: a failure
+--   of that poll; next_delay: seconds until the next poll, nil when no poll
+--   follows), `what` (names the wait in errors)
 -- @return value, or nil and an error (kind "timeout" when the deadline passed)
 function wait.until_done(fn, opts)
   opts = opts or {}
@@ -50,9 +50,12 @@ function wait.until_done(fn, opts)
     local done, value = fn(poll)
     local elapsed = runtime.now() - start
     if done == true then
+      -- every poll is reported, the last one too (no next poll: next_delay nil)
+      if opts.on_progress then opts.on_progress(value, elapsed, poll, nil, nil) end
       return value
     elseif done == nil then
       if type(value) ~= "table" or not value.retryable then
+        if opts.on_progress then opts.on_progress(last_state, elapsed, poll, value, nil) end
         return nil, value
       end
       last_err = value
