@@ -508,17 +508,25 @@ static int check_head(ec_request *r, int rc)
     return rc;
 }
 
-int ec_curl_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
+/* Fills resp with the transfer's answer and returns 0, or pushes nil and
+ * the transport error and returns their count. */
+static int finish(lua_State *L, ec_easy *e, ec_request *r, int rc, ec_response *resp)
 {
-    ec_transport_error te;
     rc = check_head(r, rc);
     if (rc != CURLE_OK) {
+        ec_transport_error te;
         fill_error(e, r, (CURLcode)rc, &te);
         return ec_request_push_transport_error(L, r, &te);
     }
+    fill_response(e, r, resp);
+    return 0;
+}
+
+int ec_curl_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
+{
     ec_response resp;
-    fill_response(e, r, &resp);
-    return ec_request_push_parsed(L, r, &resp);
+    int n = finish(L, e, r, rc, &resp);
+    return n != 0 ? n : ec_request_push_parsed(L, r, &resp);
 }
 
 static void set_str(lua_State *L, const char *key, const char *v)
@@ -531,14 +539,10 @@ static void set_str(lua_State *L, const char *key, const char *v)
 
 int ec_curl_finish_raw(lua_State *L, ec_easy *e, ec_request *r, int rc)
 {
-    ec_transport_error te;
-    rc = check_head(r, rc);
-    if (rc != CURLE_OK) {
-        fill_error(e, r, (CURLcode)rc, &te);
-        return ec_request_push_transport_error(L, r, &te);
-    }
     ec_response resp;
-    fill_response(e, r, &resp);
+    int n = finish(L, e, r, rc, &resp);
+    if (n != 0)
+        return n;
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, (lua_Integer)resp.status);
     lua_setfield(L, -2, "status");
