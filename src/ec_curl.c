@@ -524,7 +524,7 @@ static int finish(lua_State *L, ec_easy *e, ec_request *r, int rc, ec_response *
 
 int ec_curl_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
 {
-    ec_response resp;
+    ec_response resp = { 0 };
     int n = finish(L, e, r, rc, &resp);
     return n != 0 ? n : ec_request_push_parsed(L, r, &resp);
 }
@@ -539,7 +539,7 @@ static void set_str(lua_State *L, const char *key, const char *v)
 
 int ec_curl_finish_raw(lua_State *L, ec_easy *e, ec_request *r, int rc)
 {
-    ec_response resp;
+    ec_response resp = { 0 };
     int n = finish(L, e, r, rc, &resp);
     if (n != 0)
         return n;
