@@ -118,6 +118,8 @@ describe("envclone batch FILE", function()
       '[{"vendor": "kontent", "operation": "get-environment", "args": [1]}]',
       '[{"vendor": "kontent", "operation": "get-environment", "arg": {}}]',
       '[1]',
+      '{}', -- an empty object is not an empty array
+      ' \n{ }',
     }
     local good = cjson.encode(calls_json(4))
     for _, text in ipairs(cases) do
@@ -140,6 +142,16 @@ describe("envclone batch FILE", function()
     local c2, _, err2 = run(env, { "batch", file })
     assert.are.equal(2, c2)
     assert.matches("VERSORI_TOKEN", err2)
+    local empty = write_file(" []\n")
+    local c4, out4, err4 = run(env_all(), { "batch", empty })
+    os.remove(empty)
+    assert.are.equal(0, c4, err4)
+    assert.are.equal("[]\n", out4)
+    local bad_key = env_all()
+    bad_key.KONTENT_API_KEY = "short"
+    local c5, _, err5 = run(bad_key, { "batch", file })
+    assert.are.equal(2, c5)
+    assert.are.equal("envclone: KONTENT_API_KEY: must be 8 to 8192 characters long\n", err5)
     os.remove(file)
     assert.are.equal(0, #e:requests())
     local c3, help = run(env_all(), { "batch", "--help" })

@@ -251,6 +251,34 @@ describe("envclone exit codes", function()
     assert.are.equal(0, e:stats().requests)
   end)
 
+  it("2: a bad client option names its environment variable or flag, without a Lua source position", function()
+    local id = e.seed.kontent.environment_id
+    local env = kontent_env()
+    env.KONTENT_API_KEY = "short"
+    local code, out, err = run(env, { "kontent", "get-environment", "--environment-id", id })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.are.equal("envclone: KONTENT_API_KEY: must be 8 to 8192 characters long\n", err)
+    env = kontent_env()
+    env.ENVCLONE_KONTENT_URL = "ftp://127.0.0.1/"
+    code, out, err = run(env, { "kontent", "get-environment", "--environment-id", id })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.are.equal("envclone: ENVCLONE_KONTENT_URL: must start with http:// or https://\n", err)
+    code, out, err = run(kontent_env(), { "kontent", "get-environment", "--environment-id", id, "--base-url", "x" })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.matches("^envclone: %-%-base%-url: must start with http", err)
+    for _, flag in ipairs{ "--wait-timeout", "--poll-interval" } do
+      code, out, err = run(kontent_env(), { "kontent", "clone-environment", "--environment-id", id, "--name", "x",
+        "--wait", flag, "-1" })
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.are.equal("envclone: " .. flag .. " must be a positive number of seconds, got '-1'\n", err)
+    end
+    assert.are.equal(0, e:stats().requests)
+  end)
+
   it("2: no credential is a usage error, before anything is sent", function()
     local code, _, err = run(bare_env(), { "kontent", "get-environment", "--environment-id",
       e.seed.kontent.environment_id, "--base-url", e.base_urls.kontent })
@@ -314,6 +342,7 @@ describe("envclone exit codes", function()
       e.seed.kontent.environment_id, "--name", "Doomed", "--wait", "--poll-interval", "0.1" })
     assert.are.equal(7, code, err)
     assert.matches("cloning failed", err)
+    assert.is_nil(err:find("200", 1, true), err) -- a failed state is not an HTTP status
   end)
 end)
 
@@ -335,6 +364,29 @@ describe("envclone credentials", function()
     os.remove(path)
     assert.are.equal(0, code, err)
     assert.matches('"environment":"Production"', out)
+  end)
+
+  it("--credentials FILE: one pair of surrounding quotes is not part of the value", function()
+    local path = os.tmpname()
+    local key = e.credentials.kontent.api_key
+    for _, line in ipairs{ 'KONTENT_API_KEY="' .. key .. '"', "KONTENT_API_KEY='" .. key .. "'" } do
+      write(path, line .. "\n", "600")
+      local code, out, err = run(bare_env(), { "kontent", "get-environment", "--environment-id",
+        e.seed.kontent.environment_id, "--credentials", path, "--base-url", e.base_urls.kontent })
+      assert.are.equal(0, code, line .. ": " .. err)
+      assert.matches('"environment":"Production"', out)
+    end
+    write(path, 'KONTENT_API_KEY="short"\n', "600")
+    local code, _, err = run(bare_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path, "--base-url", e.base_urls.kontent })
+    assert.are.equal(2, code)
+    assert.are.equal("envclone: KONTENT_API_KEY in " .. path .. ": must be 8 to 8192 characters long\n", err)
+    write(path, 'KONTENT_API_KEY="' .. key .. '"\n', "640") -- quotes or not, still only 0600
+    code = run(bare_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path, "--base-url", e.base_urls.kontent })
+    os.remove(path)
+    assert.are.equal(2, code)
+    assert.are.equal(2, #e:requests())
   end)
 
   it("refuses a file others can read, and never prints what is in it", function()

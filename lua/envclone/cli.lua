@@ -338,7 +338,9 @@ end
 
 local function number_option(flag, v)
   local n = tonumber(v)
-  if not n or n < 0 or n ~= n or n == math.huge then usage_error(flag .. " needs a number of seconds") end
+  if not n or n <= 0 or n ~= n or n == math.huge then
+    usage_error(flag .. " must be a positive number of seconds, got '" .. v .. "'")
+  end
   return n
 end
 
@@ -436,9 +438,10 @@ end
 
 -- ---- credentials
 
--- Reads NAME=value lines (blank lines and # comments allowed; the value is
--- taken as it stands, without quotes) from a file
--- only its owner can read or write. Messages never include a value.
+-- Reads NAME=value lines (blank lines and # comments allowed; one pair of
+-- matching surrounding quotes, "..." or '...', is dropped as in a .env file
+-- or a shell) from a file only its owner can read or write. Messages never
+-- include a value.
 local function read_credentials(path)
   local lfs = require("lfs")
   local attr = lfs.attributes(path)
@@ -469,11 +472,34 @@ local function read_credentials(path)
         f:close()
         usage_error("--credentials: " .. path .. " line " .. n .. ": unknown name " .. name)
       end
-      values[name] = value
+      values[name] = value:match('^"(.*)"$') or value:match("^'(.*)'$") or value
     end
   end
   f:close()
   return values
+end
+
+-- Where each client option came from, for error messages: option -> the
+-- name a user knows (an environment variable, "NAME in FILE", a flag).
+local function option_sources(vendor, opts, file_creds, credentials_path)
+  local sources = { base_url = opts.base_url and "--base-url" or ("ENVCLONE_" .. vendor:upper() .. "_URL"),
+    timeout = "--timeout" }
+  for option, var in pairs(cli.credential_env[vendor]) do
+    sources[option] = (file_creds or {})[var] and (var .. " in " .. credentials_path) or var
+  end
+  return sources
+end
+
+-- The client constructor's error as one line naming the option's source:
+-- "envclone: KONTENT_API_KEY: must be 8 to 8192 characters long". The
+-- library's message carries the caller's source position, which means
+-- nothing to a shell user, and the option's library name.
+local function option_error(err, sources)
+  local msg = tostring(err):gsub("^[^\n]-:%d+: ", "")
+  local option, rest = msg:match("^envclone[%.%w_]*: option '([%w_]+)' (.*)$")
+  if not option then option, rest = msg:match("^envclone[%.%w_]*: ([%w_]+) (.*)$") end
+  if option and sources[option] then return "envclone: " .. sources[option] .. ": " .. rest end
+  return (msg:gsub("^envclone[%.%w_]*: ", "envclone: "))
 end
 
 -- ---- output
@@ -616,9 +642,8 @@ local function load_batch(path)
   end
   local items, err = json_decode(text or "")
   if items == nil then usage_error("batch: " .. path .. " is not valid JSON: " .. tostring(err)) end
-  local n = 0
-  if type(items) == "table" then for _ in pairs(items) do n = n + 1 end end
-  if type(items) ~= "table" or n ~= #items then
+  -- the decoder marks every array it reads, so `{}` is told apart from `[]`
+  if getmetatable(items) ~= core.array_mt then
     usage_error("batch: " .. path .. " must hold a JSON array of calls")
   end
   local calls = {}
@@ -694,6 +719,7 @@ local function run_batch(argv, out, errout, tty)
     local vendor = op.vendor
     if not clients[vendor] then
       local opts = { base_url = os.getenv("ENVCLONE_" .. vendor:upper() .. "_URL"), timeout = p.opts.timeout }
+      local sources = option_sources(vendor, {}, p.creds, p.opts.credentials)
       if p.opts.no_retry then opts.retry = false end
       for option, var in pairs(cli.credential_env[vendor]) do
         local v = (p.creds or {})[var] or os.getenv(var)
@@ -703,7 +729,7 @@ local function run_batch(argv, out, errout, tty)
       end
       local cok, client = pcall(envclone[vendor], opts)
       if not cok then
-        errout:write(tostring(client), "\n")
+        errout:write(option_error(client, sources), "\n")
         return EXIT.usage
       end
       clients[vendor] = client
@@ -819,7 +845,7 @@ function cli.main(argv, out, errout, tty)
   end
   local cok, client = pcall(envclone[op.vendor], client_opts)
   if not cok then
-    errout:write(tostring(client), "\n")
+    errout:write(option_error(client, option_sources(op.vendor, p.opts, file_creds, p.opts.credentials)), "\n")
     return EXIT.usage
   end
 

@@ -205,7 +205,7 @@ local function make_waiter(vendor, w)
       if s == w.done then return true, state end
       if s == w.failed then
         return nil, core.error{ kind = "state", vendor = vendor, operation = w.name,
-          message = w.failed_message, state = state, status = 200 }
+          message = w.failed_message, state = state }
       end
       return false, state
     end, { timeout = args.timeout, interval = args.interval, max_interval = args.max_interval,
