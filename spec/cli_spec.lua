@@ -449,6 +449,31 @@ describe("envclone list and emulator", function()
     assert.matches("droplit%s+create%-environment%s+POST%s+ecosystemId%*:string", out)
   end)
 
+  it("envclone emulator --help names the CLI's variables and the demo credentials; they reach the emulator",
+    function()
+    local code, help = run(bare_env(), { "emulator", "--help" })
+    assert.are.equal(0, code)
+    assert.matches("%(default on%)", help)
+    assert.is_nil(help:find("(default true)", 1, true))
+    assert.matches("export KONTENT_API_KEY=" .. e.credentials.kontent.api_key:gsub("%-", "%%-") .. "\n", help)
+    assert.matches("export ENVCLONE_KONTENT_URL=http://HOST:PORT/kontent/v2\n", help)
+    -- every vendor: the lines for this emulator are enough for a call that needs a credential
+    local env = bare_env()
+    for _, line in ipairs(require("envclone.emulator").cli_env(e.url)) do
+      local name, value = line:match("^([%w_]+)=(.*)$")
+      env[name] = value
+    end
+    local calls = {
+      { "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id },
+      { "versori", "create-connection-version", "--organisation-id", e.seed.versori.organisation_id,
+        "--connection-id", e.seed.versori.connection_id, "--name", "v9.9.9" },
+    }
+    for _, args in ipairs(calls) do
+      local c, _, err = run(env, args)
+      assert.are.equal(0, c, table.concat(args, " ") .. ": " .. err)
+    end
+  end)
+
   it("envclone emulator starts the emulator, with a fault plan", function()
     local port_file = os.tmpname()
     os.remove(port_file)

@@ -47,6 +47,13 @@ cli.credential_env = {
   droplit = { token = "DROPLIT_TOKEN" },
 }
 
+--- The environment variable holding a vendor's base URL (`ENVCLONE_KONTENT_URL`).
+-- @tparam string vendor
+-- @treturn string
+function cli.url_env(vendor)
+  return "ENVCLONE_" .. vendor:upper() .. "_URL"
+end
+
 -- ---- JSON: every byte of JSON the command line reads or writes goes through
 -- these two functions, the C core's exact, locale-free pair: integers as
 -- written (no 14-digit rounding), [] stays [] and {} stays {} (decoded arrays
@@ -482,7 +489,7 @@ end
 -- Where each client option came from, for error messages: option -> the
 -- name a user knows (an environment variable, "NAME in FILE", a flag).
 local function option_sources(vendor, opts, file_creds, credentials_path)
-  local sources = { base_url = opts.base_url and "--base-url" or ("ENVCLONE_" .. vendor:upper() .. "_URL"),
+  local sources = { base_url = opts.base_url and "--base-url" or cli.url_env(vendor),
     timeout = "--timeout" }
   for option, var in pairs(cli.credential_env[vendor]) do
     sources[option] = (file_creds or {})[var] and (var .. " in " .. credentials_path) or var
@@ -718,7 +725,7 @@ local function run_batch(argv, out, errout, tty)
     local op = call.op
     local vendor = op.vendor
     if not clients[vendor] then
-      local opts = { base_url = os.getenv("ENVCLONE_" .. vendor:upper() .. "_URL"), timeout = p.opts.timeout }
+      local opts = { base_url = os.getenv(cli.url_env(vendor)), timeout = p.opts.timeout }
       local sources = option_sources(vendor, {}, p.creds, p.opts.credentials)
       if p.opts.no_retry then opts.retry = false end
       for option, var in pairs(cli.credential_env[vendor]) do
@@ -826,7 +833,7 @@ function cli.main(argv, out, errout, tty)
     end
     file_creds = values
   end
-  local client_opts = { base_url = p.opts.base_url or os.getenv("ENVCLONE_" .. op.vendor:upper() .. "_URL"),
+  local client_opts = { base_url = p.opts.base_url or os.getenv(cli.url_env(op.vendor)),
     timeout = p.opts.timeout }
   if p.opts.no_retry then client_opts.retry = false end
   local secrets = {}

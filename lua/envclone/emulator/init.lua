@@ -485,6 +485,32 @@ end
 
 local function flag_of(key) return (key:gsub("_", "-")) end
 
+-- A boolean setting's default as its flag takes it (on/off).
+local function shown_default(s)
+  if type(s.default) == "boolean" then return s.default and "on" or "off" end
+  return tostring(s.default)
+end
+
+--- What the `envclone` command line needs to talk to an emulator at `url`:
+-- a list of `NAME=value` lines, each vendor's base URL variable and the demo
+-- credentials under the names the CLI reads (its `credential_env`).
+-- @tparam string url the emulator's root, `http://HOST:PORT`
+-- @treturn {string,...}
+function M.cli_env(url)
+  local cli = require("envclone.cli")
+  local lines = {}
+  for _, name in ipairs(M.vendor_names) do
+    lines[#lines + 1] = cli.url_env(name) .. "=" .. url .. M.prefixes[name]
+    local options = {}
+    for option in pairs(M.credentials[name]) do options[#options + 1] = option end
+    table.sort(options)
+    for _, option in ipairs(options) do
+      lines[#lines + 1] = (cli.credential_env[name][option] or option) .. "=" .. M.credentials[name][option]
+    end
+  end
+  return lines
+end
+
 local function usage(prog)
   local lines = {
     "usage: " .. prog .. " [--host 127.0.0.1|::1] [--port N|0] [--port-file PATH]",
@@ -494,7 +520,7 @@ local function usage(prog)
   lines[#lines + 1] = "Vendor settings (also PUT /_emulator/config):"
   for _, s in ipairs(SETTING_LIST) do
     lines[#lines + 1] = string.format("  --%-28s %s (default %s)", flag_of(s.key) .. " " .. (s.arg or "V"),
-      s.help or s.kind, tostring(s.default))
+      s.help or s.kind, shown_default(s))
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Serves the endpoints of " .. table.concat(M.vendor_names, ", ") .. " that envclone uses:"
@@ -506,6 +532,9 @@ local function usage(prog)
       lines[#lines + 1] = string.format("  %-16s http://HOST:PORT%s", base, M.prefixes[base])
     end
   end
+  lines[#lines + 1] = "The envclone command line reaches each vendor's main base through"
+  lines[#lines + 1] = "ENVCLONE_<VENDOR>_URL (the client derives the others), with the demo credentials:"
+  for _, line in ipairs(M.cli_env("http://HOST:PORT")) do lines[#lines + 1] = "  export " .. line end
   lines[#lines + 1] = "PLAN: a fault plan as JSON text, or @FILE holding one."
   lines[#lines + 1] = "Control: /_emulator/{stats,requests,state,reset,config,faults,concurrency,shutdown}."
   return table.concat(lines, "\n") .. "\n"
@@ -634,6 +663,10 @@ function M.main(args, io_opts)
     end
   end
   stdout:write("envclone emulator listening on ", emu:url(), "\n")
+  if not opts.quiet then
+    stdout:write("For the envclone command line:\n")
+    for _, line in ipairs(M.cli_env(emu:url())) do stdout:write("  export ", line, "\n") end
+  end
   stdout:flush()
   emu:serve(opts.max_lifetime)
   return 0
