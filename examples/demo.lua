@@ -33,6 +33,8 @@ local denv = support.check("droplit  create_environment", droplit:create_environ
 print("          environment " .. denv.id)
 
 local kontent = envclone.kontent(support.options("kontent"))
+-- the heading goes first: the progress lines below print while the call runs
+print("kontent  clone_environment (wait = true): cloning")
 local clone, state = support.check("kontent  clone_environment (wait = true)", kontent:clone_environment{
   environment_id = support.id("KONTENT_ENVIRONMENT", seed.kontent.environment_id),
   name = "Demo " .. stamp,
