@@ -347,16 +347,7 @@ describe("waiters", function()
       d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "never", wait = true }
     end, "envclone: wait = true is not supported by droplit.create_environment")
     assert.are.equal(0, e:stats().requests)
-    -- a waiter's option without wait = true would be ignored: refused, nothing sent
-    local kc = client("kontent")
-    assert.has_error(function()
-      kc:clone_environment{ environment_id = seed.kontent.environment_id, name = "NoWait", wait_timeout = 5 }
-    end, "envclone: wait_timeout needs wait = true")
-    assert.has_error(function()
-      kc:clone_environment{ environment_id = seed.kontent.environment_id, name = "NoWait",
-        on_progress = function() end }
-    end, "envclone: on_progress needs wait = true")
-    assert.are.equal(0, e:stats().requests)
+
     local k = client("kontent")
     assert.has_error(function()
       k:wait_for_cloning{ environment_id = seed.kontent.environment_id, timout = 1 }

@@ -135,12 +135,6 @@ local function make_method(op)
       if opts.wait and not waiter then
         error("envclone: wait = true is not supported by " .. op.vendor .. "." .. op.name, 2)
       end
-      -- a waiter's option without wait = true would be silently ignored
-      if not opts.wait then
-        for _, k in ipairs{ "wait_timeout", "wait_interval", "wait_grace", "on_progress" } do
-          if opts[k] ~= nil then error("envclone: " .. k .. " needs wait = true", 2) end
-        end
-      end
     end
     local res, err = retry.call(self, op, args, policy)
     if res == nil or not (opts and opts.wait) then
