@@ -15,6 +15,7 @@
 #include "ec_error.h"
 #include "ec_json.h"
 #include "ec_marshal.h"
+#include "fuzz_assert.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
@@ -33,15 +34,6 @@ static ec_client fuzz_clients[8];
 static ec_message fuzz_messages[8]; /* the request each client builds */
 static int fuzz_cjson_decode_ref = LUA_NOREF;
 
-#define FUZZ_ASSERT(cond, ...)                                                   \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "invariant broken at %s:%d: ", __FILE__, __LINE__);  \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fputc('\n', stderr);                                                 \
-            abort();                                                             \
-        }                                                                        \
-    } while (0)
 
 /* Process set-up: the clients, and lua-cjson kept loaded so that opening a
  * fresh Lua state per input is cheap (lua_close would otherwise unload it). */

@@ -87,4 +87,13 @@ static inline int ec_isinteger(lua_State *L, int idx)
 #  endif
 #endif
 
+/* t[key] = value for the table on top of the stack; nothing for NULL. */
+static inline void ec_setfield_string(lua_State *L, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+}
+
 #endif /* EC_COMPAT_H */

@@ -512,15 +512,6 @@ static int l_request(lua_State *L)
     return ec_request_push_new(L, c, op, 3);
 }
 
-/* t[key] = v for the table on top of the stack, unless v is NULL. */
-static void set_opt_string(lua_State *L, const char *key, const char *v)
-{
-    if (v == NULL)
-        return;
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, key);
-}
-
 static void push_field(lua_State *L, const ec_field *f)
 {
     static const char *const where[] = { "body", "path", "header" };
@@ -533,10 +524,10 @@ static void push_field(lua_State *L, const ec_field *f)
     lua_setfield(L, -2, "type");
     lua_pushboolean(L, f->required);
     lua_setfield(L, -2, "required");
-    set_opt_string(L, "wire", f->wire);
-    set_opt_string(L, "description", f->description);
+    ec_setfield_string(L, "wire", f->wire);
+    ec_setfield_string(L, "description", f->description);
     if (f->charset)
-        set_opt_string(L, "charset", f->charset->name);
+        ec_setfield_string(L, "charset", f->charset->name);
     if (f->format != EC_FMT_NONE || f->item_format != EC_FMT_NONE) {
         lua_pushstring(L, ec_format_name(f->format != EC_FMT_NONE ? f->format : f->item_format));
         lua_setfield(L, -2, "format");
@@ -610,21 +601,21 @@ static void push_operations(lua_State *L)
             lua_rawseti(L, -2, k + 1);
         }
         lua_setfield(L, -2, "success");
-        set_opt_string(L, "base", op->base);
-        set_opt_string(L, "summary", op->summary);
-        set_opt_string(L, "page", op->page);
-        set_opt_string(L, "applied_reason", op->applied_reason);
+        ec_setfield_string(L, "base", op->base);
+        ec_setfield_string(L, "summary", op->summary);
+        ec_setfield_string(L, "page", op->page);
+        ec_setfield_string(L, "applied_reason", op->applied_reason);
         if (op->waiter) {
             const ec_waiter *w = op->waiter;
             lua_createtable(L, 0, 9);
-            set_opt_string(L, "name", w->name);
-            set_opt_string(L, "poll", w->poll);
-            set_opt_string(L, "id_arg", w->id_arg);
-            set_opt_string(L, "id_result", w->id_result);
-            set_opt_string(L, "state_field", w->state_field);
-            set_opt_string(L, "done", w->done);
-            set_opt_string(L, "failed", w->failed);
-            set_opt_string(L, "failed_message", w->failed_message);
+            ec_setfield_string(L, "name", w->name);
+            ec_setfield_string(L, "poll", w->poll);
+            ec_setfield_string(L, "id_arg", w->id_arg);
+            ec_setfield_string(L, "id_result", w->id_result);
+            ec_setfield_string(L, "state_field", w->state_field);
+            ec_setfield_string(L, "done", w->done);
+            ec_setfield_string(L, "failed", w->failed);
+            ec_setfield_string(L, "failed_message", w->failed_message);
             if (w->not_yet_status) {
                 lua_pushinteger(L, w->not_yet_status);
                 lua_setfield(L, -2, "not_yet_status");

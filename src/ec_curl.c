@@ -529,14 +529,6 @@ int ec_curl_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
     return n != 0 ? n : ec_request_push_parsed(L, r, &resp);
 }
 
-static void set_str(lua_State *L, const char *key, const char *v)
-{
-    if (v == NULL)
-        return;
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, key);
-}
-
 int ec_curl_finish_raw(lua_State *L, ec_easy *e, ec_request *r, int rc)
 {
     ec_response resp = { 0 };
@@ -549,10 +541,10 @@ int ec_curl_finish_raw(lua_State *L, ec_easy *e, ec_request *r, int rc)
     lua_pushlstring(L, resp.body, resp.body_len);
     lua_setfield(L, -2, "body");
     lua_createtable(L, 0, 4);
-    set_str(L, "content-type", resp.content_type);
-    set_str(L, "retry-after", resp.retry_after);
-    set_str(L, "x-request-id", resp.request_id);
-    set_str(L, "location", resp.location);
+    ec_setfield_string(L, "content-type", resp.content_type);
+    ec_setfield_string(L, "retry-after", resp.retry_after);
+    ec_setfield_string(L, "x-request-id", resp.request_id);
+    ec_setfield_string(L, "location", resp.location);
     lua_setfield(L, -2, "headers");
     return 1;
 }

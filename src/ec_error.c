@@ -13,10 +13,7 @@
 
 void ec_error_str(lua_State *L, const char *key, const char *value)
 {
-    if (value == NULL)
-        return;
-    lua_pushstring(L, value);
-    lua_setfield(L, -2, key);
+    ec_setfield_string(L, key, value);
 }
 
 void ec_error_int(lua_State *L, const char *key, long value)
