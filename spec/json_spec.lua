@@ -248,6 +248,40 @@ describe("core.json_decode / core.json_encode", function()
     assert.are.equal(-0.0001, again.d)
   end)
 
+  -- the decoder makes each table once its members are read, up to a bound
+  -- (ec_jsondec.c, PENDING_MAX = 16), then grows it: both sides of the bound
+  it("decode objects and arrays of any size, the last of duplicate keys winning", function()
+    for _, n in ipairs{ 1, 2, 15, 16, 17, 33, 200 } do
+      local keys, items = {}, {}
+      for i = 1, n do
+        keys[#keys + 1] = string.format('"k%d":%d', i, i)
+        items[#items + 1] = string.format('{"i":%d,"a":[%d]}', i, i)
+      end
+      -- the duplicate of k1 comes last, after the bound when n > 16
+      local obj = assert(core.json_decode("{" .. table.concat(keys, ",") .. ',"k1":"last"}'))
+      local arr = assert(core.json_decode("[" .. table.concat(items, ",") .. "]"))
+      assert.are.equal("last", obj.k1)
+      assert.are.equal(n, #arr)
+      assert.are.equal(envclone.array_mt, getmetatable(arr))
+      for i = 1, n do
+        if i > 1 then assert.are.equal(i, obj["k" .. i]) end
+        assert.are.equal(i, arr[i].i)
+        assert.are.same({ i }, arr[i].a)
+        assert.are.equal(envclone.array_mt, getmetatable(arr[i].a))
+      end
+      local count = 0
+      for _ in pairs(obj) do count = count + 1 end
+      assert.are.equal(n, count)
+      -- a fault after the members read so far leaves nothing behind
+      local v, err = core.json_decode("[" .. table.concat(items, ",") .. ",]")
+      assert.is_nil(v)
+      assert.matches("at byte %d+$", err)
+      v, err = core.json_decode("{" .. table.concat(keys, ",") .. ',"x"}')
+      assert.is_nil(v)
+      assert.matches("at byte %d+$", err)
+    end
+  end)
+
   it("refuse what is not JSON, with a position and no excerpt", function()
     for _, bad in ipairs{ "", "01", "1.", ".5", "+1", "[1,]", '{"a" 1}', "NaN", "[", '"\\x"', "[1] 2", "tru" } do
       local v, err = core.json_decode(bad)
