@@ -92,6 +92,9 @@ int ec_utf8_count(const char *s, size_t n, size_t *chars)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t count = 0, i = 0;
+    while (i < n && p[i] < 0x80) /* ids and names are ASCII: one test a byte */
+        i++;
+    count = i;
     while (i < n) {
         unsigned c = p[i];
         size_t len;

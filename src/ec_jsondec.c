@@ -121,7 +121,15 @@ static int read_u_escape(dec *d, unsigned *cp)
 static int read_string(dec *d)
 {
     size_t start = ++d->i;
-    skip_plain(d);
+    /* The first run of plain bytes is found with memchr (vectorised in
+     * libc; the byte loop cost 7 instructions a byte, most of decoding a
+     * clone result's ids and keys): the closing quote, then a backslash
+     * before it.  Runs after an escape go byte by byte (skip_plain), so no
+     * byte is looked at more than three times. */
+    const unsigned char *q = memchr(d->s + start, '"', d->n - start);
+    size_t end = q ? (size_t)(q - d->s) : d->n;
+    const unsigned char *bs = memchr(d->s + start, '\\', end - start);
+    d->i = bs ? (size_t)(bs - d->s) : end;
     if (d->i < d->n && d->s[d->i] == '"') { /* no escapes: the common case */
         lua_pushlstring(d->L, (const char *)d->s + start, d->i - start);
         d->i++;

@@ -147,6 +147,12 @@ static int is_crockford(int ch)
     return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z' && ch != 'I' && ch != 'L' && ch != 'O' && ch != 'U');
 }
 
+/* ASCII hex digits, spelled out (no locale lookup on every id of every call) */
+static int hex_digit(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+}
+
 static int format_ok(ec_format f, const char *s, size_t n)
 {
     switch (f) {
@@ -164,7 +170,7 @@ static int format_ok(ec_format f, const char *s, size_t n)
             return 0;
         for (size_t i = 0; i < n; i++) {
             int dash = (i == 8 || i == 13 || i == 18 || i == 23);
-            if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            if (dash ? s[i] != '-' : !hex_digit((unsigned char)s[i]))
                 return 0;
         }
         return 1;
@@ -250,9 +256,19 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
  * they need no escaping; test_marshal and the fuzzer decode every body. */
 static int add_key(ec_buf *out, const char *name, int first)
 {
-    if ((!first && ec_buf_addc(out, ',') != 0) || ec_buf_addc(out, '"') != 0 || ec_buf_adds(out, name) != 0
-        || ec_buf_addc(out, '"') != 0 || ec_buf_addc(out, ':') != 0)
+    size_t n = strlen(name);
+    if (ec_buf_reserve(out, n + (first ? 3 : 4)) != 0) /* one check for the bytes around the name */
         return -1;
+    char *p = out->data + out->len;
+    if (!first)
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    *p = '\0';
+    out->len = (size_t)(p - out->data);
     return 0;
 }
 
@@ -539,13 +555,19 @@ static int add_header(ec_message *req, const char *name, const char *value)
     return add_header2(req, name, "", value);
 }
 
-/* RFC 3986 unreserved, spelled out: isalnum() follows the C locale, which
+/* RFC 3986 unreserved, spelled out as a bit per byte value (every byte of
+ * every path argument passes here): isalnum() follows the C locale, which
  * os.setlocale can change to one where 0xE9 is a letter. */
-static int unreserved(unsigned char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'
-           || ch == '_' || ch == '~';
-}
+static const unsigned char unreserved_byte[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
+    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
 static int percent_encode(ec_buf *b, const char *s, size_t n)
 {
@@ -553,7 +575,7 @@ static int percent_encode(ec_buf *b, const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         size_t run = i;
-        while (run < n && unreserved((unsigned char)s[run]))
+        while (run < n && unreserved_byte[(unsigned char)s[run]])
             run++;
         if (run > i && ec_buf_add(b, s + i, run - i) != 0) /* an id is usually one run */
             return -1;
