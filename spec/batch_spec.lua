@@ -229,6 +229,44 @@ describe("envclone.batch", function()
     assert.are.equal(20, e:stats().applied.by_operation["kontent.clone_environment"])
   end)
 
+  it("a plain call keeps a single call's retries, create rule and per-call options", function()
+    -- (such a call goes onto the wire without a task; a task takes over
+    -- only after its first attempt failed)
+    e:faults{ rules = {
+      { operation = "kontent.get_environment", rate = 1, kinds = { "503" }, retry_after = 0 },
+      { operation = "droplit.create_environment", queue = { "close_after" } },
+      { operation = "qovery.clone_application", queue = { "503" }, retry_after = 0 },
+    } }
+    local policy = { max_attempts = 3, base_delay = 0.01, max_delay = 0.02 }
+    local k = e:client("kontent", { rate_limit = false, retry = policy })
+    local d = e:client("droplit", { retry = policy })
+    local q = e:client("qovery", { retry = policy })
+    local env = { environment_id = seed.kontent.environment_id }
+    local b = envclone.batch{ max_in_flight = 4 }
+    local get3 = b:add(k, "get_environment", env)
+    local get1 = b:add(k, "get_environment", { environment_id = seed.kontent.environment_id, retry = false })
+    local create = b:add(d, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = "once" })
+    local clone = b:add(q, "clone_application", { applicationId = seed.qovery.application_id,
+      environment_id = seed.qovery.environment_id, name = "second-try" })
+    local results = b:run()
+    assert.is_false(results[get3].ok)
+    assert.are.equal(503, results[get3].err.status)
+    assert.are.equal(3, results[get3].err.attempts)
+    assert.are.equal(1, results[get1].err.attempts)
+    -- the create's answer was lost after the emulator applied it: not sent again
+    assert.is_false(results[create].ok)
+    assert.is_true(results[create].err.maybe_applied)
+    assert.are.equal(1, results[create].err.attempts)
+    -- a 503 before anything was applied: the create is retried once, and succeeds
+    assert.is_true(results[clone].ok, tostring(results[clone].err))
+    assert.is_string(results[clone].value.id)
+    local sent = {}
+    for _, entry in ipairs(e:requests()) do sent[entry.operation] = (sent[entry.operation] or 0) + 1 end
+    assert.are.equal(4, sent["kontent.get_environment"])
+    assert.are.equal(1, sent["droplit.create_environment"])
+    assert.are.equal(2, sent["qovery.clone_application"])
+  end)
+
   it("a task that raises, or returns nil and an error, fails alone", function()
     local k = e:client("kontent")
     local b = envclone.batch()

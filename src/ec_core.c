@@ -12,6 +12,7 @@
 #include "ec_jsondec.h"
 #include "ec_marshal.h"
 #include "ec_mask.h"
+#include "ec_clock.h"
 #include "ec_multi.h"
 #include "ec_request.h"
 
@@ -501,6 +502,24 @@ static int l_op_call(lua_State *L)
     return ec_request_call(L, c, op, 2, defer);
 }
 
+/* op.start(multi, client, args, id[, defer]) -> true | nil, err | nothing:
+ * one call put on a batch's multi handle with no request object (see
+ * ec_multi.h); `defer` as for op.call. */
+static int l_op_start(lua_State *L)
+{
+    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
+    ec_client *c = check_client(L, 2);
+    check_op_for(L, op, c);
+    lua_Integer id = luaL_checkinteger(L, 4);
+    lua_settop(L, 5);
+    int defer = 0;
+    if (!lua_isnil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        defer = 5;
+    }
+    return ec_multi_start(L, 1, c, op, 3, id, defer);
+}
+
 /* core.request(client, opname, args) -> request | nil, err */
 static int l_request(lua_State *L)
 {
@@ -635,6 +654,9 @@ static void push_operations(lua_State *L)
         lua_pushlightuserdata(L, (void *)op);
         lua_pushcclosure(L, l_op_request, 1);
         lua_setfield(L, -2, "request");
+        lua_pushlightuserdata(L, (void *)op);
+        lua_pushcclosure(L, l_op_start, 1);
+        lua_setfield(L, -2, "start");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
 }
@@ -704,9 +726,7 @@ static int l_sleep(lua_State *L)
 /* core.now(): monotonic seconds, for timeouts that survive clock changes. */
 static int l_now(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, (lua_Number)ec_now());
     return 1;
 }
 

@@ -6,19 +6,30 @@
  * (whose buffers libcurl writes into) alive until the transfer is taken out.
  * Finished slots keep their easy handle for the next request, so a batch
  * builds at most as many easy handles as it has requests in flight.
+ *
+ * A call started in C (ec_multi_start: a batch's plain call) needs no
+ * request object: the slot holds the request and a set of buffers it keeps
+ * from one call to the next, as a C program keeps one buffer per easy
+ * handle; the URL, headers and libcurl's header list are rebuilt in place,
+ * and the options on the handle stay set.  Only a failed call's request
+ * becomes an object (for the retries), taking the buffers with it.
  */
 #include "ec_multi.h"
+#include "ec_clock.h"
 #include "ec_curl.h"
 #include "ec_request.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct ec_slot {
     ec_easy *e;
-    ec_request *r;   /* NULL when the slot is idle */
-    int ref;         /* registry reference to the request userdata */
+    ec_request *r;   /* NULL when the slot is idle; &own for a call started in C */
+    int ref;         /* registry reference to the request userdata; LUA_NOREF: own */
+    ec_request own;  /* the request of a call started in C */
+    ec_reqbufs *bufs; /* kept for the slot's next call started in C (NULL: none yet) */
     lua_Integer id;  /* the caller's name for the transfer */
     struct ec_slot *prev, *next;
 } ec_slot;
@@ -64,7 +75,13 @@ static void multi_release(lua_State *L, ec_multi *mu)
         ec_slot *next = s->next;
         curl_multi_remove_handle(mu->m, ec_easy_curl(s->e));
         ec_easy_free(s->e);
-        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+        if (s->ref == LUA_NOREF) {
+            s->bufs = ec_request_end_kept(&s->own);
+        } else {
+            s->r->in_flight = 0;
+            luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+        }
+        ec_reqbufs_free(s->bufs);
         free(s);
         s = next;
     }
@@ -73,6 +90,9 @@ static void multi_release(lua_State *L, ec_multi *mu)
     while (s) {
         ec_slot *next = s->next;
         ec_easy_free(s->e);
+        if (s->own.client != NULL) /* left by a parse that raised */
+            s->bufs = ec_request_end_kept(&s->own);
+        ec_reqbufs_free(s->bufs);
         free(s);
         s = next;
     }
@@ -126,32 +146,32 @@ int ec_multi_new(lua_State *L)
     return 1;
 }
 
-/* m:add(request, id) -> true | nil, err */
-static int l_add(lua_State *L)
+/* An idle slot (or a new one), unlinked; NULL when out of memory. */
+static ec_slot *slot_take(ec_multi *mu)
 {
-    ec_multi *mu = check_multi(L);
-    ec_request *r = ec_request_check(L, 2);
-    lua_Integer id = luaL_checkinteger(L, 3);
-    for (ec_slot *s = mu->busy; s; s = s->next)
-        if (s->r == r)
-            return luaL_error(L, "envclone: this request is already in flight");
     ec_slot *s = mu->idle;
     if (s) {
         slot_unlink(&mu->idle, s);
-    } else {
-        s = calloc(1, sizeof *s);
-        if (s == NULL)
-            return luaL_error(L, "envclone: out of memory");
-        s->e = ec_easy_new();
-        if (s->e == NULL) {
-            free(s);
-            return luaL_error(L, "envclone: could not create a libcurl handle");
-        }
+        return s;
     }
-    ec_transport_error te;
-    if (ec_curl_setup(s->e, r, &te) != 0) {
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->e = ec_easy_new();
+    if (s->e == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Puts r on the wire in slot s (taken by slot_take).  0, or -1 with te
+ * filled and s back among the idle ones. */
+static int launch(ec_multi *mu, ec_slot *s, ec_request *r, lua_Integer id, ec_transport_error *te)
+{
+    if (ec_curl_setup(s->e, r, te) != 0) {
         slot_push(&mu->idle, s);
-        return ec_request_push_transport_error(L, r, &te);
+        return -1;
     }
     CURL *h = ec_easy_curl(s->e);
     curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)s);
@@ -162,24 +182,78 @@ static int l_add(lua_State *L)
     CURLMcode mc = curl_multi_add_handle(mu->m, h);
     if (mc != CURLM_OK) {
         slot_push(&mu->idle, s);
-        te.code = "transport";
-        te.sent = 0;
-        te.retryable = 0;
-        snprintf(te.message, sizeof te.message, "libcurl multi: %s", curl_multi_strerror(mc));
-        return ec_request_push_transport_error(L, r, &te);
+        te->code = "transport";
+        te->sent = 0;
+        te->retryable = 0;
+        snprintf(te->message, sizeof te->message, "libcurl multi: %s", curl_multi_strerror(mc));
+        return -1;
     }
     s->r = r;
     s->id = id;
-    lua_pushvalue(L, 2);
-    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->in_flight = 1;
     slot_push(&mu->busy, s);
     mu->added++;
+    return 0;
+}
+
+/* m:add(request, id) -> true | nil, err */
+static int l_add(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    ec_request *r = ec_request_check(L, 2);
+    lua_Integer id = luaL_checkinteger(L, 3);
+    if (r->in_flight)
+        return luaL_error(L, "envclone: this request is already in flight");
+    ec_slot *s = slot_take(mu);
+    if (s == NULL)
+        return luaL_error(L, "envclone: could not create a libcurl handle");
+    ec_transport_error te;
+    if (launch(mu, s, r, id, &te) != 0)
+        return ec_request_push_transport_error(L, r, &te);
+    lua_pushvalue(L, 2);
+    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* m:poll(seconds) -> transfers still running.  Drives every transfer; waits
- * at most `seconds` for activity when none has finished yet. */
+int ec_multi_start(lua_State *L, int multi, ec_client *c, const ec_op *op, int args, lua_Integer id, int defer)
+{
+    ec_multi *mu = luaL_checkudata(L, multi, EC_MULTI_MT);
+    if (mu->closed)
+        return luaL_error(L, "envclone: this multi handle is closed");
+    ec_slot *s = slot_take(mu);
+    if (s == NULL)
+        return luaL_error(L, "envclone: could not create a libcurl handle");
+    if (s->own.client != NULL) /* left by a parse that raised */
+        s->bufs = ec_request_end_kept(&s->own);
+    if (s->bufs == NULL && (s->bufs = ec_reqbufs_new()) == NULL) {
+        slot_push(&mu->idle, s);
+        return luaL_error(L, "envclone: out of memory");
+    }
+    /* the buffers stay the slot's throughout: should marshalling raise,
+     * nothing is owned by this C frame */
+    int n = ec_request_prepare(L, &s->own, c, op, args, defer, s->bufs);
+    if (n != 0) {
+        slot_push(&mu->idle, s);
+        return n == EC_MARSHAL_DEFERRED ? 0 : n;
+    }
+    ec_transport_error te;
+    if (launch(mu, s, &s->own, id, &te) != 0) {
+        n = ec_request_push_transport_error(L, &s->own, &te);
+        s->bufs = ec_request_end_kept(&s->own);
+        return n;
+    }
+    s->ref = LUA_NOREF;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* m:poll(seconds) -> transfers finished and not yet taken by next().
+ * Drives every transfer; while none has finished, sleeps in poll(2) until
+ * a socket or a libcurl timer needs attention, for at most `seconds` in
+ * all.  Looping here, not in Lua, keeps a batch's loop to one turn per
+ * finished transfer or so: with answers arriving one by one, most wake-ups
+ * finish nothing. */
 static int l_poll(lua_State *L)
 {
     ec_multi *mu = check_multi(L);
@@ -187,13 +261,18 @@ static int l_poll(lua_State *L)
     int running = 0;
     curl_multi_perform(mu->m, &running);
     if (running == mu->added && running > 0 && secs > 0) {
-        /* nothing finished yet: sleep in poll(2) until a socket or a
-         * libcurl timer needs attention, or the caller's deadline */
-        int ms = secs > 86400 ? 86400000 : (int)(secs * 1000.0 + 0.999);
-        curl_multi_poll(mu->m, NULL, 0, ms, NULL);
-        curl_multi_perform(mu->m, &running);
+        double deadline = ec_now() + (secs > 86400 ? 86400 : secs);
+        for (;;) {
+            double left = deadline - ec_now();
+            if (left <= 0)
+                break;
+            curl_multi_poll(mu->m, NULL, 0, (int)(left * 1000.0 + 0.999), NULL);
+            curl_multi_perform(mu->m, &running);
+            if (running != mu->added || running == 0)
+                break;
+        }
     }
-    lua_pushinteger(L, running);
+    lua_pushinteger(L, (lua_Integer)(mu->added - running));
     return 1;
 }
 
@@ -217,14 +296,34 @@ static int l_next(lua_State *L)
         slot_unlink(&mu->busy, s);
         mu->added--;
         ec_request *r = s->r;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref); /* holds r while it is parsed */
-        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
         s->r = NULL;
-        lua_pushinteger(L, s->id);
-        int n = ec_curl_finish(L, s->e, r, (int)rc);
-        if (n == 1)
-            ec_request_release(r); /* done: its buffers go back to the client */
+        r->in_flight = 0;
+        /* idle again before anything can raise (a memory error while the
+         * answer is parsed): a request it still holds is ended on reuse */
         slot_push(&mu->idle, s);
+        lua_pushinteger(L, s->id);
+        int n;
+        if (s->ref == LUA_NOREF) {
+            n = ec_curl_finish(L, s->e, r, (int)rc);
+            if (n == 1) {
+                s->bufs = ec_request_end_kept(r);
+            } else {
+                /* a failed call: its request becomes an object, for the
+                 * retries, and takes the buffers with it */
+                ec_request_push_object(L, r);
+                memset(r, 0, sizeof *r);
+                s->bufs = NULL;
+                n++;
+            }
+        } else {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref); /* holds r while it is parsed */
+            luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+            s->ref = LUA_NOREF;
+            n = ec_curl_finish(L, s->e, r, (int)rc);
+            lua_remove(L, -1 - n); /* the request userdata */
+            if (n == 1)
+                ec_request_release(r); /* done: its buffers go back to the client */
+        }
         return n + 1;
     }
     lua_pushnil(L);

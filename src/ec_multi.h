@@ -17,9 +17,19 @@
 #ifndef EC_MULTI_H
 #define EC_MULTI_H
 
+#include "ec_client.h"
 #include "ec_compat.h"
 
 #define EC_MULTI_MT "envclone.core.multi"
+
+/* op.start(multi, client, args, id[, defer]) (ec_core.c): puts one call of
+ * op on the multi at stack index `multi`, with no request object.  Pushes
+ * true; or nil and an error (validation: nothing sent; or the transport's
+ * failure to start it); or nothing when `defer` (a stack index, 0 = none)
+ * names a key args hold.  Its transfer's m:next() gives id, result, or id,
+ * nil, err, request (the failed call's request, for the retries). */
+int ec_multi_start(lua_State *L, int multi, ec_client *c, const ec_op *op, int args, lua_Integer id,
+                   int defer);
 
 /* Sets up the multi userdata's metatable. */
 void ec_multi_init(lua_State *L);

@@ -15,7 +15,7 @@ void ec_curl_slist_free(struct curl_slist *headers); /* ec_curl.c */
 
 /* ---- buffers ------------------------------------------------------------- */
 
-static void bufs_free(ec_reqbufs *b)
+void ec_reqbufs_free(ec_reqbufs *b)
 {
     if (b == NULL)
         return;
@@ -27,7 +27,7 @@ static void bufs_free(ec_reqbufs *b)
 
 void ec_client_free_spare(ec_client *c)
 {
-    bufs_free(c->spare);
+    ec_reqbufs_free(c->spare);
     c->spare = NULL;
 }
 
@@ -40,7 +40,7 @@ static void bufs_clear(ec_reqbufs *b)
     b->msg.nheaders = 0;
 }
 
-static ec_reqbufs *bufs_new(void)
+ec_reqbufs *ec_reqbufs_new(void)
 {
     ec_reqbufs *b = calloc(1, sizeof *b);
     if (b == NULL)
@@ -58,7 +58,14 @@ static ec_reqbufs *bufs_take(ec_client *c)
         bufs_clear(b);
         return b;
     }
-    return bufs_new();
+    return ec_reqbufs_new();
+}
+
+/* A large answer's buffer is not worth keeping for the next call. */
+static void bufs_trim(ec_reqbufs *b)
+{
+    if (b->ex.body.cap > (size_t)256 * 1024)
+        ec_buf_free(&b->ex.body);
 }
 
 void ec_request_release(ec_request *r)
@@ -68,16 +75,24 @@ void ec_request_release(ec_request *r)
     r->b = NULL;
     r->client = NULL;
     if (b != NULL) {
-        /* a large answer's buffer is not worth keeping for the next call */
-        if (b->ex.body.cap > (size_t)256 * 1024)
-            ec_buf_free(&b->ex.body);
+        bufs_trim(b);
         if (c != NULL && !c->closed && c->spare == NULL)
             c->spare = b;
         else
-            bufs_free(b);
+            ec_reqbufs_free(b);
     }
     if (c != NULL)
         ec_client_unref(c);
+}
+
+ec_reqbufs *ec_request_end_kept(ec_request *r)
+{
+    ec_reqbufs *b = r->b;
+    r->b = NULL;
+    if (b != NULL)
+        bufs_trim(b);
+    ec_request_release(r);
+    return b;
 }
 
 /* ---- policy -------------------------------------------------------------- */
@@ -218,7 +233,7 @@ int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int d
     }
     /* The buffers stay the client's spare set throughout: should anything
      * raise (out of memory), nothing is owned by this C frame. */
-    if (c->spare == NULL && (c->spare = bufs_new()) == NULL)
+    if (c->spare == NULL && (c->spare = ec_reqbufs_new()) == NULL)
         return luaL_error(L, "envclone: out of memory");
     ec_request tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -238,13 +253,34 @@ int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int d
     if (n == 1)
         return 1;
     /* a failed exchange: the request becomes an object, for the retries */
-    ec_request *r = lua_newuserdata(L, sizeof *r);
-    *r = tmp;
-    luaL_getmetatable(L, EC_REQUEST_MT);
-    lua_setmetatable(L, -2);
     c->spare = NULL;
     ec_client_ref(c);
+    ec_request_push_object(L, &tmp);
     return 3;
+}
+
+void ec_request_push_object(lua_State *L, const ec_request *r)
+{
+    ec_request *u = lua_newuserdata(L, sizeof *u);
+    *u = *r;
+    luaL_getmetatable(L, EC_REQUEST_MT);
+    lua_setmetatable(L, -2);
+}
+
+int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *op, int args, int defer,
+                       ec_reqbufs *b)
+{
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    set_policy(r, op);
+    bufs_clear(b);
+    int n = ec_marshal_request_ex(L, c, op, args, &b->msg, defer);
+    if (n)
+        return n; /* deferred, or nil + the validation error */
+    r->b = b;
+    ec_client_ref(c);
+    r->client = c;
+    return 0;
 }
 
 static int l_gc(lua_State *L)

@@ -67,6 +67,7 @@ typedef struct ec_request {
     int reuse;   /* may go out on a reused connection: only GETs (see ec_request.c) */
     int creates; /* a retry could create twice */
     int safe;    /* a GET: a failure never leaves anything applied */
+    int in_flight; /* on a multi handle's wire (ec_multi.c) */
 } ec_request;
 
 /* A transport failure, as classified by a transport. */
@@ -76,6 +77,28 @@ typedef struct {
     int retryable;      /* -1: the code's default; 0/1: the transport knows better */
     char message[320];
 } ec_transport_error;
+
+/* A request's buffers, made and freed outside a request (a multi slot
+ * keeps one set for the requests it carries; freeing wipes the credential). */
+ec_reqbufs *ec_reqbufs_new(void);
+void ec_reqbufs_free(ec_reqbufs *b);
+
+/* Fills r, in storage the caller owns, for op with `args` (stack index),
+ * in the buffers b, which stay the caller's.  0: r is ready (and holds a
+ * client reference: end it with ec_request_end_kept or make it an object
+ * with ec_request_push_object); EC_MARSHAL_DEFERRED: args hold a name of
+ * the `defer` set (nothing pushed); else nil and the validation error are
+ * pushed and their count returned. */
+int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *op, int args, int defer,
+                       ec_reqbufs *b);
+
+/* Ends a request whose buffers the caller keeps: drops its client
+ * reference and returns the buffers (a large answer's freed). */
+ec_reqbufs *ec_request_end_kept(ec_request *r);
+
+/* Pushes a request userdata that takes over r (its buffers and client
+ * reference): for retries, after a failed exchange. */
+void ec_request_push_object(lua_State *L, const ec_request *r);
 
 /* Frees the client's spare buffers (on close). */
 void ec_client_free_spare(ec_client *c);

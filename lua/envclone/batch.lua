@@ -39,16 +39,25 @@ local SLEEP, SEND = setmetatable({}, { __name = "envclone.batch.sleep" }),
 
 local DEFAULT_MAX_IN_FLIGHT = 16
 
+-- The operations, by vendor and name: a call to one of them may start
+-- without a task (see run_plain).
+local operations = {}
+for _, op in ipairs(core.operations) do
+  operations[op.vendor] = operations[op.vendor] or {}
+  operations[op.vendor][op.name] = op
+end
+
 local option_types = { max_in_flight = "number", on_progress = "function" }
 
 --- A new batch (`envclone.batch`).
 -- @tparam[opt] table opts `max_in_flight` (16: requests on the wire at once,
 --   a positive integer), `on_progress(done, total, i, result)` (after each
 --   item finishes)
--- @tparam function methods_of `methods_of(v)` -> the method table of an
---   envclone client and its vendor's name, or nil
+-- @tparam table env the client layer: `methods_of(v)` -> the method table
+--   of an envclone client and its vendor's name, or nil; `call_options`,
+--   the per-call argument names the Lua layer owns; `first_attempt_in_c(client)`
 -- @treturn table the batch
-function batch.new(opts, methods_of)
+function batch.new(opts, env)
   if opts ~= nil and type(opts) ~= "table" then
     error("envclone.batch: options must be a table, got " .. type(opts), 3)
   end
@@ -65,9 +74,10 @@ function batch.new(opts, methods_of)
   if n < 1 or n ~= math.floor(n) or n == math.huge then
     error("envclone.batch: max_in_flight must be a positive integer", 3)
   end
-  -- items as parallel arrays: a call is (method, client, args), a task (fn)
-  return setmetatable({ _fn = {}, _a = {}, _b = {}, _n = 0, _max = n, _on_progress = opts.on_progress,
-    _state = "new", _methods_of = methods_of }, Batch)
+  -- items as parallel arrays: a call is (method, client, args, operation),
+  -- a task (fn)
+  return setmetatable({ _fn = {}, _a = {}, _b = {}, _op = {}, _n = 0, _max = n, _on_progress = opts.on_progress,
+    _state = "new", _env = env }, Batch)
 end
 
 --- Adds a call or a task; returns its index in the results.
@@ -85,11 +95,11 @@ function Batch:add(what, operation, args)
   if self._state ~= "new" then
     error("envclone.batch: add after run() has started", 2)
   end
-  local fn, a, b
+  local fn, a, b, op
   if type(what) == "function" then
     fn = what
   else
-    local methods, vendor = self._methods_of(what)
+    local methods, vendor = self._env.methods_of(what)
     if not methods then
       error("envclone.batch: add takes a client and an operation name, or a function; got " .. type(what), 2)
     end
@@ -98,11 +108,11 @@ function Batch:add(what, operation, args)
       error("envclone.batch: the " .. vendor .. " client has no operation '"
         .. tostring(operation) .. "'", 2)
     end
-    fn, a, b = methods[operation], what, args
+    fn, a, b, op = methods[operation], what, args, operations[vendor][operation]
   end
   local n = self._n + 1
   self._n = n
-  self._fn[n], self._a[n], self._b[n] = fn, a, b
+  self._fn[n], self._a[n], self._b[n], self._op[n] = fn, a, b, op
   return n
 end
 
@@ -190,7 +200,9 @@ end
 
 local function run_plain(self, results)
   local total, max = self._n, self._max
-  local fns, as, bs = self._fn, self._a, self._b
+  local fns, as, bs, ops = self._fn, self._a, self._b, self._op
+  local env = self._env
+  local call_options, first_attempt_in_c = env.call_options, env.first_attempt_in_c
   local multi = core.multi{ max_connections = max }
   local sched = setmetatable({}, Plain)
   -- coroutines to resume, and with what (parallel arrays, used as a queue)
@@ -198,7 +210,9 @@ local function run_plain(self, results)
   -- requests waiting for a slot on the wire
   local sq_co, sq_req, shead, stail = {}, {}, 1, 0
   local timers, seq = {}, 0
-  local inflight, n_inflight, next_id = {}, 0, 0
+  -- A transfer's id: a call started without a task has its item's index;
+  -- a task's request, an id above `total`, found in `sender`.
+  local sender, n_inflight, next_id = {}, 0, total
   local item_of = {}   -- worker -> index of the item it runs
   local idle, n_idle = {}, 0
   local next_item = 1
@@ -208,8 +222,8 @@ local function run_plain(self, results)
     rq_co[rtail], rq_1[rtail], rq_2[rtail], rq_3[rtail] = co, x, y, z
   end
 
-  -- Starts item i on an idle worker (or a new one).
-  local function start(i)
+  -- Runs fn(a, b) for item i on an idle worker (or a new one).
+  local function spawn(i, fn, a, b)
     local co
     if n_idle > 0 then
       co = idle[n_idle]
@@ -220,9 +234,45 @@ local function run_plain(self, results)
       runtime.attach(co, sched)
     end
     item_of[co] = i
-    push_ready(co, fns[i], as[i], bs[i])
-    -- the batch holds no reference to a started item
-    fns[i], as[i], bs[i] = nil, nil, nil
+    push_ready(co, fn, a, b)
+  end
+
+  -- Starts item i. A call whose first attempt may skip the Lua layer (as
+  -- outside a batch: see first_attempt_in_c) goes straight onto the multi
+  -- handle, with no task and no request object; only when it fails does a
+  -- task take over, with the retry loop. Anything else runs as a task.
+  local function start(i)
+    local op, client, args = ops[i], as[i], bs[i]
+    if op and type(args) == "table" and not client._closed and first_attempt_in_c(client) then
+      local added, err = op.start(multi, client._handle, args, i, call_options)
+      if added then
+        n_inflight = n_inflight + 1
+        return
+      elseif err ~= nil then
+        -- invalid arguments: nothing was sent
+        fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+        record(self, results, i, true, nil, err)
+        return
+      end
+      -- nothing at all: args hold a per-call option (wait, retry, ...)
+    end
+    spawn(i, fns[i], client, args)
+    -- the batch holds no reference to a started task
+    fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+  end
+
+  -- A call started without a task ended: recorded, or handed to a task
+  -- that runs the retry loop from its failed first attempt.
+  local function finished_call(i, res, err, req)
+    local op, client, args = ops[i], as[i], bs[i]
+    fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+    if res ~= nil or req == nil then
+      record(self, results, i, true, res, err)
+    else
+      spawn(i, function()
+        return retry.call(client, op, args, client._retry, err, req)
+      end)
+    end
   end
 
   local function step(co, ok, tag, x, y)
@@ -276,7 +326,7 @@ local function run_plain(self, results)
       next_id = next_id + 1
       local added, err = multi:add(req, next_id)
       if added then
-        inflight[next_id] = co
+        sender[next_id] = co
         n_inflight = n_inflight + 1
       else
         push_ready(co, nil, err)
@@ -286,23 +336,27 @@ local function run_plain(self, results)
       local wait = 3600
       if timers[1] then wait = math.max(0, timers[1][1] - runtime.now()) end
       if n_inflight > 0 then
-        multi:poll(wait)
-        while true do
-          local id, res, err = multi:next()
+        for _ = 1, multi:poll(wait) do
+          local id, res, err, req = multi:next()
           if id == nil then break end
-          local co = inflight[id]
-          inflight[id] = nil
           n_inflight = n_inflight - 1
-          push_ready(co, res, err)
+          if id <= total then
+            finished_call(id, res, err, req)
+          else
+            push_ready(sender[id], res, err)
+            sender[id] = nil
+          end
         end
       elseif timers[1] then
         core.sleep(wait)
       elseif next_item > total then
         error("envclone.batch: internal error: no task can run") -- every task waits on nothing
       end
-      local now = runtime.now()
-      while timers[1] and timers[1][1] <= now do
-        push_ready(heap_pop(timers)[3])
+      if timers[1] then
+        local now = runtime.now()
+        while timers[1] and timers[1][1] <= now do
+          push_ready(heap_pop(timers)[3])
+        end
       end
     end
     run_ready()
@@ -379,7 +433,7 @@ function Batch:run()
     run_plain(self, results)
   end
   self._state = "done"
-  self._fn, self._a, self._b = {}, {}, {}
+  self._fn, self._a, self._b, self._op = {}, {}, {}, {}
   return results
 end
 

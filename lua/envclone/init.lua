@@ -105,6 +105,13 @@ end
 -- `"wait_for_cloning"`). Read it; do not change it.
 envclone.waiters = waiters
 
+-- Does a call's first attempt skip the Lua layer (one C call over
+-- libcurl, the retry loop only after a failure)? Not with a limiter, a log
+-- hook or a transport other than libcurl (see new_client's `_fast`).
+local function first_attempt_in_c(self)
+  return self._fast and (self._transport == "curl" or rawget(_G, "ngx") == nil)
+end
+
 local function make_method(op)
   local waiter = waiters[op.vendor .. "." .. op.name]
   local call = op.call
@@ -119,7 +126,7 @@ local function make_method(op)
     -- first attempt is one C call, and the retry loop takes over only when
     -- it failed. The C core hands the call back untouched (no value at all)
     -- when args hold a call option or it runs in a coroutine (a batch task).
-    if self._fast and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
+    if first_attempt_in_c(self) then
       local res, err, req = call(self._handle, args, call_options)
       if res ~= nil or err ~= nil then
         if req == nil then return res, err end
@@ -276,12 +283,15 @@ local function methods_of(v)
   return vendor_methods[vendor], vendor
 end
 
+-- What the batch module needs of the client layer.
+local batch_env = { methods_of = methods_of, call_options = call_options, first_attempt_in_c = first_attempt_in_c }
+
 --- A batch of calls and tasks run together on one thread, within each
 -- vendor's limits: see `envclone.batch`.
 -- @tparam[opt] table opts `max_in_flight` (16), `on_progress(done, total, i, result)`
 -- @treturn table the batch: `b:add(client, "operation", args)`, `b:add(function() ... end)`, `b:run()`
 function envclone.batch(opts)
-  return require("envclone.batch").new(opts, methods_of)
+  return require("envclone.batch").new(opts, batch_env)
 end
 
 local function new_client(vendor, opts, level)
