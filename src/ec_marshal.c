@@ -76,6 +76,7 @@ typedef struct {
     int defer;    /* stack index of a set of argument names the caller handles itself; 0 = none */
     int deferred; /* one of them was found */
     int array_mt; /* stack index of envclone.array_mt */
+    int slots;    /* stack index of op->fields[0]'s argument; the others follow (check_known_keys) */
     char field[160];
     char msg[400];
 } vctx;
@@ -105,6 +106,28 @@ static void raw_field(lua_State *L, int idx, const char *name)
 {
     lua_pushstring(L, name);
     lua_rawget(L, idx);
+}
+
+/* The argument of f, one of op->fields: check_known_keys read every
+ * argument once (lua_next) and left each in its field's slot, so the
+ * builders below need no lookup by name (a rawget with the name pushed
+ * cost about 170 instructions a field). */
+static void push_arg(vctx *v, const ec_field *f)
+{
+    lua_pushvalue(v->L, v->slots + (int)(f - v->op->fields));
+}
+
+/* Pushes count nils: the slots of a list of fields; returns the first. */
+static int push_slots(lua_State *L, const ec_field *fields)
+{
+    int count = 0;
+    for (const ec_field *f = fields; f->name; f++)
+        count++;
+    luaL_checkstack(L, count + 16, "envclone: too many fields");
+    int first = lua_gettop(L) + 1;
+    for (int i = 0; i < count; i++)
+        lua_pushnil(L);
+    return first;
 }
 
 static int too_large(vctx *v, const char *field)
@@ -307,33 +330,37 @@ static int encode_object_fields(vctx *v, const ec_field *children, const char *p
 {
     lua_State *L = v->L;
     char child[160];
-    /* Unknown members first: a typo must not be dropped silently. */
+    /* Unknown members first: a typo must not be dropped silently.  Each
+     * known member's value goes to its slot (as push_arg's). */
+    int slots = push_slots(L, children);
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
         const ec_field *known = NULL;
-        if (lua_type(L, -1) == LUA_TSTRING)
+        if (lua_type(L, -2) == LUA_TSTRING)
             for (const ec_field *c = children; c->name; c++)
-                if (strcmp(c->name, lua_tostring(L, -1)) == 0)
+                if (strcmp(c->name, lua_tostring(L, -2)) == 0)
                     known = c;
-        if (known == NULL) {
-            char shown[64] = "?";
-            if (lua_type(L, -1) == LUA_TSTRING) {
-                size_t n;
-                const char *k = lua_tolstring(L, -1, &n);
-                excerpt(v->c, k, n, shown, sizeof shown);
-            }
-            lua_pop(L, 1);
-            snprintf(child, sizeof child, "%s.%s", parent, shown);
-            return bad(v, child, "field '%s' is not a member of '%s'", child, parent);
+        if (known != NULL) {
+            lua_replace(L, slots + (int)(known - children)); /* the value; the key stays for lua_next */
+            continue;
         }
+        lua_pop(L, 1);
+        char shown[64] = "?";
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t n;
+            const char *k = lua_tolstring(L, -1, &n);
+            excerpt(v->c, k, n, shown, sizeof shown);
+        }
+        lua_pop(L, 1);
+        snprintf(child, sizeof child, "%s.%s", parent, shown);
+        return bad(v, child, "field '%s' is not a member of '%s'", child, parent);
     }
     if (ec_buf_addc(out, '{') != 0)
         return too_large(v, parent);
     int first = 1;
     for (const ec_field *c = children; c->name; c++) {
         join3(child, sizeof child, parent, ".", c->name);
-        raw_field(L, idx, c->name);
+        lua_pushvalue(L, slots + (int)(c - children));
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             if (c->required)
@@ -350,6 +377,7 @@ static int encode_object_fields(vctx *v, const ec_field *children, const char *p
         if (rc != 0)
             return -1;
     }
+    lua_settop(L, slots - 1);
     return ec_buf_addc(out, '}') == 0 ? 0 : too_large(v, parent);
 }
 
@@ -368,7 +396,9 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
     case EC_T_BOOLEAN:
         if (lua_type(L, idx) != LUA_TBOOLEAN)
             return bad(v, name, "field '%s' must be a boolean, got %s", name, lua_type_of(L, idx));
-        return ec_buf_adds(out, lua_toboolean(L, idx) ? "true" : "false") == 0 ? 0 : too_large(v, name);
+        if (lua_toboolean(L, idx))
+            return ec_buf_add(out, "true", 4) == 0 ? 0 : too_large(v, name);
+        return ec_buf_add(out, "false", 5) == 0 ? 0 : too_large(v, name);
     case EC_T_STRING_ARRAY: {
         size_t len;
         if (lua_type(L, idx) != LUA_TTABLE)
@@ -477,16 +507,20 @@ static int check_known_keys(vctx *v, int args)
     lua_State *L = v->L;
     lua_pushnil(L);
     while (lua_next(L, args) != 0) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 1);
             const char *t = lua_type_of(L, -1);
             lua_pop(L, 1);
             return bad(v, "(arguments)", "arguments must be named (string keys), got a %s key", t);
         }
         size_t klen;
-        const char *key = lua_tolstring(L, -1, &klen);
-        if (find_field(v->op, key) != NULL)
+        const char *key = lua_tolstring(L, -2, &klen);
+        const ec_field *field = find_field(v->op, key);
+        if (field != NULL) {
+            lua_replace(L, v->slots + (int)(field - v->op->fields)); /* the value (push_arg); the key stays for lua_next */
             continue;
+        }
+        lua_pop(L, 1);
         if (v->defer) {
             lua_pushvalue(L, -1);
             lua_rawget(L, v->defer);
@@ -614,7 +648,10 @@ static int build_url(vctx *v, int args)
         if (ec_buf_add(&req->url, p, (size_t)(open - p)) != 0)
             return bad(v, name, "URL is too long");
         const ec_field *f = find_field(v->op, name);
-        raw_field(L, args, name);
+        if (f != NULL)
+            push_arg(v, f);
+        else
+            raw_field(L, args, name);
         const char *s = NULL;
         size_t n = 0;
         int rc;
@@ -632,7 +669,7 @@ static int build_url(vctx *v, int args)
     return 0;
 }
 
-static int build_body(vctx *v, int args)
+static int build_body(vctx *v)
 {
     lua_State *L = v->L;
     const ec_op *op = v->op;
@@ -652,7 +689,7 @@ static int build_body(vctx *v, int args)
     for (const ec_field *f = op->fields; f->name; f++) {
         if (f->in != EC_IN_BODY)
             continue;
-        raw_field(L, args, f->name);
+        push_arg(v, f);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             if (f->required)
@@ -676,7 +713,7 @@ static int build_body(vctx *v, int args)
     return 0;
 }
 
-static int build_headers(vctx *v, int args)
+static int build_headers(vctx *v)
 {
     lua_State *L = v->L;
     const ec_client *c = v->c;
@@ -716,7 +753,7 @@ static int build_headers(vctx *v, int args)
     for (const ec_field *f = op->fields; f->name; f++) {
         if (f->in != EC_IN_HEADER)
             continue;
-        raw_field(L, args, f->name);
+        push_arg(v, f);
         const char *s;
         size_t n;
         if (lua_isnil(L, -1)) {
@@ -777,10 +814,11 @@ int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int
 
     if (lua_type(L, args) != LUA_TTABLE)
         return ec_error_validation(L, c, op, "(arguments)", "arguments must be a table, got %s", lua_type_of(L, args));
-    lua_checkstack(L, 16);
+    args = lua_absindex(L, args);
     int top = lua_gettop(L);
-    if (check_known_keys(&v, args) != 0 || build_url(&v, args) != 0 || build_body(&v, args) != 0
-        || build_headers(&v, args) != 0) {
+    v.slots = push_slots(L, op->fields);
+    if (check_known_keys(&v, args) != 0 || build_url(&v, args) != 0 || build_body(&v) != 0
+        || build_headers(&v) != 0) {
         lua_settop(L, top);
         ec_buf_clear(&req->body);
         ec_buf_clear(&req->headers); /* holds the credential */
@@ -788,6 +826,7 @@ int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int
             return EC_MARSHAL_DEFERRED;
         return ec_error_validation(L, c, op, v.field, "%s", v.msg);
     }
+    lua_settop(L, top);
     return 0;
 }
 
