@@ -504,14 +504,19 @@ static int l_op_call(lua_State *L)
 
 /* op.start(multi, client, args, id[, defer]) -> true | nil, err | nothing:
  * one call put on a batch's multi handle with no request object (see
- * ec_multi.h); `defer` as for op.call. */
+ * ec_multi.h); `defer` as for op.call; nothing also when the client is
+ * closed or args is not a table. */
 static int l_op_start(lua_State *L)
 {
     const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
-    ec_client *c = check_client(L, 2);
+    ec_client *c = to_client(L, 2);
     check_op_for(L, op, c);
     lua_Integer id = luaL_checkinteger(L, 4);
     lua_settop(L, 5);
+    /* a closed client or arguments that are not a table: left to the
+     * caller's single-call path, which raises or validates as it always does */
+    if (c->closed || lua_type(L, 3) != LUA_TTABLE)
+        return 0;
     int defer = 0;
     if (!lua_isnil(L, 5)) {
         luaL_checktype(L, 5, LUA_TTABLE);

@@ -241,34 +241,55 @@ local function run_plain(self, results)
   -- outside a batch: see first_attempt_in_c) goes straight onto the multi
   -- handle, with no task and no request object; only when it fails does a
   -- task take over, with the retry loop. Anything else runs as a task.
+  local handle_of = {} -- client -> its core handle when its calls may start so, else false
   local function start(i)
-    local op, client, args = ops[i], as[i], bs[i]
-    if op and type(args) == "table" and not client._closed and first_attempt_in_c(client) then
-      local added, err = op.start(multi, client._handle, args, i, call_options)
-      if added then
-        n_inflight = n_inflight + 1
-        return
-      elseif err ~= nil then
-        -- invalid arguments: nothing was sent
-        fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
-        record(self, results, i, true, nil, err)
-        return
+    local op, client = ops[i], as[i]
+    if op then
+      local handle = handle_of[client]
+      if handle == nil then
+        handle = first_attempt_in_c(client) and client._handle or false
+        handle_of[client] = handle
       end
-      -- nothing at all: args hold a per-call option (wait, retry, ...)
+      if handle then
+        local added, err = op.start(multi, handle, bs[i], i, call_options)
+        if added then
+          n_inflight = n_inflight + 1
+          return
+        elseif err ~= nil then
+          -- invalid arguments: nothing was sent
+          fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+          record(self, results, i, true, nil, err)
+          return
+        end
+        -- nothing at all: a per-call option (wait, retry, ...), arguments
+        -- that are not a table or a closed client: the task raises or
+        -- validates as a single call does
+      end
     end
-    spawn(i, fns[i], client, args)
+    spawn(i, fns[i], client, bs[i])
     -- the batch holds no reference to a started task
     fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
   end
 
   -- A call started without a task ended: recorded, or handed to a task
   -- that runs the retry loop from its failed first attempt.
+  local on_progress = self._on_progress
   local function finished_call(i, res, err, req)
-    local op, client, args = ops[i], as[i], bs[i]
-    fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
-    if res ~= nil or req == nil then
+    if res ~= nil then
+      -- the common case, record()'s work in line
+      fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+      local r = { ok = true, value = res, extra = err }
+      results[i] = r
+      results.succeeded = results.succeeded + 1
+      local done = self._done + 1
+      self._done = done
+      if on_progress then on_progress(done, total, i, r) end
+    elseif req == nil then
+      fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
       record(self, results, i, true, res, err)
     else
+      local op, client, args = ops[i], as[i], bs[i]
+      fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
       spawn(i, function()
         return retry.call(client, op, args, client._retry, err, req)
       end)
@@ -317,7 +338,7 @@ local function run_plain(self, results)
     while next_item <= total and rhead > rtail and n_inflight + (stail - shead + 1) < max do
       start(next_item)
       next_item = next_item + 1
-      run_ready()
+      if rhead <= rtail then run_ready() end
     end
     while n_inflight < max and shead <= stail do
       local co, req = sq_co[shead], sq_req[shead]
