@@ -39,12 +39,31 @@ local SLEEP, SEND = setmetatable({}, { __name = "envclone.batch.sleep" }),
 
 local DEFAULT_MAX_IN_FLIGHT = 16
 
--- The operations, by vendor and name: a call to one of them may start
--- without a task (see run_plain).
-local operations = {}
-for _, op in ipairs(core.operations) do
-  operations[op.vendor] = operations[op.vendor] or {}
-  operations[op.vendor][op.name] = op
+-- The key of a vendor's name in a table of env.callables.
+local VENDOR = setmetatable({}, { __name = "envclone.batch.vendor" })
+
+--- What `b:add` accepts of the clients of a client layer (init.lua): for
+-- each client metatable, the operations and waiters by name, as
+-- `{ method, operation }` (operation: the row of `core.operations`, so
+-- that the call may start without a task (see run_plain); false for a
+-- waiter), and the vendor's name under a private key.
+-- @tparam table vendor_methods vendor -> { name -> method }
+-- @tparam table metatables vendor -> the metatable of its clients
+-- @treturn table client metatable -> callables
+function batch.callables(vendor_methods, metatables)
+  local row = {}
+  for _, op in ipairs(core.operations) do row[op.vendor .. "." .. op.name] = op end
+  local by_mt = {}
+  for vendor, methods in pairs(vendor_methods) do
+    local t = { [VENDOR] = vendor }
+    for name, fn in pairs(methods) do
+      if type(fn) == "function" and name:sub(1, 1) ~= "_" and name ~= "close" then
+        t[name] = { fn, row[vendor .. "." .. name] or false }
+      end
+    end
+    by_mt[metatables[vendor]] = t
+  end
+  return by_mt
 end
 
 local option_types = { max_in_flight = "number", on_progress = "function" }
@@ -53,9 +72,9 @@ local option_types = { max_in_flight = "number", on_progress = "function" }
 -- @tparam[opt] table opts `max_in_flight` (16: requests on the wire at once,
 --   a positive integer), `on_progress(done, total, i, result)` (after each
 --   item finishes)
--- @tparam table env the client layer: `methods_of(v)` -> the method table
---   of an envclone client and its vendor's name, or nil; `call_options`,
---   the per-call argument names the Lua layer owns; `first_attempt_in_c(client)`
+-- @tparam table env the client layer: `callables` (see batch.callables),
+--   `call_options` (the per-call argument names the Lua layer owns) and
+--   `first_attempt_in_c(client)`
 -- @treturn table the batch
 function batch.new(opts, env)
   if opts ~= nil and type(opts) ~= "table" then
@@ -95,24 +114,23 @@ function Batch:add(what, operation, args)
   if self._state ~= "new" then
     error("envclone.batch: add after run() has started", 2)
   end
-  local fn, a, b, op
-  if type(what) == "function" then
-    fn = what
-  else
-    local methods, vendor = self._env.methods_of(what)
-    if not methods then
-      error("envclone.batch: add takes a client and an operation name, or a function; got " .. type(what), 2)
-    end
-    if type(operation) ~= "string" or type(methods[operation]) ~= "function"
-        or operation:sub(1, 1) == "_" or operation == "close" then
-      error("envclone.batch: the " .. vendor .. " client has no operation '"
+  local n = self._n + 1
+  -- a client's metatable leads to what `operation` names (see
+  -- env.callables); a table that is not a client, a string, ... to nothing
+  local callable = self._env.callables[getmetatable(what)]
+  if callable then
+    local c = callable[operation]
+    if not c then
+      error("envclone.batch: the " .. callable[VENDOR] .. " client has no operation '"
         .. tostring(operation) .. "'", 2)
     end
-    fn, a, b, op = methods[operation], what, args, operations[vendor][operation]
+    self._fn[n], self._a[n], self._b[n], self._op[n] = c[1], what, args, c[2]
+  elseif type(what) == "function" then
+    self._fn[n] = what
+  else
+    error("envclone.batch: add takes a client and an operation name, or a function; got " .. type(what), 2)
   end
-  local n = self._n + 1
   self._n = n
-  self._fn[n], self._a[n], self._b[n], self._op[n] = fn, a, b, op
   return n
 end
 

@@ -273,25 +273,22 @@ for vendor, methods in pairs(vendor_methods) do
   }
 end
 
-local vendor_of_mt = {}
-for vendor, mt in pairs(metatables) do vendor_of_mt[mt] = vendor end
-
--- The method table and vendor of an envclone client, or nil.
-local function methods_of(v)
-  local vendor = type(v) == "table" and vendor_of_mt[getmetatable(v)]
-  if not vendor then return nil end
-  return vendor_methods[vendor], vendor
+-- What the batch module needs of the client layer (made on first use).
+local batch_env
+local function get_batch_env()
+  if not batch_env then
+    batch_env = { callables = require("envclone.batch").callables(vendor_methods, metatables),
+      call_options = call_options, first_attempt_in_c = first_attempt_in_c }
+  end
+  return batch_env
 end
-
--- What the batch module needs of the client layer.
-local batch_env = { methods_of = methods_of, call_options = call_options, first_attempt_in_c = first_attempt_in_c }
 
 --- A batch of calls and tasks run together on one thread, within each
 -- vendor's limits: see `envclone.batch`.
 -- @tparam[opt] table opts `max_in_flight` (16), `on_progress(done, total, i, result)`
 -- @treturn table the batch: `b:add(client, "operation", args)`, `b:add(function() ... end)`, `b:run()`
 function envclone.batch(opts)
-  return require("envclone.batch").new(opts, batch_env)
+  return require("envclone.batch").new(opts, get_batch_env())
 end
 
 local function new_client(vendor, opts, level)
