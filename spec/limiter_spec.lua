@@ -49,6 +49,65 @@ describe("limiter on a virtual clock", function()
     assert.is_true(starts[1000] - starts[1] > 139, tostring(starts[1000] - starts[1]))
   end)
 
+  -- OpenResty's clock (ngx.now after ngx.update_time) reads whole
+  -- milliseconds, rounded down: an end is logged up to 1 ms before the moment
+  -- it describes, so before the server saw that call.
+  local function ms_clock() runtime.now = function() return math.floor(t * 1000) / 1000 end end
+
+  it("a millisecond clock: a start just as the 10th last end leaves the window still spans a second", function()
+    ms_clock()
+    local lim = limiter.new("kontent", "http://h", nil, nil, 5)
+    t = 1000.0001
+    local _, ends = run(lim, 10, 0.0008)
+    -- the caller comes back just as the first end (logged 1000.000, in truth
+    -- 1000.0009) is a second old on the clock: the server may have seen that
+    -- call at 1000.0009 and sees this one at its start
+    t = 1001.0002
+    local starts = run(lim, 1, 0.0008)
+    assert.is_true(starts[1] - ends[1] >= 1, string.format("%.4f", starts[1] - ends[1]))
+  end)
+
+  it("two workers sharing one log on a millisecond clock: never 11 in a second, never two at once", function()
+    ms_clock()
+    local lim = limiter.new("kontent", "http://h", nil, nil, 5)
+    -- each worker: a pause, then a call; sleeps yield to this scheduler, which
+    -- runs whichever worker wakes first (as nginx's event loop does)
+    runtime.sleep = function(s) coroutine.yield(t + s) end
+    local calls = {}
+    local function worker(w)
+      return coroutine.create(function()
+        for i = 1, 150 do
+          runtime.sleep(((i * 7 + w * 3) % 11) * 0.0031)
+          local ticket = limiter.acquire(lim, { environment_id = "W" })
+          local call = { start = t }
+          runtime.sleep(0.0002 + ((i * 5 + w) % 9) * 0.00041)
+          call.stop = t
+          calls[#calls + 1] = call
+          limiter.release(ticket, true)
+        end
+      end)
+    end
+    local ready = { { co = worker(1), at = t }, { co = worker(2), at = t } }
+    for _ = 1, 100000 do
+      table.sort(ready, function(a, b) return a.at < b.at end)
+      local w = table.remove(ready, 1)
+      if not w then break end
+      t = math.max(t, w.at)
+      local ok, at = coroutine.resume(w.co)
+      assert(ok, at)
+      if coroutine.status(w.co) == "suspended" then ready[#ready + 1] = { co = w.co, at = at } end
+    end
+    assert.are.equal(300, #calls)
+    table.sort(calls, function(a, b) return a.start < b.start end)
+    for i = 2, #calls do
+      assert.is_true(calls[i].start >= calls[i - 1].stop, "call " .. i .. " overlaps")
+    end
+    for i = 11, #calls do
+      local span = calls[i].start - calls[i - 10].stop
+      assert.is_true(span >= 1, string.format("call %d: 11 calls within %.4f s", i, span))
+    end
+  end)
+
   it("keys are independent: other environments never wait", function()
     local lim = limiter.new("kontent", "http://h", nil, nil, 5)
     run(lim, 10, 0.001, "A")

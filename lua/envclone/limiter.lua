@@ -12,10 +12,16 @@
 -- `per_second` calls at once and then refills lets more than `per_second`
 -- requests fall in one second. The log records when each attempt *ended*
 -- (an attempt in flight counts as not yet ended), and a new attempt starts
--- only when fewer than the limit ended inside the last window. The server
--- receives an attempt somewhere between its start and its end, so any
--- `per_second + 1` attempts the server sees span more than a second, whatever
--- the network delays.
+-- only when fewer than the limit ended inside the last window widened by
+-- `MARGIN`. The server receives an attempt somewhere between its start and
+-- its end, so any `per_second + 1` attempts the server sees span more than a
+-- second, whatever the network delays -- provided the clock is exact. It is
+-- not: OpenResty's clock (`ngx.now`) reads whole milliseconds rounded down,
+-- so an end can be logged up to 1 ms before the server saw that attempt,
+-- and a start that came exactly as the log allowed then fell inside the
+-- server's second (Kontent answered 429). The margin in the rule, not in
+-- the sleeps, covers that: a start always comes `MARGIN` late, however the
+-- waiter was woken.
 --
 -- State lives in this Lua state (one process, or one nginx worker), shared
 -- by every client aimed at the same host; inside OpenResty a client with
@@ -28,8 +34,10 @@ local runtime = require("envclone.runtime")
 
 local limiter = {}
 
--- Margin added to every computed wait (seconds): clocks are read a little
--- after the moment they describe.
+-- How long an end stays in a window after the window has passed it
+-- (seconds): more than the clock's resolution (ngx.now: 1 ms, rounded down),
+-- so a logged end is never later than the server's own record of that
+-- attempt by the time a start may count it out.
 local MARGIN = 0.005
 -- How often a call blocked by concurrency looks again (seconds).
 local POLL = 0.002
@@ -92,7 +100,8 @@ end
 
 local function prune(st, now, longest)
   local ends, i = st.ends, st.first
-  while i <= st.last and ends[i] <= now - longest do
+  -- an end counts MARGIN longer than its longest window
+  while i <= st.last and ends[i] <= now - longest - MARGIN do
     ends[i] = nil
     i = i + 1
   end
@@ -154,13 +163,15 @@ local function try_start(st, policy, id, now, deadline)
       else
         -- the room-th most recent end must leave the window first
         local idx = st.last - room + 1
-        if idx >= st.first and st.ends[idx] > now - w.span then
-          wait = math.max(wait, st.ends[idx] + w.span - now + MARGIN)
-        end
+        local free_at = idx >= st.first and st.ends[idx] + w.span + MARGIN
+        if free_at and free_at > now then wait = math.max(wait, free_at - now) end
       end
     end
   end
   if wait > 0 then
+    -- a waiter that woke a hair early (a clock of whole milliseconds, a
+    -- rounded sum) must not spin on a wait of next to nothing
+    wait = math.max(wait, POLL)
     me[2] = now + wait
     return wait
   end
@@ -323,8 +334,12 @@ function limiter.acquire(lim, args)
   local store = store_of(lim)
   local id = next_id()
   while true do
-    local now = runtime.now()
-    local wait = store.update(key, function(st) return try_start(st, policy, id, now, now + lim.hold) end)
+    -- the clock is read under the store's lock: the decision is about the
+    -- log as it is at that moment (another worker may have just added to it)
+    local wait = store.update(key, function(st)
+      local now = runtime.now()
+      return try_start(st, policy, id, now, now + lim.hold)
+    end)
     if wait == 0 then return { key = key, id = id, store = store } end
     runtime.sleep(wait)
   end
@@ -336,8 +351,7 @@ end
 --   server (validation failed, connection refused): it leaves the log
 function limiter.release(ticket, counted)
   if not ticket then return end
-  local now = runtime.now()
-  ticket.store.update(ticket.key, function(st) finish(st, ticket.id, now, counted) end)
+  ticket.store.update(ticket.key, function(st) finish(st, ticket.id, runtime.now(), counted) end)
 end
 
 --- Number of keys with state in this Lua state (for tests: stays bounded).
