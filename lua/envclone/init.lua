@@ -107,31 +107,43 @@ envclone.waiters = waiters
 
 -- Does a call's first attempt skip the Lua layer (one C call over
 -- libcurl, the retry loop only after a failure)? Not with a limiter, a log
--- hook or a transport other than libcurl (see new_client's `_fast`).
+-- hook or a transport other than libcurl, nor once closed: new_client puts
+-- the clients that may in `fast_clients` (client -> its handle) and close()
+-- takes them out. A table, because make_method reads it before any other
+-- check on the path every call takes: a read cannot raise whatever `self`
+-- is, and one read stands for getmetatable(self) and three fields (in Lua
+-- 5.4 a call to a C function such as getmetatable costs about 500
+-- instructions and a field read about 100, callgrind). Weak keys: a client
+-- nobody holds is still collected.
+local fast_clients = setmetatable({}, { __mode = "k" })
+
 local function first_attempt_in_c(self)
-  return self._fast and (self._transport == "curl" or rawget(_G, "ngx") == nil)
+  return fast_clients[self] ~= nil and (self._transport == "curl" or rawget(_G, "ngx") == nil)
 end
 
 local function make_method(op)
   local waiter = waiters[op.vendor .. "." .. op.name]
   local call = op.call
   return function(self, args)
+    -- The plain sequential call over libcurl (no limiter, no log hook): the
+    -- first attempt is one C call, and the retry loop takes over only when
+    -- it failed. The C core hands the call back untouched (no value at all)
+    -- when args hold a call option or it runs in a coroutine (a batch task).
+    -- first_attempt_in_c's test, written out: a Lua call costs about 200
+    -- instructions here.
+    local handle = fast_clients[self]
+    if handle ~= nil and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
+      local res, err, req = call(handle, args, call_options)
+      if res ~= nil or err ~= nil then
+        if req == nil then return res, err end
+        return retry.call(self, op, args, self._retry, err, req)
+      end
+    end
     if getmetatable(self) == nil or self._handle == nil then
       error("envclone: call " .. op.name .. " with ':' (client:" .. op.name .. "{...})", 2)
     end
     if self._closed then
       error("envclone: the " .. op.vendor .. " client is closed", 2)
-    end
-    -- The plain sequential call over libcurl (no limiter, no log hook): the
-    -- first attempt is one C call, and the retry loop takes over only when
-    -- it failed. The C core hands the call back untouched (no value at all)
-    -- when args hold a call option or it runs in a coroutine (a batch task).
-    if first_attempt_in_c(self) then
-      local res, err, req = call(self._handle, args, call_options)
-      if res ~= nil or err ~= nil then
-        if req == nil then return res, err end
-        return retry.call(self, op, args, self._retry, err, req)
-      end
     end
     local policy = self._retry
     local opts
@@ -255,6 +267,7 @@ end
 --- Closes the client: frees its connection and wipes its credentials.
 function Client.close(self)
   self._closed = true
+  fast_clients[self] = nil
   if self._handle then self._handle:close() end
 end
 
@@ -312,7 +325,7 @@ local function new_client(vendor, opts, level)
       mine.rate_limit_dict, settings.timeout)
     if not okl then error(limit, level) end
   end
-  return setmetatable({
+  local client = setmetatable({
     _limit = limit,
     _handle = handle,
     _retry = mine.retry ~= nil and retry.policy(mine.retry) or nil, -- nil: retry.defaults
@@ -320,9 +333,11 @@ local function new_client(vendor, opts, level)
     _transport = transport,
     _pool = { size = mine.pool_size, idle = mine.keepalive_timeout },
     _closed = false,
-    -- the first attempt may skip the Lua layer (see make_method)
-    _fast = not limit and mine.log == nil and (transport == "auto" or transport == "curl"),
   }, metatables[vendor])
+  if not limit and mine.log == nil and (transport == "auto" or transport == "curl") then
+    fast_clients[client] = handle -- the first attempt may skip the Lua layer (first_attempt_in_c)
+  end
+  return client
 end
 
 --- Versori client. Options: `token` (Bearer: both operations),
