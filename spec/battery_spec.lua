@@ -115,7 +115,11 @@ local function string_rules(f)
     end
   elseif fmt == "uuid" then
     for _, v in ipairs{ "8d20758c", "8d20758cd74c4f59ae04ee928c0816b7", "8d20758c-d74c-4f59-ae04-ee928c0816bg",
-      "{8d20758c-d74c-4f59-ae04-ee928c0816b7}", "8d20758c-d74c-4f59-ae04-ee928c0816b7 " } do
+      "{8d20758c-d74c-4f59-ae04-ee928c0816b7}", "8d20758c-d74c-4f59-ae04-ee928c0816b7 ",
+      -- 36 bytes, each wrong in one place: a dash moved, a dash for a digit, a digit for a dash, a group's edge
+      "8d20758-cd74c-4f59-ae04-ee928c0816b7", "8d20758c-d74c-4f59-ae04-ee928c0816b-",
+      "8d20758c0d74c-4f59-ae04-ee928c0816b7", "gd20758c-d74c-4f59-ae04-ee928c0816b7",
+      "8d20758c-d74c-4f59-ae0z-ee928c0816b7" } do
       r[#r + 1] = { "not a UUID: " .. v, v }
     end
   elseif fmt == "token" then -- a header value

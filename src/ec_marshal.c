@@ -170,11 +170,20 @@ static int is_crockford(int ch)
     return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z' && ch != 'I' && ch != 'L' && ch != 'O' && ch != 'U');
 }
 
-/* ASCII hex digits, spelled out (no locale lookup on every id of every call) */
-static int hex_digit(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
-}
+/* Classes of bytes, spelled out as bits per byte value (every byte of every
+ * id and path argument passes here): isxdigit() and isalnum() follow the C
+ * locale, which os.setlocale can change to one where 0xE9 is a letter. */
+enum { B_UNRESERVED = 1, B_HEX = 2 }; /* RFC 3986 unreserved; an ASCII hex digit */
+static const unsigned char byte_class[256] = {
+    ['-'] = B_UNRESERVED, ['.'] = B_UNRESERVED, ['_'] = B_UNRESERVED, ['~'] = B_UNRESERVED,
+    ['0'] = 3, ['1'] = 3, ['2'] = 3, ['3'] = 3, ['4'] = 3, ['5'] = 3, ['6'] = 3, ['7'] = 3, ['8'] = 3, ['9'] = 3,
+    ['A'] = 3, ['B'] = 3, ['C'] = 3, ['D'] = 3, ['E'] = 3, ['F'] = 3, ['G'] = 1, ['H'] = 1, ['I'] = 1,
+    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 3, ['b'] = 3, ['c'] = 3, ['d'] = 3, ['e'] = 3, ['f'] = 3, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
 static int format_ok(ec_format f, const char *s, size_t n)
 {
@@ -188,15 +197,21 @@ static int format_ok(ec_format f, const char *s, size_t n)
             if (!is_crockford((unsigned char)s[i]))
                 return 0;
         return 1;
-    case EC_FMT_UUID:
+    case EC_FMT_UUID: {
+        /* 8-4-4-4-12 hex digits, each group a run */
+        static const unsigned char groups[5] = { 8, 4, 4, 4, 12 };
         if (n != 36)
             return 0;
-        for (size_t i = 0; i < n; i++) {
-            int dash = (i == 8 || i == 13 || i == 18 || i == 23);
-            if (dash ? s[i] != '-' : !hex_digit((unsigned char)s[i]))
+        const unsigned char *p = (const unsigned char *)s;
+        for (int g = 0; g < 5; g++) {
+            if (g > 0 && *p++ != '-')
                 return 0;
+            for (unsigned k = 0; k < groups[g]; k++)
+                if (!(byte_class[*p++] & B_HEX))
+                    return 0;
         }
         return 1;
+    }
     case EC_FMT_TOKEN:
         for (size_t i = 0; i < n; i++)
             if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7E)
@@ -589,27 +604,14 @@ static int add_header(ec_message *req, const char *name, const char *value)
     return add_header2(req, name, "", value);
 }
 
-/* RFC 3986 unreserved, spelled out as a bit per byte value (every byte of
- * every path argument passes here): isalnum() follows the C locale, which
- * os.setlocale can change to one where 0xE9 is a letter. */
-static const unsigned char unreserved_byte[256] = {
-    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
-    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
+/* RFC 3986 §2.1: every byte but the unreserved ones (byte_class) as %XX. */
 static int percent_encode(ec_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t i = 0;
     while (i < n) {
         size_t run = i;
-        while (run < n && unreserved_byte[(unsigned char)s[run]])
+        while (run < n && (byte_class[(unsigned char)s[run]] & B_UNRESERVED))
             run++;
         if (run > i && ec_buf_add(b, s + i, run - i) != 0) /* an id is usually one run */
             return -1;
