@@ -308,7 +308,9 @@ static void make_object(dec *d, int base, int pairs)
 }
 
 /* Room for one more waiting member; none (or too many waiting) makes the
- * table now. */
+ * table now.  make_object and make_array need 3 slots: what the last
+ * successful check (this one's 8, or read_value's 6 before the container)
+ * left after the members pushed since. */
 static int may_wait(lua_State *L, int waiting)
 {
     return waiting < PENDING_MAX && lua_checkstack(L, 8);

@@ -173,16 +173,24 @@ static int is_crockford(int ch)
 /* Classes of bytes, spelled out as bits per byte value (every byte of every
  * id and path argument passes here): isxdigit() and isalnum() follow the C
  * locale, which os.setlocale can change to one where 0xE9 is a letter. */
-enum { B_UNRESERVED = 1, B_HEX = 2 }; /* RFC 3986 unreserved; an ASCII hex digit */
+enum {
+    B_UNRESERVED = 1, /* RFC 3986 §2.3 */
+    B_HEX = 2,        /* an ASCII hex digit */
+    B_UH = B_UNRESERVED | B_HEX,
+};
 static const unsigned char byte_class[256] = {
-    ['-'] = B_UNRESERVED, ['.'] = B_UNRESERVED, ['_'] = B_UNRESERVED, ['~'] = B_UNRESERVED,
-    ['0'] = 3, ['1'] = 3, ['2'] = 3, ['3'] = 3, ['4'] = 3, ['5'] = 3, ['6'] = 3, ['7'] = 3, ['8'] = 3, ['9'] = 3,
-    ['A'] = 3, ['B'] = 3, ['C'] = 3, ['D'] = 3, ['E'] = 3, ['F'] = 3, ['G'] = 1, ['H'] = 1, ['I'] = 1,
-    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 3, ['b'] = 3, ['c'] = 3, ['d'] = 3, ['e'] = 3, ['f'] = 3, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ['-'] = B_UNRESERVED, ['.'] = B_UNRESERVED, ['_'] = B_UNRESERVED, ['~'] = B_UNRESERVED, ['0'] = B_UH,
+    ['1'] = B_UH, ['2'] = B_UH, ['3'] = B_UH, ['4'] = B_UH, ['5'] = B_UH, ['6'] = B_UH, ['7'] = B_UH, ['8'] = B_UH,
+    ['9'] = B_UH, ['A'] = B_UH, ['B'] = B_UH, ['C'] = B_UH, ['D'] = B_UH, ['E'] = B_UH, ['F'] = B_UH, ['a'] = B_UH,
+    ['b'] = B_UH, ['c'] = B_UH, ['d'] = B_UH, ['e'] = B_UH, ['f'] = B_UH, ['G'] = B_UNRESERVED,
+    ['H'] = B_UNRESERVED, ['I'] = B_UNRESERVED, ['J'] = B_UNRESERVED, ['K'] = B_UNRESERVED, ['L'] = B_UNRESERVED,
+    ['M'] = B_UNRESERVED, ['N'] = B_UNRESERVED, ['O'] = B_UNRESERVED, ['P'] = B_UNRESERVED, ['Q'] = B_UNRESERVED,
+    ['R'] = B_UNRESERVED, ['S'] = B_UNRESERVED, ['T'] = B_UNRESERVED, ['U'] = B_UNRESERVED, ['V'] = B_UNRESERVED,
+    ['W'] = B_UNRESERVED, ['X'] = B_UNRESERVED, ['Y'] = B_UNRESERVED, ['Z'] = B_UNRESERVED, ['g'] = B_UNRESERVED,
+    ['h'] = B_UNRESERVED, ['i'] = B_UNRESERVED, ['j'] = B_UNRESERVED, ['k'] = B_UNRESERVED, ['l'] = B_UNRESERVED,
+    ['m'] = B_UNRESERVED, ['n'] = B_UNRESERVED, ['o'] = B_UNRESERVED, ['p'] = B_UNRESERVED, ['q'] = B_UNRESERVED,
+    ['r'] = B_UNRESERVED, ['s'] = B_UNRESERVED, ['t'] = B_UNRESERVED, ['u'] = B_UNRESERVED, ['v'] = B_UNRESERVED,
+    ['w'] = B_UNRESERVED, ['x'] = B_UNRESERVED, ['y'] = B_UNRESERVED, ['z'] = B_UNRESERVED,
 };
 
 static int format_ok(ec_format f, const char *s, size_t n)
