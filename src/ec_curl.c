@@ -31,6 +31,7 @@ struct ec_easy {
     const ec_exchange *ex;   /* where the callbacks write */
     CURLU *url;              /* the last request's URL, parsed (see set_url) */
     char *url_text;          /* ... and as text; NULL: url holds nothing */
+    int url_on_handle;       /* both are what the handle's URL options hold */
 };
 
 int ec_curl_global_init(void)
@@ -85,21 +86,32 @@ void ec_easy_free(ec_easy *e)
  * one state, a batch reading many).  It is parsed with the flags libcurl
  * would use (CURLU_PATH_AS_IS: CURLOPT_PATH_AS_IS is set); the text stays
  * set for libcurl's messages and CURLINFO_EFFECTIVE_URL.  Should the parse
- * fail, libcurl is left to parse the text itself, and to say why. */
+ * fail, libcurl is left to parse the text itself, and to say why.  Both
+ * options stay set from one transfer to the next: an unchanged URL is not
+ * set again (libcurl copies the text each time it is). */
 static void set_url(ec_easy *e, const char *text)
 {
     CURL *h = e->h;
-    curl_easy_setopt(h, CURLOPT_URL, text);
 #if LIBCURL_VERSION_NUM >= 0x073f00 /* CURLOPT_CURLU: 7.63.0 */
-    if (e->url_text == NULL || strcmp(e->url_text, text) != 0) {
-        free(e->url_text);
-        e->url_text = NULL;
-        if (e->url == NULL)
-            e->url = curl_url();
-        if (e->url != NULL && curl_url_set(e->url, CURLUPART_URL, text, CURLU_PATH_AS_IS) == CURLUE_OK)
-            e->url_text = strdup(text);
+    if (e->url_text != NULL && strcmp(e->url_text, text) == 0) {
+        if (!e->url_on_handle) {
+            curl_easy_setopt(h, CURLOPT_URL, text);
+            curl_easy_setopt(h, CURLOPT_CURLU, e->url);
+            e->url_on_handle = 1;
+        }
+        return;
     }
+    free(e->url_text);
+    e->url_text = NULL;
+    if (e->url == NULL)
+        e->url = curl_url();
+    if (e->url != NULL && curl_url_set(e->url, CURLUPART_URL, text, CURLU_PATH_AS_IS) == CURLUE_OK)
+        e->url_text = strdup(text);
+    curl_easy_setopt(h, CURLOPT_URL, text);
     curl_easy_setopt(h, CURLOPT_CURLU, e->url_text != NULL ? e->url : NULL);
+    e->url_on_handle = e->url_text != NULL;
+#else
+    curl_easy_setopt(h, CURLOPT_URL, text);
 #endif
 }
 
@@ -337,8 +349,9 @@ void ec_curl_slist_free(struct curl_slist *headers)
     curl_slist_free_all(headers);
 }
 
-/* Does the list hold exactly the message's headers (then it is reused)? */
-static int slist_matches(const struct curl_slist *l, const ec_message *m)
+/* Does the list hold exactly the message's headers, and "Expect:" when
+ * `expect` (then it is reused)? */
+static int slist_matches(const struct curl_slist *l, const ec_message *m, int expect)
 {
     const char *entry = m->headers.data;
     for (size_t i = 0; i < m->nheaders; i++, l = l->next) {
@@ -346,11 +359,13 @@ static int slist_matches(const struct curl_slist *l, const ec_message *m)
             return 0;
         entry += strlen(entry) + 1;
     }
-    /* then the "Expect:" that ends every list */
+    /* then the "Expect:" that ends a list with a body */
+    if (!expect)
+        return l == NULL;
     return l != NULL && l->next == NULL;
 }
 
-static struct curl_slist *build_slist(const ec_message *m)
+static struct curl_slist *build_slist(const ec_message *m, int expect)
 {
     struct curl_slist *headers = NULL;
     const char *entry = m->headers.data;
@@ -361,7 +376,11 @@ static struct curl_slist *build_slist(const ec_message *m)
         headers = next;
         entry += strlen(entry) + 1;
     }
-    /* no "Expect: 100-continue" round trip */
+    if (!expect)
+        return headers;
+    /* no "Expect: 100-continue" round trip before a body; a request
+     * without one leaves it out (libcurl scans the list for many names on
+     * every transfer, so a shorter list is a cheaper one) */
     struct curl_slist *next = curl_slist_append(headers, "Expect:");
     if (next == NULL)
         goto oom;
@@ -427,6 +446,7 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
         e->fresh = -1;
         e->ex = NULL;
         e->watch_h2 = 0;
+        e->url_on_handle = 0;
     }
     ec_buf_clear(&x->body);
     x->body.limit = c->max_response_size;
@@ -446,10 +466,14 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
         e->ex = x;
     }
 
-    if (b->slist == NULL || !slist_matches(b->slist, m)) {
+    const char *method = r->op->method;
+    int is_get = method[0] == 'G';
+    int is_post = method[0] == 'P' && method[1] == 'O';
+    int expect = m->has_body || is_post;
+    if (b->slist == NULL || !slist_matches(b->slist, m, expect)) {
         ec_curl_slist_free(b->slist);
-        b->slist = build_slist(m);
-        if (b->slist == NULL) {
+        b->slist = build_slist(m, expect);
+        if (b->slist == NULL && (expect || m->nheaders > 0)) {
             te->code = "transport";
             te->sent = 0;
             te->retryable = 0;
@@ -481,9 +505,6 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
         e->fresh = fresh;
     }
 
-    const char *method = r->op->method;
-    int is_get = method[0] == 'G';
-    int is_post = method[0] == 'P' && method[1] == 'O';
     if (is_get || (!is_post && !m->has_body)) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else if (m->has_body) {
