@@ -334,6 +334,45 @@ describe("envclone.batch", function()
       assert.are.equal(1, #e:requests())
     end)
 
+  it("plain calls, invalid ones, waits and tasks interleaved: every result in its place, only valid calls sent",
+    function()
+      local k = e:client("kontent", { rate_limit = false })
+      local d = e:client("droplit")
+      local env = seed.kontent.environment_id
+      local b = envclone.batch{ max_in_flight = 4 }
+      local want = {}
+      for i = 1, 60 do
+        if i % 7 == 0 then
+          want[b:add(function() return "task " .. i end)] = "task"
+        elseif i % 5 == 0 then
+          want[b:add(k, "get_environment", { environment_id = "nope-" .. i })] = "invalid"
+        elseif i % 11 == 0 then
+          want[b:add(k, "get_environment", { environment_id = env, retry = false })] = "option"
+        elseif i % 2 == 0 then
+          want[b:add(d, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = "mix" .. i })] = "create"
+        else
+          want[b:add(k, "get_environment", { environment_id = env })] = "get"
+        end
+      end
+      local results = b:run()
+      local sent = 0
+      for i = 1, 60 do
+        local r, w = results[i], want[i]
+        if w == "invalid" then
+          assert.is_false(r.ok)
+          assert.are.equal("validation", r.err.kind)
+        else
+          assert.is_true(r.ok, i .. " " .. w .. " " .. tostring(r.err))
+          sent = sent + (w == "task" and 0 or 1)
+          if w == "task" then assert.are.equal("task " .. i, r.value) end
+          if w == "create" then assert.is_string(r.value.id) end
+          if w == "get" or w == "option" then assert.are.equal(env, r.value.id) end
+        end
+      end
+      assert.are.equal(60, results.succeeded + results.failed)
+      assert.are.equal(sent, #e:requests())
+    end)
+
   it("on_progress sees every item once, done counting up to total", function()
     local k = e:client("kontent", { rate_limit = false })
     local seen, last = {}, 0

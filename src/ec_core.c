@@ -508,21 +508,33 @@ static int l_op_call(lua_State *L)
  * closed or args is not a table. */
 static int l_op_start(lua_State *L)
 {
+    ec_multi *mu = ec_multi_check(L, 1);
     const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
     ec_client *c = to_client(L, 2);
     check_op_for(L, op, c);
     lua_Integer id = luaL_checkinteger(L, 4);
     lua_settop(L, 5);
-    /* a closed client or arguments that are not a table: left to the
-     * caller's single-call path, which raises or validates as it always does */
-    if (c->closed || lua_type(L, 3) != LUA_TTABLE)
-        return 0;
     int defer = 0;
     if (!lua_isnil(L, 5)) {
         luaL_checktype(L, 5, LUA_TTABLE);
         defer = 5;
     }
-    return ec_multi_start(L, 1, c, op, 3, id, defer);
+    return ec_multi_start(L, mu, c, op, 3, id, defer);
+}
+
+const ec_op *ec_op_of_start(lua_State *L, int idx)
+{
+    if (lua_tocfunction(L, idx) != l_op_start || lua_getupvalue(L, idx, 1) == NULL)
+        return NULL;
+    const ec_op *op = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return op;
+}
+
+ec_client *ec_client_test(lua_State *L, int idx)
+{
+    client_box *box = luaL_testudata(L, idx, EC_CLIENT_MT);
+    return box != NULL ? box->c : NULL;
 }
 
 /* core.request(client, opname, args) -> request | nil, err */

@@ -34,13 +34,13 @@ typedef struct ec_slot {
     struct ec_slot *prev, *next;
 } ec_slot;
 
-typedef struct {
+struct ec_multi {
     CURLM *m;
     ec_slot *busy;   /* requests in flight (or finished, not yet taken) */
     ec_slot *idle;   /* slots with an easy handle kept for reuse */
     long added;      /* transfers added and not yet taken by next() */
     int closed;
-} ec_multi;
+};
 
 static void slot_unlink(ec_slot **list, ec_slot *s)
 {
@@ -103,10 +103,7 @@ static void multi_release(lua_State *L, ec_multi *mu)
 
 static ec_multi *check_multi(lua_State *L)
 {
-    ec_multi *mu = luaL_checkudata(L, 1, EC_MULTI_MT);
-    if (mu->closed)
-        luaL_error(L, "envclone: this multi handle is closed");
-    return mu;
+    return ec_multi_check(L, 1);
 }
 
 /* core.multi{ max_connections = n } */
@@ -216,11 +213,13 @@ static int l_add(lua_State *L)
     return 1;
 }
 
-int ec_multi_start(lua_State *L, int multi, ec_client *c, const ec_op *op, int args, lua_Integer id, int defer)
+int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, int args, lua_Integer id,
+                   int defer)
 {
-    ec_multi *mu = luaL_checkudata(L, multi, EC_MULTI_MT);
-    if (mu->closed)
-        return luaL_error(L, "envclone: this multi handle is closed");
+    /* a closed client or arguments that are not a table: left to the
+     * caller's single-call path, which raises or validates as it always does */
+    if (c->closed || lua_type(L, args) != LUA_TTABLE)
+        return 0;
     ec_slot *s = slot_take(mu);
     if (s == NULL)
         return luaL_error(L, "envclone: could not create a libcurl handle");
@@ -246,6 +245,14 @@ int ec_multi_start(lua_State *L, int multi, ec_client *c, const ec_op *op, int a
     s->ref = LUA_NOREF;
     lua_pushboolean(L, 1);
     return 1;
+}
+
+ec_multi *ec_multi_check(lua_State *L, int idx)
+{
+    ec_multi *mu = luaL_checkudata(L, idx, EC_MULTI_MT);
+    if (mu->closed)
+        luaL_error(L, "envclone: this multi handle is closed");
+    return mu;
 }
 
 /* m:poll(seconds) -> transfers finished and not yet taken by next().
@@ -276,10 +283,12 @@ static int l_poll(lua_State *L)
     return 1;
 }
 
-/* m:next() -> id, result | id, nil, err | nil */
-static int l_next(lua_State *L)
+/* Takes one finished transfer out: pushes its id and what its request
+ * gave (result | nil, err | nil, err, request: see ec_multi.h) and returns
+ * how many values it pushed, or 0 when no transfer has finished.  *own:
+ * the transfer was a call started in C (ec_multi_start). */
+static int take(lua_State *L, ec_multi *mu, int *own)
 {
-    ec_multi *mu = check_multi(L);
     int left = 0;
     CURLMsg *msg;
     while ((msg = curl_multi_info_read(mu->m, &left)) != NULL) {
@@ -303,7 +312,8 @@ static int l_next(lua_State *L)
         slot_push(&mu->idle, s);
         lua_pushinteger(L, s->id);
         int n;
-        if (s->ref == LUA_NOREF) {
+        *own = s->ref == LUA_NOREF;
+        if (*own) {
             n = ec_curl_finish(L, s->e, r, (int)rc);
             if (n == 1) {
                 s->bufs = ec_request_end_kept(r);
@@ -326,7 +336,102 @@ static int l_next(lua_State *L)
         }
         return n + 1;
     }
-    lua_pushnil(L);
+    return 0;
+}
+
+/* m:next() -> id, result | id, nil, err[, request] | nil */
+static int l_next(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    int own;
+    int n = take(L, mu, &own);
+    if (n == 0)
+        lua_pushnil(L);
+    return n ? n : 1;
+}
+
+/* m:drain(results, items) -> count[, id, ... as m:next()]: takes finished
+ * transfers out; each call started in C that succeeded is recorded as a
+ * batch records it, `results[id] = { ok = true, value = result }`, and
+ * its item (items[4 * id - 3 .. 4 * id]) dropped; the first other
+ * transfer stops the drain and comes back after the count.  A batch's
+ * loop spends most of its time here: this keeps the common case out of
+ * the Lua interpreter. */
+static int l_drain(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    lua_Integer count = 0;
+    int own, n;
+    while ((n = take(L, mu, &own)) != 0) {
+        /* stack: results, items, id, values... */
+        if (!own || n != 2) {
+            lua_pushinteger(L, count);
+            lua_insert(L, 4);
+            return n + 1;
+        }
+        lua_Integer id = lua_tointeger(L, 4);
+        lua_createtable(L, 0, 2);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "ok");
+        lua_pushvalue(L, 5);
+        lua_setfield(L, -2, "value");
+        lua_rawseti(L, 2, id);
+        for (lua_Integer k = 4 * id - 3; k <= 4 * id; k++) {
+            lua_pushnil(L);
+            lua_rawseti(L, 3, k);
+        }
+        lua_settop(L, 3);
+        count++;
+    }
+    lua_pushinteger(L, count);
+    return 1;
+}
+
+/* m:fill(items, from, to, room, handles[, defer]) -> next[, err]: starts
+ * items from..to as calls in C (ec_multi_start), at most `room` of them,
+ * and returns the index of the first one it did not start.  items holds 4
+ * values an item: method, client, args and its operation's `start`
+ * function (false for anything else); handles maps a client to its core
+ * handle when its calls may start in C.  It stops at an item that may not
+ * (no start function, a client not in handles or mapped to false,
+ * arguments holding a name of `defer`, ...), which the caller starts
+ * itself; or at one whose arguments are invalid, returning its validation
+ * error after the index (nothing was sent). */
+static int l_fill(lua_State *L)
+{
+    ec_multi *mu = check_multi(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer i = luaL_checkinteger(L, 3);
+    lua_Integer to = luaL_checkinteger(L, 4);
+    lua_Integer room = luaL_checkinteger(L, 5);
+    luaL_checktype(L, 6, LUA_TTABLE);
+    lua_settop(L, 7);
+    int defer = lua_istable(L, 7) ? 7 : 0;
+    for (; i <= to && room > 0; i++, room--) {
+        lua_rawgeti(L, 2, 4 * i);     /* 8: the start function, or false */
+        lua_rawgeti(L, 2, 4 * i - 2); /* 9: the client */
+        lua_rawget(L, 6);             /* 9: its handle, false or nil */
+        lua_rawgeti(L, 2, 4 * i - 1); /* 10: the arguments */
+        const ec_op *op = ec_op_of_start(L, 8);
+        ec_client *c = op != NULL ? ec_client_test(L, 9) : NULL;
+        if (c == NULL || strcmp(c->vendor->name, op->vendor) != 0)
+            break;
+        int n = ec_multi_start(L, mu, c, op, 10, i, defer);
+        if (n == 0)
+            break;
+        if (n == 2) {
+            lua_pushinteger(L, i);
+            lua_insert(L, -3);
+            lua_remove(L, -2); /* the nil */
+            return 2;
+        }
+        lua_settop(L, 7);
+    }
+    lua_settop(L, 7);
+    lua_pushinteger(L, i);
     return 1;
 }
 
@@ -357,6 +462,8 @@ static const luaL_Reg methods[] = {
     { "add", l_add },
     { "poll", l_poll },
     { "next", l_next },
+    { "drain", l_drain },
+    { "fill", l_fill },
     { "count", l_count },
     { "close", l_close },
     { NULL, NULL }

@@ -7,6 +7,8 @@
  *   m:add(request, id)        -> true | nil, err   (err: the request's transport error)
  *   m:poll(seconds)           -> transfers still running (waits at most `seconds`)
  *   m:next()                  -> id, result | id, nil, err | nil   (one finished transfer, parsed)
+ *   m:drain(results, items)   -> count[, id, ...]   (see l_drain)
+ *   m:fill(items, from, to, room, handles[, defer]) -> next[, err]   (see l_fill)
  *   m:close()                 -- also __gc and __close: removes and frees every transfer
  *
  * A request stays referenced by the multi while it is in flight, so its
@@ -22,14 +24,27 @@
 
 #define EC_MULTI_MT "envclone.core.multi"
 
-/* op.start(multi, client, args, id[, defer]) (ec_core.c): puts one call of
- * op on the multi at stack index `multi`, with no request object.  Pushes
- * true; or nil and an error (validation: nothing sent; or the transport's
- * failure to start it); or nothing when `defer` (a stack index, 0 = none)
- * names a key args hold.  Its transfer's m:next() gives id, result, or id,
- * nil, err, request (the failed call's request, for the retries). */
-int ec_multi_start(lua_State *L, int multi, ec_client *c, const ec_op *op, int args, lua_Integer id,
+typedef struct ec_multi ec_multi;
+
+/* The open multi handle at idx (raises otherwise). */
+ec_multi *ec_multi_check(lua_State *L, int idx);
+
+/* Puts one call of op, with arguments at stack index `args`, on mu with no
+ * request object (op.start, m:fill).  Pushes true and returns 1; or pushes
+ * nil and an error (validation: nothing sent; or the transport's failure
+ * to start it) and returns 2; or returns 0, pushing nothing, when the
+ * client is closed, args is not a table or holds a key of the table at
+ * `defer` (a stack index, 0 = none): the caller's single-call path takes
+ * those.  Its transfer's m:next() gives id, result, or id, nil, err,
+ * request (the failed call's request, for the retries). */
+int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, int args, lua_Integer id,
                    int defer);
+
+/* From ec_core.c: the operation of an op.start function at idx, or NULL
+ * when idx holds anything else; the client in the core handle at idx, or
+ * NULL when it holds anything else. */
+const ec_op *ec_op_of_start(lua_State *L, int idx);
+ec_client *ec_client_test(lua_State *L, int idx);
 
 /* Sets up the multi userdata's metatable. */
 void ec_multi_init(lua_State *L);

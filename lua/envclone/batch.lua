@@ -42,11 +42,15 @@ local DEFAULT_MAX_IN_FLIGHT = 16
 -- The key of a vendor's name in a table of env.callables.
 local VENDOR = setmetatable({}, { __name = "envclone.batch.vendor" })
 
+-- The row of `core.operations` of each operation's start function.
+local row_of_start = {}
+for _, op in ipairs(core.operations) do row_of_start[op.start] = op end
+
 --- What `b:add` accepts of the clients of a client layer (init.lua): for
 -- each client metatable, the operations and waiters by name, as
--- `{ method, operation }` (operation: the row of `core.operations`, so
--- that the call may start without a task (see run_plain); false for a
--- waiter), and the vendor's name under a private key.
+-- `{ method, start }` (start: the operation's `start` function, so that
+-- the call may start without a task (see run_plain); false for a waiter),
+-- and the vendor's name under a private key.
 -- @tparam table vendor_methods vendor -> { name -> method }
 -- @tparam table metatables vendor -> the metatable of its clients
 -- @treturn table client metatable -> callables
@@ -58,7 +62,8 @@ function batch.callables(vendor_methods, metatables)
     local t = { [VENDOR] = vendor }
     for name, fn in pairs(methods) do
       if type(fn) == "function" and name:sub(1, 1) ~= "_" and name ~= "close" then
-        t[name] = { fn, row[vendor .. "." .. name] or false }
+        local op = row[vendor .. "." .. name]
+        t[name] = { fn, op and op.start or false }
       end
     end
     by_mt[metatables[vendor]] = t
@@ -93,9 +98,10 @@ function batch.new(opts, env)
   if n < 1 or n ~= math.floor(n) or n == math.huge then
     error("envclone.batch: max_in_flight must be a positive integer", 3)
   end
-  -- items as parallel arrays: a call is (method, client, args, operation),
-  -- a task (fn)
-  return setmetatable({ _fn = {}, _a = {}, _b = {}, _op = {}, _n = 0, _max = n, _on_progress = opts.on_progress,
+  -- items, 4 values each (m:fill reads them): a call is (method, client,
+  -- args, its operation's start function or false), a task (fn, nil, nil,
+  -- false)
+  return setmetatable({ _items = {}, _n = 0, _max = n, _on_progress = opts.on_progress,
     _state = "new", _env = env }, Batch)
 end
 
@@ -124,9 +130,11 @@ function Batch:add(what, operation, args)
       error("envclone.batch: the " .. callable[VENDOR] .. " client has no operation '"
         .. tostring(operation) .. "'", 2)
     end
-    self._fn[n], self._a[n], self._b[n], self._op[n] = c[1], what, args, c[2]
+    local items, k = self._items, 4 * n
+    items[k - 3], items[k - 2], items[k - 1], items[k] = c[1], what, args, c[2]
   elseif type(what) == "function" then
-    self._fn[n] = what
+    local items, k = self._items, 4 * n
+    items[k - 3], items[k] = what, false
   else
     error("envclone.batch: add takes a client and an operation name, or a function; got " .. type(what), 2)
   end
@@ -218,7 +226,7 @@ end
 
 local function run_plain(self, results)
   local total, max = self._n, self._max
-  local fns, as, bs, ops = self._fn, self._a, self._b, self._op
+  local items = self._items
   local env = self._env
   local call_options, first_attempt_in_c = env.call_options, env.first_attempt_in_c
   local multi = core.multi{ max_connections = max }
@@ -234,10 +242,18 @@ local function run_plain(self, results)
   local item_of = {}   -- worker -> index of the item it runs
   local idle, n_idle = {}, 0
   local next_item = 1
+  local run_ready -- (below)
 
   local function push_ready(co, x, y, z)
     rtail = rtail + 1
     rq_co[rtail], rq_1[rtail], rq_2[rtail], rq_3[rtail] = co, x, y, z
+  end
+
+  -- Drops item i: the batch holds no reference to a started task or a
+  -- finished call.
+  local function drop(i)
+    local k = 4 * i
+    items[k - 3], items[k - 2], items[k - 1], items[k] = nil, nil, nil, nil
   end
 
   -- Runs fn(a, b) for item i on an idle worker (or a new one).
@@ -255,27 +271,31 @@ local function run_plain(self, results)
     push_ready(co, fn, a, b)
   end
 
-  -- Starts item i. A call whose first attempt may skip the Lua layer (as
-  -- outside a batch: see first_attempt_in_c) goes straight onto the multi
-  -- handle, with no task and no request object; only when it fails does a
-  -- task take over, with the retry loop. Anything else runs as a task.
+  -- A call whose first attempt may skip the Lua layer (as outside a
+  -- batch: see first_attempt_in_c) goes straight onto the multi handle,
+  -- with no task and no request object (`m:fill`, or op.start); only when
+  -- it fails does a task take over, with the retry loop. Anything else
+  -- runs as a task.
   local handle_of = {} -- client -> its core handle when its calls may start so, else false
+
+  -- Starts item i, one `m:fill` left to the Lua side.
   local function start(i)
-    local op, client = ops[i], as[i]
-    if op then
+    local k = 4 * i
+    local fn, client, args, op_start = items[k - 3], items[k - 2], items[k - 1], items[k]
+    if op_start then
       local handle = handle_of[client]
       if handle == nil then
         handle = first_attempt_in_c(client) and client._handle or false
         handle_of[client] = handle
       end
       if handle then
-        local added, err = op.start(multi, handle, bs[i], i, call_options)
+        local added, err = op_start(multi, handle, args, i, call_options)
         if added then
           n_inflight = n_inflight + 1
           return
         elseif err ~= nil then
           -- invalid arguments: nothing was sent
-          fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+          drop(i)
           record(self, results, i, true, nil, err)
           return
         end
@@ -284,33 +304,75 @@ local function run_plain(self, results)
         -- validates as a single call does
       end
     end
-    spawn(i, fns[i], client, bs[i])
-    -- the batch holds no reference to a started task
-    fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+    drop(i)
+    spawn(i, fn, client, args)
+  end
+
+  -- Starts items while the wire has room for what they will send (items
+  -- that sleep -- waiters, back-off, rate limits -- make room for others):
+  -- runs of plain calls in one `m:fill`, the rest one by one.
+  local function start_items()
+    while next_item <= total and rhead > rtail do
+      local room = max - n_inflight - (stail - shead + 1)
+      if room <= 0 then return end
+      local from = next_item
+      local nxt, err = multi:fill(items, from, total, room, handle_of, call_options)
+      n_inflight = n_inflight + (nxt - from)
+      next_item = nxt
+      if nxt <= total and nxt - from < room then
+        next_item = nxt + 1
+        if err ~= nil then
+          drop(nxt)
+          record(self, results, nxt, true, nil, err)
+        else
+          start(nxt)
+          if rhead <= rtail then run_ready() end
+        end
+      end
+    end
   end
 
   -- A call started without a task ended: recorded, or handed to a task
   -- that runs the retry loop from its failed first attempt.
-  local on_progress = self._on_progress
   local function finished_call(i, res, err, req)
-    if res ~= nil then
-      -- the common case, record()'s work in line
-      fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
-      local r = { ok = true, value = res, extra = err }
-      results[i] = r
-      results.succeeded = results.succeeded + 1
-      local done = self._done + 1
-      self._done = done
-      if on_progress then on_progress(done, total, i, r) end
-    elseif req == nil then
-      fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+    local k = 4 * i
+    local client, args, op_start = items[k - 2], items[k - 1], items[k]
+    drop(i)
+    if res ~= nil or req == nil then
       record(self, results, i, true, res, err)
     else
-      local op, client, args = ops[i], as[i], bs[i]
-      fns[i], as[i], bs[i], ops[i] = nil, nil, nil, nil
+      local op = row_of_start[op_start]
       spawn(i, function()
         return retry.call(client, op, args, client._retry, err, req)
       end)
+    end
+  end
+
+  -- Takes every finished transfer out. Without on_progress to call, the
+  -- successes of plain calls are recorded by `m:drain` itself.
+  local on_progress = self._on_progress
+  local function collect()
+    while true do
+      local id, res, err, req
+      if on_progress then
+        id, res, err, req = multi:next()
+      else
+        local count
+        count, id, res, err, req = multi:drain(results, items)
+        if count > 0 then
+          n_inflight = n_inflight - count
+          results.succeeded = results.succeeded + count
+          self._done = self._done + count
+        end
+      end
+      if id == nil then return end
+      n_inflight = n_inflight - 1
+      if id <= total then
+        finished_call(id, res, err, req)
+      else
+        push_ready(sender[id], res, err)
+        sender[id] = nil
+      end
     end
   end
 
@@ -340,7 +402,7 @@ local function run_plain(self, results)
 
   -- Resumes the ready coroutines, in order, until none is left (a step may
   -- make others ready: they run in the same pass).
-  local function run_ready()
+  function run_ready()
     while rhead <= rtail do
       local co = rq_co[rhead]
       local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
@@ -351,13 +413,7 @@ local function run_plain(self, results)
   end
 
   while self._done < total do
-    -- start items while the wire has room for what they will send; items
-    -- that sleep (waiters, back-off, rate limits) make room for others
-    while next_item <= total and rhead > rtail and n_inflight + (stail - shead + 1) < max do
-      start(next_item)
-      next_item = next_item + 1
-      if rhead <= rtail then run_ready() end
-    end
+    start_items()
     while n_inflight < max and shead <= stail do
       local co, req = sq_co[shead], sq_req[shead]
       sq_co[shead], sq_req[shead] = nil, nil
@@ -375,17 +431,7 @@ local function run_plain(self, results)
       local wait = 3600
       if timers[1] then wait = math.max(0, timers[1][1] - runtime.now()) end
       if n_inflight > 0 then
-        for _ = 1, multi:poll(wait) do
-          local id, res, err, req = multi:next()
-          if id == nil then break end
-          n_inflight = n_inflight - 1
-          if id <= total then
-            finished_call(id, res, err, req)
-          else
-            push_ready(sender[id], res, err)
-            sender[id] = nil
-          end
-        end
+        if multi:poll(wait) > 0 then collect() end
       elseif timers[1] then
         core.sleep(wait)
       elseif next_item > total then
@@ -437,12 +483,14 @@ local function run_nginx(self, results)
   local ngx = rawget(_G, "ngx")
   local sched = setmetatable({ sem = require("ngx.semaphore").new(self._max) }, Nginx)
   local threads = {}
-  local fns, as, bs = self._fn, self._a, self._b
+  local items = self._items
   for i = 1, self._n do
+    local k = 4 * i
+    local fn, a, b = items[k - 3], items[k - 2], items[k - 1]
     threads[i] = ngx.thread.spawn(function()
       runtime.attach(coroutine.running(), sched)
       -- LuaJIT yields across pcall: the task's calls still go to nginx
-      record(self, results, i, pcall(fns[i], as[i], bs[i]))
+      record(self, results, i, pcall(fn, a, b))
     end)
   end
   for i = 1, #threads do
@@ -472,7 +520,7 @@ function Batch:run()
     run_plain(self, results)
   end
   self._state = "done"
-  self._fn, self._a, self._b, self._op = {}, {}, {}, {}
+  self._items = {}
   return results
 end
 
