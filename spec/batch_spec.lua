@@ -349,7 +349,8 @@ describe("envclone.batch", function()
         elseif i % 11 == 0 then
           want[b:add(k, "get_environment", { environment_id = env, retry = false })] = "option"
         elseif i % 2 == 0 then
-          want[b:add(d, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = "mix" .. i })] = "create"
+          local args = { ecosystemId = seed.droplit.ecosystem_id, alias = "mix" .. i }
+          want[b:add(d, "create_environment", args)] = "create"
         else
           want[b:add(k, "get_environment", { environment_id = env })] = "get"
         end
