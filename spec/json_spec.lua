@@ -294,3 +294,40 @@ describe("core.json_decode / core.json_encode", function()
     assert.is_nil((core.json_encode(0 / 0)))
   end)
 end)
+
+describe("answers of any size arrive whole", function()
+  -- libcurl's receive buffer follows the answers a handle gets (1 KiB to
+  -- 16 KiB, src/ec_curl.c): a large answer after small ones, and small
+  -- ones after it, are read whole, one call after another and in a batch
+  local function body_of(n)
+    local items = {}
+    for i = 1, n do items[i] = string.format('"item-%06d"', i) end
+    return '{"id":"' .. ENV .. '","items":[' .. table.concat(items, ",") .. ']}'
+  end
+  local sizes = { 1, 40000, 2, 9000, 40000, 3 }
+
+  it("one call after another, over one client", function()
+    local k = kontent()
+    for _, n in ipairs(sizes) do
+      srv:script(200, { "Content-Type: application/json" }, body_of(n))
+      local r = assert(k:get_environment{ environment_id = ENV })
+      assert.are.equal(n, #r.items)
+      assert.are.equal(string.format("item-%06d", n), r.items[n])
+    end
+  end)
+
+  it("in a batch", function()
+    local k = kontent()
+    for _, n in ipairs(sizes) do
+      srv:script(200, { "Content-Type: application/json" }, body_of(n))
+      local b = envclone.batch{ max_in_flight = 1 }
+      b:add(k, "get_environment", { environment_id = ENV })
+      b:add(k, "get_environment", { environment_id = ENV })
+      local results = b:run()
+      for i = 1, 2 do
+        assert.is_true(results[i].ok, tostring(results[i].err))
+        assert.are.equal(n, #results[i].value.items)
+      end
+    end
+  end)
+end)
