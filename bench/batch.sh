@@ -9,7 +9,10 @@
 # order, for BENCH_BATCH_N GETs with BENCH_BATCH_K in flight:
 #   envclone-batch    one envclone.batch of get_cloning_state calls (Lua 5.4)
 #   c-libcurl-multi   bench/peer_multi.c: one multi handle, K easy handles set
-#                     up once and re-added, curl_multi_poll
+#                     up once and re-added, curl_multi_poll (the target's peer)
+#   c-libcurl-multi-tuned  the same with libcurl set up as envclone sets it up
+#                     (parsed URL, 1 KiB receive buffer): what of envclone's
+#                     standing comes from those settings
 # Then the same against a server that answers after BENCH_BATCH_DELAY_MS (5)
 # ms, as a remote API would (nginx's echo module, libnginx-mod-http-echo;
 # skipped when it is missing): there the wire, not the client, sets the pace.
@@ -19,7 +22,7 @@
 # bounded by `timeout`.
 #
 # Environment: BENCH_BATCH_N (20000), BENCH_BATCH_K (64), BENCH_ROUNDS (5),
-#   BENCH_RSS_N (1000 calls per batch), BENCH_RSS_BATCHES (20), BENCH_BATCH_DELAY_MS
+#   BENCH_RSS_N (1000 calls per batch), BENCH_RSS_BATCHES (100), BENCH_BATCH_DELAY_MS
 #   (5; 0 skips the delayed server), ENVCLONE_BUILD (a build dir with envclone/core.so; else one is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +32,7 @@ N=${BENCH_BATCH_N:-20000}
 K=${BENCH_BATCH_K:-64}
 ROUNDS=${BENCH_ROUNDS:-5}
 RSS_N=${BENCH_RSS_N:-1000}
-RSS_BATCHES=${BENCH_RSS_BATCHES:-20}
+RSS_BATCHES=${BENCH_RSS_BATCHES:-100}
 PORT=18490
 DELAY_MS=${BENCH_BATCH_DELAY_MS:-5}
 ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
@@ -145,13 +148,14 @@ run_client() { # client prefix
   case $1 in
     envclone-batch) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${lua_env[@]}" lua5.4 bench/batch_client.lua get "$N" "$PORT" "$K" "$2" ;;
     c-libcurl-multi) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "$work/peer_multi" "$N" "$PORT" "$K" "$2" ;;
+    c-libcurl-multi-tuned) timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "$work/peer_multi" "$N" "$PORT" "$K" "$2" tuned ;;
     envclone-batch-luajit)
       timeout "$RUN_TIMEOUT" "${client_cpu[@]}" "${jit_env[@]}" luajit bench/batch_client.lua get "$N" "$PORT" "$K" "$2" \
         | sed 's/client=envclone-batch /client=envclone-batch-luajit /' ;;
   esac
 }
 
-clients=(envclone-batch c-libcurl-multi)
+clients=(envclone-batch c-libcurl-multi c-libcurl-multi-tuned)
 if [ -n "$jit_build" ]; then clients+=(envclone-batch-luajit); fi
 rounds() { # prefix results-file
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -203,7 +207,7 @@ for line in io.lines(file) do
     table.insert(cpu[c], tonumber(c_cpu) / tonumber(nn) * 1e6)
   end
 end
-local names = { "envclone-batch", "envclone-batch-luajit", "c-libcurl-multi" }
+local names = { "envclone-batch", "envclone-batch-luajit", "c-libcurl-multi", "c-libcurl-multi-tuned" }
 local rates, ratios = {}, {}
 for _, c in ipairs(names) do rates[c], ratios[c] = {}, {} end
 for _, row in pairs(per) do
@@ -219,7 +223,8 @@ print("| client | req/s (median) | req/s (min-max) | client CPU per call | runs 
 print("|---|---:|---:|---:|---:|")
 local labels = { ["envclone-batch"] = "envclone.batch, max_in_flight = " .. k .. " (Lua 5.4)",
   ["envclone-batch-luajit"] = "envclone.batch, max_in_flight = " .. k .. " (LuaJIT)",
-  ["c-libcurl-multi"] = "C libcurl multi, " .. k .. " in flight" }
+  ["c-libcurl-multi"] = "C libcurl multi, " .. k .. " in flight",
+  ["c-libcurl-multi-tuned"] = "C libcurl multi, " .. k .. " in flight, set up as envclone sets libcurl up (parsed URL, 1 KiB buffer)" }
 for _, c in ipairs(names) do
   if #rates[c] > 0 then
     local lo, hi = range(rates[c])
@@ -240,14 +245,19 @@ for line in io.lines(rss_file) do
   if calls then rows[#rows + 1] = { tonumber(calls), tonumber(kb) } end
 end
 if #rows > 0 then
+  -- glibc's heap settles over the first batches (the figures step up, then
+  -- stay): the row compares the end of the 20th batch (or the 2nd, on a
+  -- short run) with the last
   local first, last = rows[1], rows[#rows]
+  local settled = rows[math.min(#rows, 21)] or rows[2] or first
   local out = {}
-  for _, r in ipairs(rows) do out[#out + 1] = string.format("%d: %d", r[1], r[2]) end
+  for i, r in ipairs(rows) do
+    if i <= 3 or i % 10 == 1 or i == #rows then out[#out + 1] = string.format("%d: %d", r[1], r[2]) end
+  end
   print(string.format("**RSS over batches** (KiB after N calls; batches of %d): %s", rows[2] and rows[2][1] or 0,
     table.concat(out, ", ")))
   print()
-  print(string.format("From the 2nd batch's end (%d calls, %d KiB) to the last (%d calls, %d KiB): %+d KiB.",
-    rows[2] and rows[2][1] or first[1], rows[2] and rows[2][2] or first[2], last[1], last[2],
-    last[2] - (rows[2] and rows[2][2] or first[2])))
+  print(string.format("From %d calls (%d KiB) to %d (%d KiB): %+d KiB; from the first batch's end: %+d KiB.",
+    settled[1], settled[2], last[1], last[2], last[2] - settled[2], last[2] - (rows[2] or first)[2]))
 end
 LUA

@@ -1,7 +1,7 @@
 /*
  * peer_multi.c - the raw libcurl multi floor for bench/batch.sh.
  *
- *   peer_multi N PORT K [PREFIX]
+ *   peer_multi N PORT K [PREFIX [tuned]]
  *
  * N GETs of the Kontent cloning state from the loopback stand-in on
  * 127.0.0.1:PORT, K in flight at once on one multi handle: K easy handles,
@@ -13,8 +13,13 @@
  * PREFIX (default "/kontent/v2") selects the server's location, e.g.
  * "/slow/kontent/v2" for the stand-in that answers after a delay.
  *
+ * "tuned" sets up libcurl as envclone does (src/ec_curl.c): the URL handed
+ * over parsed (CURLOPT_CURLU) and a 1 KiB receive buffer.  It shows what of
+ * envclone's standing comes from those two settings, which any C program
+ * could make.
+ *
  * Prints one line:
- *   RESULT client=c-libcurl-multi op=get n=<N> wall=<seconds> cpu=<seconds>
+ *   RESULT client=c-libcurl-multi[-tuned] op=get n=<N> wall=<seconds> cpu=<seconds>
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -27,6 +32,7 @@
 
 struct slot {
     CURL *e;
+    CURLU *u; /* "tuned": the parsed URL */
     char body[4096];
     size_t len;
 };
@@ -94,7 +100,7 @@ static int run(CURLM *m, struct slot *slots, int k, long n)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: peer_multi N PORT K [PREFIX]\n");
+        fprintf(stderr, "usage: peer_multi N PORT K [PREFIX [tuned]]\n");
         return 2;
     }
     long n = strtol(argv[1], NULL, 10);
@@ -103,6 +109,7 @@ int main(int argc, char **argv)
     if (n < 1 || k < 1 || k > 1024)
         return 2;
     const char *prefix = argc > 4 ? argv[4] : "/kontent/v2";
+    int tuned = argc > 5 && strcmp(argv[5], "tuned") == 0;
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s/projects/%s/environment-cloning-state", port, prefix, UUID);
 
@@ -128,6 +135,14 @@ int main(int argc, char **argv)
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        if (tuned) {
+            CURLU *u = curl_url();
+            if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+                return 1;
+            slots[i].u = u;
+            curl_easy_setopt(e, CURLOPT_CURLU, u);
+            curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
+        }
     }
     if (run(m, slots, k, WARMUP) != 0)
         return 1;
@@ -135,9 +150,12 @@ int main(int argc, char **argv)
     if (run(m, slots, k, n) != 0)
         return 1;
     double w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID);
-    printf("RESULT client=c-libcurl-multi op=get n=%ld wall=%.6f cpu=%.6f\n", n, w1 - w0, c1 - c0);
-    for (int i = 0; i < k; i++)
+    printf("RESULT client=c-libcurl-multi%s op=get n=%ld wall=%.6f cpu=%.6f\n", tuned ? "-tuned" : "", n, w1 - w0,
+           c1 - c0);
+    for (int i = 0; i < k; i++) {
         curl_easy_cleanup(slots[i].e);
+        curl_url_cleanup(slots[i].u);
+    }
     free(slots);
     curl_multi_cleanup(m);
     curl_slist_free_all(h);
