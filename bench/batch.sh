@@ -43,25 +43,10 @@ for c in nginx lua5.4 cc pkg-config; do
   command -v "$c" >/dev/null || { say "missing $c"; exit 1; }
 done
 
-work=$(mktemp -d /tmp/envclone-bench-batch.XXXXXX)
-nginx_pid=""
-cleanup() {
-  if [ -n "$nginx_pid" ]; then
-    kill "$nginx_pid" 2>/dev/null || true
-    wait "$nginx_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [ -n "${ENVCLONE_BUILD:-}" ] && [ -f "$ENVCLONE_BUILD/envclone/core.so" ]; then
-  build=$(cd "$ENVCLONE_BUILD" && pwd)
-else
-  say "building envclone into $work/build"
-  ENVCLONE_BUILD="$work/build" bash scripts/build.sh -DENVCLONE_TESTS=OFF >/dev/null
-  build="$work/build"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init envclone-bench-batch
+bench_build
 # shellcheck disable=SC2046
 cc -O2 -g -Wall -Wextra -o "$work/peer_multi" bench/peer_multi.c $(pkg-config --cflags --libs libcurl)
 # the same batch under LuaJIT (plain LuaJIT hosts: Neovim, scripts), when luajit is installed
@@ -83,7 +68,6 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   client_cpu=(taskset -c 1)
 fi
 
-mkdir -p "$work/nginx/logs"
 load_echo=""
 slow_location=""
 if [ -f "$ECHO_MODULE" ] && [ "$DELAY_MS" != 0 ]; then
@@ -91,56 +75,8 @@ if [ -f "$ECHO_MODULE" ] && [ "$DELAY_MS" != 0 ]; then
   delay=$(awk "BEGIN { printf \"%.3f\", $DELAY_MS / 1000 }")
   slow_location="location ~ ^/slow/kontent/v2/projects/[0-9a-fA-F-]+/environment-cloning-state\$ { echo_sleep $delay; echo -n '{\"cloning_state\":\"done\"}'; }"
 fi
-start_nginx() {
-  cat >"$work/nginx/nginx.conf" <<EOF
-$load_echo
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server {
-    listen 127.0.0.1:$PORT backlog=1024;
-    default_type application/json;
-    location ~ ^/kontent/v2/projects/[0-9a-fA-F-]+/environment-cloning-state\$ {
-      return 200 '{"cloning_state":"done"}';
-    }
-    $slow_location
-    location / { return 404 '{"request_id":"bench","error_code":0,"message":"not found"}'; }
-  }
-}
-EOF
-  "${server_cpu[@]}" nginx -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-  nginx_pid=$!
-  for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-    kill -0 "$nginx_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill "$nginx_pid" 2>/dev/null || true
-  wait "$nginx_pid" 2>/dev/null || true
-  nginx_pid=""
-  return 1
-}
-# a port nobody listens on (another nginx on the port would answer for ours)
-free_port() {
-  lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0); local _, p = s:getsockname(); s:close(); print(p)' \
-    2>/dev/null || echo "$PORT"
-}
-for _ in $(seq 10); do
-  PORT=$(free_port)
-  start_nginx && break
-done
-[ -n "$nginx_pid" ] || { say "could not start nginx"; exit 1; }
+PORT=$(bench_free_port)
+bench_nginx "$slow_location" "$load_echo" "${server_cpu[@]}"
 
 lua_env=(env LUA_CPATH="$build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;")
 jit_env=(env LUA_CPATH="$jit_build/?.so;;" LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;")

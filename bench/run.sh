@@ -77,79 +77,15 @@ CALLGRIND=${BENCH_CALLGRIND:-1}
 command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null || CALLGRIND=0
 
 # ---- work dir, builds -------------------------------------------------------
-work=$(mktemp -d /tmp/envclone-bench.XXXXXX)
-nginx_pid=""
-cleanup() {
-  if [ -n "$nginx_pid" ]; then
-    kill "$nginx_pid" 2>/dev/null || true
-    wait "$nginx_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [ -n "${ENVCLONE_BUILD:-}" ] && [ -f "$ENVCLONE_BUILD/envclone/core.so" ]; then
-  build=$(cd "$ENVCLONE_BUILD" && pwd)
-else
-  say "building envclone (RelWithDebInfo: -O2 -g) into $work/build"
-  ENVCLONE_BUILD="$work/build" bash scripts/build.sh -DENVCLONE_TESTS=OFF
-  build="$work/build"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init envclone-bench
+bench_build
 # shellcheck disable=SC2046
 cc -O2 -g -Wall -Wextra -o "$work/peer_curl" bench/peer_curl.c $(pkg-config --cflags --libs libcurl)
 
 # ---- the server ------------------------------------------------------------
-mkdir -p "$work/nginx/logs"
-start_nginx() {
-  cat >"$work/nginx/nginx.conf" <<EOF
-# A stand-in for Kontent.ai's cloning endpoints; loopback only.
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  keepalive_timeout 60s;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server {
-    listen 127.0.0.1:$PORT;
-    default_type application/json;
-    location ~ ^/kontent/v2/projects/[0-9a-fA-F-]+/environment-cloning-state\$ {
-      return 200 '{"cloning_state":"done"}';
-    }
-    location ~ ^/kontent/v2/projects/[0-9a-fA-F-]+/clone-environment\$ {
-      return 200 '{"id":"71386f85-cddb-4cb0-aa54-988566feb9a1","management_api_key":"ey.bench","secured_delivery_api_key":null,"delivery_preview_api_key":null}';
-    }
-    location / {
-      return 404 '{"request_id":"bench","error_code":0,"message":"not found"}';
-    }
-  }
-}
-EOF
-  "${server_pin[@]}" nginx -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-  nginx_pid=$!
-  for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-    kill -0 "$nginx_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill "$nginx_pid" 2>/dev/null || true
-  wait "$nginx_pid" 2>/dev/null || true
-  nginx_pid=""
-  return 1
-}
-for _ in $(seq 10); do
-  start_nginx && break
-  PORT=$((PORT + 1))
-done
-[ -n "$nginx_pid" ] || { say "could not start nginx"; cat "$work/nginx/logs/error.log" >&2; exit 1; }
+bench_nginx "" "" "${server_pin[@]}"
 say "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT (pid $nginx_pid)"
 
 # ---- clients ---------------------------------------------------------------
