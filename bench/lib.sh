@@ -4,7 +4,7 @@
 # the script has defined say().
 #
 #   bench_init NAME              $work: a fresh /tmp/NAME.XXXXXX, removed on exit
-#   bench_build [cmake args]     $build: ENVCLONE_BUILD's, or one built in $work
+#   bench_build                  $build: ENVCLONE_BUILD's, or one built in $work
 #   bench_nginx "LOCATIONS" [TOP [WRAPPER...]]
 #                                nginx (1 worker, under WRAPPER, e.g. taskset)
 #                                on a free loopback port: $PORT, $nginx_pid.
@@ -13,6 +13,7 @@
 #                                the events block (load_module)
 
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # work, build, PORT and nginx_pid are for the caller
 
 bench_cleanup() {
   if [ -n "${nginx_pid:-}" ]; then
@@ -34,7 +35,7 @@ bench_build() {
     build=$(cd "$ENVCLONE_BUILD" && pwd)
   else
     say "building envclone (RelWithDebInfo: -O2 -g) into $work/build"
-    ENVCLONE_BUILD="$work/build" bash scripts/build.sh -DENVCLONE_TESTS=OFF "$@" >&2
+    ENVCLONE_BUILD="$work/build" bash scripts/build.sh -DENVCLONE_TESTS=OFF >&2
     build="$work/build"
   fi
 }
