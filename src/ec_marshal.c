@@ -164,9 +164,11 @@ static const char *lua_type_of(lua_State *L, int idx)
     return lua_typename(L, lua_type(L, idx));
 }
 
-static int is_crockford(int ch)
+/* ASCII only: toupper() follows the C locale (os.setlocale can change it). */
+static int is_crockford(unsigned char ch)
 {
-    ch = toupper(ch);
+    if (ch >= 'a' && ch <= 'z')
+        ch = (unsigned char)(ch - 'a' + 'A');
     return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z' && ch != 'I' && ch != 'L' && ch != 'O' && ch != 'U');
 }
 
@@ -866,10 +868,12 @@ static int decode_json(lua_State *L, const char *body, size_t len, char *why, si
     return rc;
 }
 
+/* JSON's whitespace (RFC 8259 §2), not isspace()'s: that one follows the
+ * C locale, where 0xA0 may be a space. */
 static int is_blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!isspace((unsigned char)s[i]))
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
             return 0;
     return 1;
 }

@@ -15,13 +15,14 @@
 -- only when fewer than the limit ended inside the last window widened by
 -- `MARGIN`. The server receives an attempt somewhere between its start and
 -- its end, so any `per_second + 1` attempts the server sees span more than a
--- second, whatever the network delays -- provided the clock is exact. It is
--- not: OpenResty's clock (`ngx.now`) reads whole milliseconds rounded down,
--- so an end can be logged up to 1 ms before the server saw that attempt,
--- and a start that came exactly as the log allowed then fell inside the
--- server's second (Kontent answered 429). The margin in the rule, not in
--- the sleeps, covers that: a start always comes `MARGIN` late, however the
--- waiter was woken.
+-- second, whatever the network delays -- provided the clocks are exact and
+-- agree. They need not: OpenResty's `ngx.now` (which envclone.runtime used
+-- to read inside nginx) gives whole milliseconds rounded down, so an end was
+-- logged up to 1 ms before the server saw that attempt, and a start that
+-- came exactly as the log allowed fell inside the server's second (Kontent
+-- answered 429); and the server's own clock and stamping have their slack.
+-- The margin in the rule, not in the sleeps, covers that: a start always
+-- comes `MARGIN` late, however the waiter was woken.
 --
 -- State lives in this Lua state (one process, or one nginx worker), shared
 -- by every client aimed at the same host; inside OpenResty a client with
@@ -35,9 +36,9 @@ local runtime = require("envclone.runtime")
 local limiter = {}
 
 -- How long an end stays in a window after the window has passed it
--- (seconds): more than the clock's resolution (ngx.now: 1 ms, rounded down),
--- so a logged end is never later than the server's own record of that
--- attempt by the time a start may count it out.
+-- (seconds): more than a coarse clock's resolution (ngx.now: 1 ms, rounded
+-- down), so a logged end is never later than the server's own record of
+-- that attempt by the time a start may count it out.
 local MARGIN = 0.005
 -- How often a call blocked by concurrency looks again (seconds).
 local POLL = 0.002

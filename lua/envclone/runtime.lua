@@ -56,14 +56,13 @@ function runtime.sleep(seconds)
   end
 end
 
---- Monotonic seconds.
+--- Monotonic seconds (`core.now`: CLOCK_MONOTONIC), inside nginx too.
+-- It is one clock for every process of the machine, so the rate limiter's
+-- log in a `lua_shared_dict` reads the same in every worker; `ngx.now()`
+-- would be the wall clock (a step of it, by NTP or by hand, would move every
+-- logged end), cached per worker, in whole milliseconds rounded down.
 -- @treturn number
 function runtime.now()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.now then
-    ngx.update_time()
-    return ngx.now()
-  end
   return core.now()
 end
 
