@@ -101,7 +101,7 @@ end)
 
 describe("proxies in the environment", function()
   -- a child process, with https_proxy set, makes one call and prints the error code or "ok"
-  local function child(proxy_option)
+  local function child(proxy_option, extra_env)
     local script = string.format([[
       local envclone = require("envclone")
       local c = envclone.kontent{ api_key = %q, base_url = %q, ca_file = %q, timeout = 5, retry = false%s }
@@ -109,7 +109,8 @@ describe("proxies in the environment", function()
       io.write(res and "ok" or err.code)]], KEY, srv.url .. "/v2", path("ca.pem"),
       proxy_option and (", proxy = " .. string.format("%q", proxy_option)) or "", ENV)
     local cmd = "env https_proxy=" .. emu.quote(proxy.url) .. " HTTPS_PROXY=" .. emu.quote(proxy.url)
-      .. " ALL_PROXY=" .. emu.quote(proxy.url) .. " " .. (os.getenv("ENVCLONE_LUA") or "lua5.4")
+      .. " ALL_PROXY=" .. emu.quote(proxy.url) .. " " .. (extra_env or "") .. " "
+      .. (os.getenv("ENVCLONE_LUA") or "lua5.4")
       .. " -e " .. emu.quote(script) .. " 2>&1"
     local p = assert(io.popen(cmd))
     local out = p:read("*a")
@@ -124,6 +125,15 @@ describe("proxies in the environment", function()
     assert.are.equal("ok", child("env"))
     assert.truthy(heads_since(before):find("CONNECT 127.0.0.1:", 1, true), "proxy = 'env' used it")
     assert.is_nil((proxy:seen()):find(KEY, 1, true))
+  end)
+
+  it("no_proxy applies with proxy = 'env' only; an explicit proxy is used whatever it says", function()
+    local no_proxy = "no_proxy=127.0.0.1 NO_PROXY=127.0.0.1"
+    local before = #proxy:seen()
+    assert.are.equal("ok", child("env", no_proxy))
+    assert.are.equal(before, #proxy:seen(), "proxy = 'env' honours no_proxy")
+    assert.are.equal("ok", child(proxy.url, no_proxy))
+    assert.truthy(heads_since(before):find("CONNECT 127.0.0.1:", 1, true), "the explicit proxy was used")
   end)
 end)
 

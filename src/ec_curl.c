@@ -451,6 +451,11 @@ static void set_client_options(CURL *h, const ec_client *c)
         /* the proxy's "200 Connection established" is not the answer */
         curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     }
+    /* no_proxy / NO_PROXY from the environment only with proxy = "env",
+     * like the proxy itself (without this libcurl reads both, with getenv,
+     * on every transfer) */
+    if (c->proxy == NULL || strcmp(c->proxy, "env") != 0)
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "");
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
