@@ -23,6 +23,8 @@ nginx request handlers. Ships a local emulator of the four vendors' APIs.
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1",
+  -- the command line's --credentials checks the file's mode (loaded only then)
+  "luafilesystem >= 1.6",
 }
 external_dependencies = {
   -- only the library is looked up: Debian keeps curl/curl.h in a multiarch
