@@ -334,6 +334,22 @@ describe("envclone.batch", function()
       assert.are.equal(1, #e:requests())
     end)
 
+  it("a client closed while one of its calls waits to retry fails that call alone", function()
+    e:faults{ rules = { { operation = "kontent.get_environment", rate = 1, kinds = { "503" }, retry_after = 1 } } }
+    local k = e:client("kontent", { rate_limit = false, retry = { max_attempts = 3 } })
+    local d = e:client("droplit")
+    local b = envclone.batch{ max_in_flight = 4 }
+    local call = b:add(k, "get_environment", { environment_id = seed.kontent.environment_id })
+    local closer = b:add(function() runtime.sleep(0.05); k:close(); return "closed" end)
+    local other = b:add(d, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = "after_close" })
+    local ok, results = pcall(b.run, b)
+    assert.is_true(ok, tostring(results))
+    assert.is_false(results[call].ok)
+    assert.matches("closed", results[call].err.message)
+    assert.are.equal("closed", results[closer].value)
+    assert.is_true(results[other].ok, tostring(results[other].err))
+  end)
+
   it("plain calls, invalid ones, waits and tasks interleaved: every result in its place, only valid calls sent",
     function()
       local k = e:client("kontent", { rate_limit = false })

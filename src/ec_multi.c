@@ -62,6 +62,22 @@ static void slot_push(ec_slot **list, ec_slot *s)
     *list = s;
 }
 
+/* Frees a slot: its handle, the request it carries (an m:add one only
+ * loses its reference; a request of its own, even one a raising parse
+ * left behind, is ended) and its buffers, wiped. */
+static void slot_free(lua_State *L, ec_slot *s)
+{
+    ec_easy_free(s->e);
+    if (s->r != NULL && s->ref != LUA_NOREF) {
+        s->r->in_flight = 0;
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+    }
+    if (s->own.client != NULL) /* its buffers are s->bufs */
+        s->bufs = ec_request_end_kept(&s->own);
+    ec_reqbufs_free(s->bufs);
+    free(s);
+}
+
 static void multi_release(lua_State *L, ec_multi *mu)
 {
     if (mu->closed)
@@ -74,26 +90,14 @@ static void multi_release(lua_State *L, ec_multi *mu)
     while (s) {
         ec_slot *next = s->next;
         curl_multi_remove_handle(mu->m, ec_easy_curl(s->e));
-        ec_easy_free(s->e);
-        if (s->ref == LUA_NOREF) {
-            s->bufs = ec_request_end_kept(&s->own);
-        } else {
-            s->r->in_flight = 0;
-            luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
-        }
-        ec_reqbufs_free(s->bufs);
-        free(s);
+        slot_free(L, s);
         s = next;
     }
     s = mu->idle;
     mu->idle = NULL;
     while (s) {
         ec_slot *next = s->next;
-        ec_easy_free(s->e);
-        if (s->own.client != NULL) /* left by a parse that raised */
-            s->bufs = ec_request_end_kept(&s->own);
-        ec_reqbufs_free(s->bufs);
-        free(s);
+        slot_free(L, s);
         s = next;
     }
     curl_multi_cleanup(mu->m);
@@ -201,14 +205,23 @@ static int l_add(lua_State *L)
     lua_Integer id = luaL_checkinteger(L, 3);
     if (r->in_flight)
         return luaL_error(L, "envclone: this request is already in flight");
-    ec_slot *s = slot_take(mu);
-    if (s == NULL)
-        return luaL_error(L, "envclone: could not create a libcurl handle");
-    ec_transport_error te;
-    if (launch(mu, s, r, id, &te) != 0)
-        return ec_request_push_transport_error(L, r, &te);
+    /* the reference first: luaL_ref may raise, and nothing is on the wire yet */
     lua_pushvalue(L, 2);
-    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ec_slot *s = slot_take(mu);
+    if (s == NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "envclone: could not create a libcurl handle");
+    }
+    if (s->own.client != NULL) /* left by a parse that raised */
+        s->bufs = ec_request_end_kept(&s->own);
+    ec_transport_error te;
+    s->ref = ref;
+    if (launch(mu, s, r, id, &te) != 0) {
+        s->ref = LUA_NOREF;
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return ec_request_push_transport_error(L, r, &te);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -223,24 +236,24 @@ int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, in
     ec_slot *s = slot_take(mu);
     if (s == NULL)
         return luaL_error(L, "envclone: could not create a libcurl handle");
+    /* the slot stays among the idle ones until it is launched: should
+     * marshalling raise (out of memory), the multi still owns it */
+    slot_push(&mu->idle, s);
     if (s->own.client != NULL) /* left by a parse that raised */
         s->bufs = ec_request_end_kept(&s->own);
-    if (s->bufs == NULL && (s->bufs = ec_reqbufs_new()) == NULL) {
-        slot_push(&mu->idle, s);
+    if (s->bufs == NULL && (s->bufs = ec_reqbufs_new()) == NULL)
         return luaL_error(L, "envclone: out of memory");
-    }
-    /* the buffers stay the slot's throughout: should marshalling raise,
-     * nothing is owned by this C frame */
     int n = ec_request_prepare(L, &s->own, c, op, args, defer, s->bufs);
-    if (n != 0) {
-        slot_push(&mu->idle, s);
+    if (n != 0)
         return n == EC_MARSHAL_DEFERRED ? 0 : n;
-    }
+    slot_unlink(&mu->idle, s);
     ec_transport_error te;
     if (launch(mu, s, &s->own, id, &te) != 0) {
-        n = ec_request_push_transport_error(L, &s->own, &te);
+        /* it could not be started (out of memory, libcurl refusing it):
+         * the caller's single-call path tries again and reports the
+         * failure as a single call does */
         s->bufs = ec_request_end_kept(&s->own);
-        return n;
+        return 0;
     }
     s->ref = LUA_NOREF;
     lua_pushboolean(L, 1);
@@ -273,7 +286,8 @@ static int l_poll(lua_State *L)
             double left = deadline - ec_now();
             if (left <= 0)
                 break;
-            curl_multi_poll(mu->m, NULL, 0, (int)(left * 1000.0 + 0.999), NULL);
+            if (curl_multi_poll(mu->m, NULL, 0, (int)(left * 1000.0 + 0.999), NULL) != CURLM_OK)
+                break; /* the caller sees nothing finished and comes back */
             curl_multi_perform(mu->m, &running);
             if (running != mu->added || running == 0)
                 break;

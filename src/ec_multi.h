@@ -5,7 +5,7 @@
  * In Lua:
  *   local m = core.multi{ max_connections = 16 }
  *   m:add(request, id)        -> true | nil, err   (err: the request's transport error)
- *   m:poll(seconds)           -> transfers still running (waits at most `seconds`)
+ *   m:poll(seconds)           -> transfers finished, not yet taken (waits at most `seconds`)
  *   m:next()                  -> id, result | id, nil, err | nil   (one finished transfer, parsed)
  *   m:drain(results, items)   -> count[, id, ...]   (see l_drain)
  *   m:fill(items, from, to, room, handles[, defer]) -> next[, err]   (see l_fill)
@@ -31,11 +31,10 @@ ec_multi *ec_multi_check(lua_State *L, int idx);
 
 /* Puts one call of op, with arguments at stack index `args`, on mu with no
  * request object (op.start, m:fill).  Pushes true and returns 1; or pushes
- * nil and an error (validation: nothing sent; or the transport's failure
- * to start it) and returns 2; or returns 0, pushing nothing, when the
- * client is closed, args is not a table or holds a key of the table at
- * `defer` (a stack index, 0 = none): the caller's single-call path takes
- * those.  Its transfer's m:next() gives id, result, or id, nil, err,
+ * nil and the validation error (nothing sent) and returns 2; or returns 0,
+ * pushing nothing, when the client is closed, args is not a table or holds
+ * a key of the table at `defer` (a stack index, 0 = none), or the transfer
+ * could not be started: the caller's single-call path takes those.  Its transfer's m:next() gives id, result, or id, nil, err,
  * request (the failed call's request, for the retries). */
 int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, int args, lua_Integer id,
                    int defer);

@@ -89,8 +89,15 @@ ec_reqbufs *ec_request_end_kept(ec_request *r)
 {
     ec_reqbufs *b = r->b;
     r->b = NULL;
-    if (b != NULL)
+    if (b != NULL) {
         bufs_trim(b);
+        /* they hold the client's credential (headers, libcurl's list):
+         * once the client is closed they are wiped, not kept */
+        if (r->client == NULL || r->client->closed) {
+            ec_reqbufs_free(b);
+            b = NULL;
+        }
+    }
     ec_request_release(r);
     return b;
 }

@@ -93,7 +93,8 @@ int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *o
                        ec_reqbufs *b);
 
 /* Ends a request whose buffers the caller keeps: drops its client
- * reference and returns the buffers (a large answer's freed). */
+ * reference and returns the buffers (a large answer's freed), or NULL
+ * when the client is closed (then they are wiped and freed). */
 ec_reqbufs *ec_request_end_kept(ec_request *r);
 
 /* Pushes a request userdata that takes over r (its buffers and client

@@ -36,6 +36,10 @@ Batch.__index = Batch
 -- told apart from envclone's).
 local SLEEP, SEND = setmetatable({}, { __name = "envclone.batch.sleep" }),
   setmetatable({}, { __name = "envclone.batch.send" })
+-- What the loop resumes a task with when its request could not be put on
+-- the wire because putting it raised (its client was closed meanwhile):
+-- the task raises it, where a single call would have.
+local RAISE = setmetatable({}, { __name = "envclone.batch.raise" })
 
 local DEFAULT_MAX_IN_FLIGHT = 16
 
@@ -211,7 +215,9 @@ end
 -- client's own transport table is called in line).
 function Plain.send(_, transport, req)
   if transport ~= nil then return retry.perform(transport, req) end
-  return coroutine.yield(SEND, req)
+  local res, err = coroutine.yield(SEND, req)
+  if res == RAISE then error(err, 0) end
+  return res, err
 end
 
 -- A worker coroutine runs one item after another (a coroutine is made again
@@ -419,8 +425,10 @@ local function run_plain(self, results)
       sq_co[shead], sq_req[shead] = nil, nil
       shead = shead + 1
       next_id = next_id + 1
-      local added, err = multi:add(req, next_id)
-      if added then
+      local ok, added, err = pcall(multi.add, multi, req, next_id)
+      if not ok then
+        push_ready(co, RAISE, added)
+      elseif added then
         sender[next_id] = co
         n_inflight = n_inflight + 1
       else
