@@ -14,6 +14,8 @@
 #  define ec_rawlen(L, i) lua_objlen((L), (i))
 #  define ec_newlib(L, l) (lua_newtable(L), luaL_register((L), NULL, (l)))
 #  define lua_absindex(L, i) ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+#  include <stdint.h>
+#  define LUA_MAXINTEGER PTRDIFF_MAX /* lua_Integer is ptrdiff_t in 5.1 */
 static inline void ec_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup, "too many upvalues");

@@ -513,6 +513,8 @@ static int l_op_start(lua_State *L)
     ec_client *c = to_client(L, 2);
     check_op_for(L, op, c);
     lua_Integer id = luaL_checkinteger(L, 4);
+    /* m:drain finds a call's item at 4 * id */
+    luaL_argcheck(L, id >= 1 && id <= LUA_MAXINTEGER / 4, 4, "an id from 1 to maxinteger / 4");
     lua_settop(L, 5);
     int defer = 0;
     if (!lua_isnil(L, 5)) {

@@ -421,6 +421,7 @@ static int l_fill(lua_State *L)
     lua_Integer i = luaL_checkinteger(L, 3);
     lua_Integer to = luaL_checkinteger(L, 4);
     lua_Integer room = luaL_checkinteger(L, 5);
+    luaL_argcheck(L, i >= 1 && to <= LUA_MAXINTEGER / 4, 3, "items from 1 to maxinteger / 4");
     luaL_checktype(L, 6, LUA_TTABLE);
     lua_settop(L, 7);
     int defer = lua_istable(L, 7) ? 7 : 0;
