@@ -147,12 +147,15 @@ int ec_multi_new(lua_State *L)
     return 1;
 }
 
-/* An idle slot (or a new one), unlinked; NULL when out of memory. */
+/* An idle slot (or a new one), unlinked; NULL when out of memory.  A
+ * request of its own that a raising parse left in it is ended first. */
 static ec_slot *slot_take(ec_multi *mu)
 {
     ec_slot *s = mu->idle;
     if (s) {
         slot_unlink(&mu->idle, s);
+        if (s->own.client != NULL)
+            s->bufs = ec_request_end_kept(&s->own);
         return s;
     }
     s = calloc(1, sizeof *s);
@@ -213,8 +216,6 @@ static int l_add(lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "envclone: could not create a libcurl handle");
     }
-    if (s->own.client != NULL) /* left by a parse that raised */
-        s->bufs = ec_request_end_kept(&s->own);
     ec_transport_error te;
     s->ref = ref;
     if (launch(mu, s, r, id, &te) != 0) {
@@ -239,13 +240,12 @@ int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, in
     /* the slot stays among the idle ones until it is launched: should
      * marshalling raise (out of memory), the multi still owns it */
     slot_push(&mu->idle, s);
-    if (s->own.client != NULL) /* left by a parse that raised */
-        s->bufs = ec_request_end_kept(&s->own);
     if (s->bufs == NULL && (s->bufs = ec_reqbufs_new()) == NULL)
         return luaL_error(L, "envclone: out of memory");
     int n = ec_request_prepare(L, &s->own, c, op, args, defer, s->bufs);
     if (n != 0)
         return n == EC_MARSHAL_DEFERRED ? 0 : n;
+    ec_client_ref(c); /* the request outlives this frame */
     slot_unlink(&mu->idle, s);
     ec_transport_error te;
     if (launch(mu, s, &s->own, id, &te) != 0) {

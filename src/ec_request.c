@@ -243,13 +243,7 @@ int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int d
     if (c->spare == NULL && (c->spare = ec_reqbufs_new()) == NULL)
         return luaL_error(L, "envclone: out of memory");
     ec_request tmp;
-    memset(&tmp, 0, sizeof tmp);
-    tmp.client = c;
-    tmp.op = op;
-    set_policy(&tmp, op);
-    tmp.b = c->spare;
-    bufs_clear(tmp.b);
-    int n = ec_marshal_request_ex(L, c, op, args, &tmp.b->msg, defer);
+    int n = ec_request_prepare(L, &tmp, c, op, args, defer, c->spare);
     if (n == EC_MARSHAL_DEFERRED)
         return 0;
     if (n)
@@ -285,7 +279,6 @@ int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *o
     if (n)
         return n; /* deferred, or nil + the validation error */
     r->b = b;
-    ec_client_ref(c);
     r->client = c;
     return 0;
 }

@@ -84,11 +84,12 @@ ec_reqbufs *ec_reqbufs_new(void);
 void ec_reqbufs_free(ec_reqbufs *b);
 
 /* Fills r, in storage the caller owns, for op with `args` (stack index),
- * in the buffers b, which stay the caller's.  0: r is ready (and holds a
- * client reference: end it with ec_request_end_kept or make it an object
- * with ec_request_push_object); EC_MARSHAL_DEFERRED: args hold a name of
- * the `defer` set (nothing pushed); else nil and the validation error are
- * pushed and their count returned. */
+ * in the buffers b, which stay the caller's.  0: r is ready; it holds no
+ * client reference yet: a request that outlives the caller's C frame takes
+ * one (ec_client_ref), and is then ended with ec_request_end_kept or made
+ * an object with ec_request_push_object.  EC_MARSHAL_DEFERRED: args hold
+ * a name of the `defer` set (nothing pushed); else nil and the validation
+ * error are pushed and their count returned. */
 int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *op, int args, int defer,
                        ec_reqbufs *b);
 
