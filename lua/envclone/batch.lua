@@ -46,9 +46,12 @@ local DEFAULT_MAX_IN_FLIGHT = 16
 -- The key of a vendor's name in a table of env.callables.
 local VENDOR = setmetatable({}, { __name = "envclone.batch.vendor" })
 
--- The row of `core.operations` of each operation's start function.
-local row_of_start = {}
-for _, op in ipairs(core.operations) do row_of_start[op.start] = op end
+-- The rows of `core.operations`, by "vendor.name" and by start function.
+local row_of_name, row_of_start = {}, {}
+for _, op in ipairs(core.operations) do
+  row_of_name[op.vendor .. "." .. op.name] = op
+  row_of_start[op.start] = op
+end
 
 --- What `b:add` accepts of the clients of a client layer (init.lua): for
 -- each client metatable, the operations and waiters by name, as
@@ -59,14 +62,12 @@ for _, op in ipairs(core.operations) do row_of_start[op.start] = op end
 -- @tparam table metatables vendor -> the metatable of its clients
 -- @treturn table client metatable -> callables
 function batch.callables(vendor_methods, metatables)
-  local row = {}
-  for _, op in ipairs(core.operations) do row[op.vendor .. "." .. op.name] = op end
   local by_mt = {}
   for vendor, methods in pairs(vendor_methods) do
     local t = { [VENDOR] = vendor }
     for name, fn in pairs(methods) do
       if type(fn) == "function" and name:sub(1, 1) ~= "_" and name ~= "close" then
-        local op = row[vendor .. "." .. name]
+        local op = row_of_name[vendor .. "." .. name]
         t[name] = { fn, op and op.start or false }
       end
     end
@@ -279,44 +280,17 @@ local function run_plain(self, results)
 
   -- A call whose first attempt may skip the Lua layer (as outside a
   -- batch: see first_attempt_in_c) goes straight onto the multi handle,
-  -- with no task and no request object (`m:fill`, or op.start); only when
-  -- it fails does a task take over, with the retry loop. Anything else
-  -- runs as a task.
+  -- with no task and no request object (`m:fill`); only when it fails does
+  -- a task take over, with the retry loop. Anything else runs as a task.
   local handle_of = {} -- client -> its core handle when its calls may start so, else false
-
-  -- Starts item i, one `m:fill` left to the Lua side.
-  local function start(i)
-    local k = 4 * i
-    local fn, client, args, op_start = items[k - 3], items[k - 2], items[k - 1], items[k]
-    if op_start then
-      local handle = handle_of[client]
-      if handle == nil then
-        handle = first_attempt_in_c(client) and client._handle or false
-        handle_of[client] = handle
-      end
-      if handle then
-        local added, err = op_start(multi, handle, args, i, call_options)
-        if added then
-          n_inflight = n_inflight + 1
-          return
-        elseif err ~= nil then
-          -- invalid arguments: nothing was sent
-          drop(i)
-          record(self, results, i, true, nil, err)
-          return
-        end
-        -- nothing at all: a per-call option (wait, retry, ...), arguments
-        -- that are not a table or a closed client: the task raises or
-        -- validates as a single call does
-      end
-    end
-    drop(i)
-    spawn(i, fn, client, args)
-  end
 
   -- Starts items while the wire has room for what they will send (items
   -- that sleep -- waiters, back-off, rate limits -- make room for others):
-  -- runs of plain calls in one `m:fill`, the rest one by one.
+  -- runs of plain calls in one `m:fill`. Where it stops: a client not seen
+  -- yet is looked at once and fill tries again; an invalid call is
+  -- recorded (nothing was sent); anything else becomes a task, which
+  -- raises or validates as a single call does (per-call options such as
+  -- wait or retry, a closed client, arguments that are not a table).
   local function start_items()
     while next_item <= total and rhead > rtail do
       local room = max - n_inflight - (stail - shead + 1)
@@ -326,13 +300,19 @@ local function run_plain(self, results)
       n_inflight = n_inflight + (nxt - from)
       next_item = nxt
       if nxt <= total and nxt - from < room then
-        next_item = nxt + 1
-        if err ~= nil then
-          drop(nxt)
-          record(self, results, nxt, true, nil, err)
+        local k = 4 * nxt
+        local fn, client, args, op_start = items[k - 3], items[k - 2], items[k - 1], items[k]
+        if err == nil and op_start and handle_of[client] == nil then
+          handle_of[client] = first_attempt_in_c(client) and client._handle or false
         else
-          start(nxt)
-          if rhead <= rtail then run_ready() end
+          next_item = nxt + 1
+          drop(nxt)
+          if err ~= nil then
+            record(self, results, nxt, true, nil, err)
+          else
+            spawn(nxt, fn, client, args)
+            run_ready()
+          end
         end
       end
     end
