@@ -35,6 +35,7 @@ typedef struct ec_client {
     char *ca_file;
     char *proxy;                   /* explicit proxy URL, "env", or NULL (none) */
     int insecure;                  /* skip TLS verification: explicit opt-in only */
+    int http_version;              /* EC_HTTP_* below: the `http_version` option */
     long timeout_ms;
     long connect_timeout_ms;
     size_t max_response_size;
@@ -44,6 +45,13 @@ typedef struct ec_client {
     struct ec_reqbufs *spare;      /* buffers of the last finished request, for the next one */
     struct ec_easy *easy;          /* this client's easy handle (made on first use) */
 } ec_client;
+
+/* The `http_version` option: "auto" (libcurl's default: HTTP/2 by ALPN
+ * over https, HTTP/1.1 over http), "1.1", "2". */
+enum { EC_HTTP_AUTO = 0, EC_HTTP_1_1, EC_HTTP_2 };
+
+/* The option's text for an EC_HTTP_* value. */
+const char *ec_client_http_version(const ec_client *c);
 
 /* The secret for credential option `name`, or NULL when the client has none. */
 const char *ec_client_secret(const ec_client *c, const char *name);

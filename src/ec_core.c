@@ -147,7 +147,8 @@ static int header_safe(const char *s)
 }
 
 static const char *const common_options[] = {
-    "base_url", "timeout", "connect_timeout", "user_agent", "max_response_size", "ca_file", "insecure", "proxy", NULL
+    "base_url", "timeout", "connect_timeout", "user_agent", "max_response_size", "ca_file", "insecure", "proxy",
+    "http_version", NULL
 };
 
 static int known_option(const ec_vendor *v, const char *key)
@@ -384,6 +385,16 @@ static int l_client(lua_State *L)
 
     check_proxy(L, vname, c, opt_string(L, 2, vname, "proxy"));
 
+    const char *hv = opt_string(L, 2, vname, "http_version");
+    if (hv == NULL || strcmp(hv, "auto") == 0)
+        c->http_version = EC_HTTP_AUTO;
+    else if (strcmp(hv, "1.1") == 0)
+        c->http_version = EC_HTTP_1_1;
+    else if (strcmp(hv, "2") == 0)
+        c->http_version = EC_HTTP_2;
+    else
+        return luaL_error(L, "envclone.%s: option 'http_version' must be \"auto\", \"1.1\" or \"2\"", vname);
+
     /* the libcurl handle is made on the first call: requiring envclone and
      * building clients costs no libcurl set-up */
     return 1;
@@ -462,6 +473,8 @@ static int l_client_settings(lua_State *L)
     }
     lua_pushstring(L, c->user_agent);
     lua_setfield(L, -2, "user_agent");
+    lua_pushstring(L, ec_client_http_version(c));
+    lua_setfield(L, -2, "http_version");
     return 1;
 }
 

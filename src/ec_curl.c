@@ -10,6 +10,8 @@
 #include "ec_http1.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +38,52 @@ struct ec_easy {
     long next_buffer_size;   /* what the last answer asks for (see receive_buffer) */
 };
 
+/* One share for the process: TLS sessions and DNS answers.  A create goes
+ * out on a fresh connection (ec_request.c), which over https is a TLS
+ * handshake each time; with the session libcurl kept from the last one it
+ * is resumed (an abbreviated handshake), whichever easy handle or batch
+ * slot carries it.  libcurl matches a session to its host, port and TLS
+ * settings (CA file, verification), so clients that differ in those never
+ * share one.  The locks make the share safe in a host that runs Lua states
+ * on several threads. */
+static CURLSH *share;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+{
+    (void)h;
+    (void)access;
+    (void)ud;
+    pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+    (void)h;
+    (void)ud;
+    pthread_mutex_unlock(&share_locks[data]);
+}
+
+static void share_init(void)
+{
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&share_locks[i], NULL);
+    share = curl_share_init();
+    if (share == NULL)
+        return; /* then each handle keeps its own cache, as without a share */
+    curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+}
+
 int ec_curl_global_init(void)
 {
     static int done = 0;
     if (!done) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
             return -1;
+        share_init();
         done = 1;
     }
     return 0;
@@ -202,6 +244,49 @@ static void capture(ec_exchange *x, const char *line, size_t n, const char *name
 
 #define CAPTURE(line, n, name, out) capture(x, (line), (n), (name), sizeof(name) - 1, (out), sizeof(out))
 
+/* OpenSSL's SSL_get0_alpn_selected, from the libssl libcurl loaded (it
+ * is not linked here: envclone builds against libcurl alone). */
+typedef void (*alpn_selected_fn)(const void *ssl, const unsigned char **data, unsigned int *len);
+
+static alpn_selected_fn openssl_alpn_selected(void)
+{
+    static int looked = 0;
+    static alpn_selected_fn fn = NULL;
+    if (!looked) {
+        const char *const sonames[] = { "libssl.so.3", "libssl.so.1.1", NULL };
+        for (int i = 0; fn == NULL && sonames[i] != NULL; i++) {
+            void *lib = dlopen(sonames[i], RTLD_LAZY | RTLD_NOLOAD);
+            void *sym = lib != NULL ? dlsym(lib, "SSL_get0_alpn_selected") : NULL;
+            memcpy(&fn, &sym, sizeof fn); /* POSIX: a data pointer to dlsym's function */
+        }
+        looked = 1;
+    }
+    return fn;
+}
+
+/* Is the answer libcurl hands over as "HTTP/2 200" really an HTTP/2
+ * stream?  libcurl 7.88 also takes that text as a status line from an
+ * HTTP/1.x server, and reports HTTP/2 (CURLINFO_HTTP_VERSION) for both:
+ * only the connection knows.  Over TLS, it is HTTP/2 when ALPN agreed on
+ * "h2" (read from OpenSSL; with another TLS library libcurl's word is
+ * taken); over plain http only with prior knowledge (http_version = "2"). */
+static int framed_connection(const ec_exchange *x)
+{
+    struct curl_tlssessioninfo *tls = NULL;
+    if (curl_easy_getinfo(x->curl, CURLINFO_TLS_SSL_PTR, &tls) != CURLE_OK || tls == NULL
+        || tls->backend == CURLSSLBACKEND_NONE || tls->internals == NULL)
+        return x->h2_prior_knowledge;
+    if (tls->backend != CURLSSLBACKEND_OPENSSL)
+        return 1;
+    alpn_selected_fn alpn = openssl_alpn_selected();
+    if (alpn == NULL)
+        return 1;
+    const unsigned char *proto = NULL;
+    unsigned int len = 0;
+    alpn(tls->internals, &proto, &len);
+    return len == 2 && memcmp(proto, "h2", 2) == 0;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
     ec_exchange *x = ud;
@@ -211,7 +296,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
         x->too_large = 2;
         return 0;
     }
-    /* what RFC 9112 refuses and libcurl does not (ec_http1.c) */
+    /* what RFC 9112 refuses and libcurl does not (ec_http1.c); an HTTP/2
+     * head is libcurl's to check, once the connection says it is one */
+    if (x->head.state == EC_H1_STATUS && n > 7 && memcmp(data, "HTTP/2 ", 7) == 0)
+        x->head.framed_ok = framed_connection(x);
     int line = ec_http1_head_line(&x->head, data, n);
     if (line < 0) {
         x->bad_head = 1;
@@ -224,18 +312,26 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     x->fold = NULL;
     switch (data[0] | 0x20) { /* the first letter, folded: most lines match none */
     case 'h':
-        if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) /* a new response (after 1xx): forget the last */
+        if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 1xx): forget the last */
             x->content_type[0] = x->retry_after[0] = x->request_id[0] = x->location[0] = '\0';
+            x->request_id_x = 0;
+        }
         break;
     case 'c':
         CAPTURE(data, n, "Content-Type", x->content_type);
         break;
     case 'r':
         CAPTURE(data, n, "Retry-After", x->retry_after);
-        CAPTURE(data, n, "Request-Id", x->request_id);
+        /* X-Request-Id wins over Request-Id in whichever order they come,
+         * as ec_request.c reads a Lua transport's headers */
+        if (!x->request_id_x)
+            CAPTURE(data, n, "Request-Id", x->request_id);
         break;
     case 'x':
-        CAPTURE(data, n, "X-Request-Id", x->request_id);
+        if (n > 13 && data[12] == ':' && strncasecmp(data, "X-Request-Id", 12) == 0) {
+            CAPTURE(data, n, "X-Request-Id", x->request_id);
+            x->request_id_x = 1;
+        }
         break;
     case 'l':
         CAPTURE(data, n, "Location", x->location);
@@ -458,6 +554,16 @@ static void set_client_options(CURL *h, const ec_client *c)
         curl_easy_setopt(h, CURLOPT_NOPROXY, "");
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (share != NULL)
+        curl_easy_setopt(h, CURLOPT_SHARE, share);
+    /* "auto" leaves libcurl's default: HTTP/2 offered by ALPN over https,
+     * HTTP/1.1 over http.  "2" over http is HTTP/2 with prior knowledge
+     * (h2c, no Upgrade round trip); over https libcurl 7.88 still lets
+     * ALPN settle it. */
+    if (c->http_version == EC_HTTP_1_1)
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    else if (c->http_version == EC_HTTP_2)
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
@@ -499,7 +605,10 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     x->h2_stream = 0;
     x->goaway_last = -1;
     x->refused = 0;
-    ec_http1_head_reset(&x->head);
+    ec_http1_head_reset(&x->head, 0); /* HTTP/2: see framed_connection */
+    x->curl = h;
+    x->h2_prior_knowledge = c->http_version == EC_HTTP_2 && strncmp(m->url.data, "http:", 5) == 0;
+    x->request_id_x = 0;
     x->errbuf[0] = x->content_type[0] = x->retry_after[0] = x->request_id[0] = x->location[0] = '\0';
     if (e->ex != x) {
         curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
@@ -542,6 +651,11 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     long fresh = r->reuse ? 0L : 1L;
     if (e->fresh != fresh) {
         curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh);
+        /* a call that may reuse a connection waits, in a batch, for the
+         * one being set up to say whether it multiplexes (HTTP/2 by ALPN)
+         * rather than open one of its own: a batch's GETs to one host
+         * share a connection as streams */
+        curl_easy_setopt(h, CURLOPT_PIPEWAIT, fresh ? 0L : 1L);
         /* TCP keep-alive probes only help a connection that waits in the
          * cache for the next call; one used once skips its 3 setsockopt */
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, fresh ? 0L : 1L);

@@ -7,9 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
-void ec_http1_head_reset(ec_http1_head *h)
+void ec_http1_head_reset(ec_http1_head *h, int framed_ok)
 {
     memset(h, 0, sizeof *h);
+    h->framed_ok = framed_ok;
 }
 
 int ec_http1_head_complete(const ec_http1_head *h)
@@ -42,12 +43,31 @@ static int refuse(ec_http1_head *h, const char *why)
     return -1;
 }
 
+static int three_digits(const char *s)
+{
+    return s[0] >= '1' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9';
+}
+
+/* libcurl's line for an HTTP/2 or HTTP/3 head: "HTTP/2" SP 3DIGIT [SP]
+ * (there is no reason phrase; the framing is the protocol's) */
+static int framed_status_line(ec_http1_head *h, const char *s, size_t n)
+{
+    if (n < 10 || (n > 10 && s[10] != ' ') || !three_digits(s + 7))
+        return refuse(h, "a malformed HTTP/2 status line");
+    int status = (s[7] - '0') * 100 + (s[8] - '0') * 10 + (s[9] - '0');
+    h->framed = 1;
+    h->interim = status < 200;
+    h->state = EC_H1_FIELDS;
+    return 0;
+}
+
 /* "HTTP/1.x" SP 3DIGIT [SP reason] */
 static int status_line(ec_http1_head *h, const char *s, size_t n)
 {
+    if (h->framed_ok && n >= 7 && (memcmp(s, "HTTP/2 ", 7) == 0 || memcmp(s, "HTTP/3 ", 7) == 0))
+        return framed_status_line(h, s, n);
     if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' '
-        || s[9] < '1' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9'
-        || (n > 12 && s[12] != ' '))
+        || !three_digits(s + 9) || (n > 12 && s[12] != ' '))
         return refuse(h, "the answer does not start with an HTTP/1.0 or HTTP/1.1 status line");
     int status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
     if (status == 101)
@@ -117,7 +137,7 @@ int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n)
     if (n == 0) {
         if (h->state == EC_H1_FIELDS && h->interim) {
             int head_request = h->head_request;
-            ec_http1_head_reset(h); /* another head follows */
+            ec_http1_head_reset(h, h->framed_ok); /* another head follows */
             h->head_request = head_request;
         } else {
             h->state = EC_H1_TRAILERS; /* the trailer section (or its end): no field to continue */
@@ -125,6 +145,8 @@ int ec_http1_head_line(ec_http1_head *h, const char *line, size_t n)
         }
         return 0;
     }
+    if (h->framed)
+        return 0; /* an HTTP/2 field: nghttp2 has checked it, and there is no folding */
     if (is_ows(line[0])) {
         if (h->fields == 0)
             return refuse(h, "whitespace before the first header field (RFC 9112 §2.2)");
@@ -173,7 +195,7 @@ int ec_http1_lua_new(lua_State *L)
 {
     int head_request = lua_toboolean(L, 1);
     ec_http1_head *h = lua_newuserdata(L, sizeof *h);
-    ec_http1_head_reset(h);
+    ec_http1_head_reset(h, 0); /* the cosocket reader speaks HTTP/1.1 only */
     h->head_request = head_request;
     if (luaL_newmetatable(L, EC_HTTP1_MT)) {
         static const luaL_Reg methods[] = { { "line", l_line }, { NULL, NULL } };

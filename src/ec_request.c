@@ -575,6 +575,8 @@ static int l_index(lua_State *L)
             lua_pushstring(L, c->ca_file); /* nil when NULL */
         else if (strcmp(k, "proxy") == 0)
             lua_pushstring(L, c->proxy);
+        else if (strcmp(k, "http_version") == 0)
+            lua_pushstring(L, ec_client_http_version(c));
         else
             lua_pushnil(L);
     }

@@ -42,6 +42,9 @@ typedef struct {
     char content_type[128];
     char retry_after[64];
     char request_id[128];
+    int request_id_x;   /* request_id came from X-Request-Id, which wins over Request-Id */
+    void *curl;         /* the CURL * carrying the exchange (ec_curl.c) */
+    int h2_prior_knowledge; /* plain-http HTTP/2 was asked for: every answer is HTTP/2 */
     char location[512];
     char errbuf[256];   /* CURL_ERROR_SIZE */
     /* HTTP/2 (creates only, see ec_curl.c): did the server say it did not
