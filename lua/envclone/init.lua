@@ -316,6 +316,13 @@ local function new_client(vendor, opts, level)
     error("envclone." .. vendor .. ": transport must be 'auto', 'curl', 'cosocket' or a table with a perform "
       .. "function", level)
   end
+  -- cosockets speak HTTP/1.1 (envclone.http1): a client that would use them
+  -- cannot honour http_version = "2"
+  if rest.http_version == "2" and (transport == "cosocket"
+    or (transport == "auto" and type(rawget(_G, "ngx")) == "table")) then
+    error("envclone." .. vendor .. ": http_version = \"2\" needs transport = 'curl': the cosocket transport "
+      .. "speaks HTTP/1.1 only", level)
+  end
   local limit = false
   if mine.rate_limit_dict ~= nil or mine.rate_limit ~= false
     and (mine.rate_limit ~= nil or core.vendors[vendor].rate_limit ~= nil) then
@@ -348,7 +355,9 @@ end
 -- is given, its sibling `../connect/v1alpha1`), `base_url`, `timeout`,
 -- `connect_timeout`, `user_agent`, `retry`, `on_retry`, `log`,
 -- `ca_file`, `insecure`, `max_response_size`, `proxy` ("http://host:port"
--- or "env": a CONNECT tunnel to https roots only); and for OpenResty
+-- or "env": a CONNECT tunnel to https roots only), `http_version` ("auto":
+-- HTTP/2 by ALPN over https, HTTP/1.1 over http; "1.1"; "2": as auto over
+-- https, HTTP/2 with prior knowledge over http; libcurl only); and for OpenResty
 -- `transport` ("auto": cosockets where nginx allows them, else libcurl;
 -- "curl"; "cosocket"), `pool_size` (idle connections kept per pool, 30) and
 -- `keepalive_timeout` (seconds an idle connection is kept, 60): see
