@@ -1,6 +1,8 @@
 --- Shared by the examples: real credentials from the environment when they
 -- are set, otherwise the local emulator at $ENVCLONE_EMULATOR_URL, or else
 -- an emulator started for the length of the example (on a free loopback port).
+-- $ENVCLONE_CA_FILE names a CA file to verify TLS against (e.g. the emulator
+-- behind an HTTPS front end with a private CA).
 local emulator = require("envclone.emulator")
 local core = require("envclone.core")
 
@@ -55,6 +57,8 @@ function support.options(vendor)
     opts[option] = os.getenv(var)
     real = real or opts[option] ~= nil
   end
+  -- a private CA (a TLS front end of your own, or the suite's): ENVCLONE_CA_FILE
+  opts.ca_file = os.getenv("ENVCLONE_CA_FILE")
   if real then return opts, false end
   local url = os.getenv("ENVCLONE_EMULATOR_URL") or (started and started.url) or start_emulator()
   for k, v in pairs(emulator.credentials[vendor]) do opts[k] = v end
