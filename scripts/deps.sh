@@ -13,6 +13,7 @@ if [ "${1:-demo}" = test ]; then
   want+=(lua-sec) # spec/tls_spec.lua: the loopback HTTPS server (issue 6)
   want+=(lua-ldoc tmux) # the reference and its docs check; spec/cli_tty_spec.lua (a real terminal)
   want+=(locales) # spec/json_spec.lua: localedef builds a de_DE.UTF-8 locale (issue 11)
+  want+=(tinyproxy) # spec/tinyproxy_spec.lua: a real forward proxy, CONNECT to nginx's TLS front end (issue 17)
   # LuaJIT build and the nginx test (issue 5): Debian's luajit2 flavour is the
   # one libnginx-mod-http-lua links against (luajit/libluajit-5.1-dev conflict).
   want+=(luajit2 libluajit2-5.1-dev nginx-light libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
