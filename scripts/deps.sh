@@ -11,6 +11,7 @@ want+=(lua-filesystem) # envclone --credentials FILE: the file's mode
 if [ "${1:-demo}" = test ]; then
   want+=(lua-busted lua-check valgrind clang libclang-rt-14-dev openssl clang-tidy)
   want+=(lua-sec) # spec/tls_spec.lua: the loopback HTTPS server (issue 6)
+  want+=(faketime) # spec/support/pki.lua: an expired certificate, signed with the clock set back
   want+=(lua-ldoc tmux) # the reference and its docs check; spec/cli_tty_spec.lua (a real terminal)
   want+=(locales) # spec/json_spec.lua: localedef builds a de_DE.UTF-8 locale (issue 11)
   want+=(tinyproxy) # spec/tinyproxy_spec.lua: a real forward proxy, CONNECT to nginx's TLS front end (issue 17)

@@ -73,6 +73,26 @@ describe("TLS", function()
     tls_error(c:get_environment{ environment_id = ENV })
   end)
 
+  it("refuses an expired certificate from the trusted CA: code tls, nothing sent, not retried", function()
+    local old = hostile.start{ tls = { cert = path("expired.pem"), key = path("expired.key") } }
+    old:mode("good")
+    local ok, err = pcall(function()
+      local c = envclone.kontent{ api_key = KEY, base_url = old.url .. "/v2", timeout = 5, ca_file = path("ca.pem"),
+        retry = { max_attempts = 3, base_delay = 0.001 } }
+      for _, call in ipairs{ { "get_environment", {} }, { "clone_environment", { name = "X" } } } do
+        local args = call[2]
+        args.environment_id = ENV
+        local res, e = c[call[1]](c, args)
+        tls_error(res, e)
+        assert.matches("expired", e.message)
+        assert.are.equal(1, e.attempts, "a certificate does not get better by asking again")
+      end
+      assert.are.equal(0, old:stats().requests, "no HTTP request reached the server")
+    end)
+    old:stop()
+    assert(ok, err)
+  end)
+
   it("insecure = true is an explicit opt-out that works", function()
     local c = client{ insecure = true }
     assert.is_true(c._handle:settings().insecure)

@@ -10,7 +10,8 @@ local function sh(cmd)
 end
 
 --- Makes the PKI; returns the directory and a function naming its files
--- ("ca.pem", "other-ca.pem", "server.pem", "server.key").
+-- ("ca.pem", "other-ca.pem", "server.pem", "server.key", and "expired.pem",
+-- "expired.key": the server's names, expired since 2020).
 function M.make()
   local dir = os.tmpname()
   os.remove(dir)
@@ -33,6 +34,13 @@ function M.make()
   sh("openssl x509 -req -days 2 -in " .. q(path("server.csr")) .. " -CA " .. q(path("ca.pem"))
     .. " -CAkey " .. q(path("ca.key")) .. " -CAcreateserial -extfile " .. q(path("server.ext"))
     .. " -out " .. q(path("server.pem")))
+  -- the same names, signed by the same CA, valid for one day in 2020: an
+  -- expired certificate (faketime sets the clock openssl signs with)
+  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1"
+    .. " -keyout " .. q(path("expired.key")) .. " -out " .. q(path("expired.csr")))
+  sh("faketime '2020-01-01 00:00:00' openssl x509 -req -days 1 -in " .. q(path("expired.csr"))
+    .. " -CA " .. q(path("ca.pem")) .. " -CAkey " .. q(path("ca.key")) .. " -CAcreateserial -extfile "
+    .. q(path("server.ext")) .. " -out " .. q(path("expired.pem")))
   return dir, path
 end
 
