@@ -154,8 +154,12 @@ local function result_of(ok, a, b)
     if getmetatable(a) == core.error_mt then return { ok = false, err = a } end
     return { ok = false, err = core.error{ kind = "task", message = tostring(a) } }
   end
-  -- a call (or a task) that returned nil, err failed
-  if a == nil and getmetatable(b) == core.error_mt then return { ok = false, err = b } end
+  -- a call (or a task) that returned nil, err failed: a task's err that is
+  -- not an error object (`return nil, "message"`) becomes one of kind "task"
+  if a == nil and b ~= nil then
+    if getmetatable(b) == core.error_mt then return { ok = false, err = b } end
+    return { ok = false, err = core.error{ kind = "task", message = tostring(b) } }
+  end
   return { ok = true, value = a, extra = b }
 end
 
