@@ -463,4 +463,33 @@ describe("envclone.batch", function()
       assert.are.equal(2, results.succeeded)
     end)
 
+  it("a task's own bare coroutine.yield() lets the batch's loop run: the wire is polled before it resumes "
+    .. "(issue 23, item 7)", function()
+    local k = e:client("kontent", { rate_limit = false })
+    local got, asleep_done
+    local b = envclone.batch()
+    local call = b:add(function()
+      got = assert(k:get_environment{ environment_id = seed.kontent.environment_id })
+      return got.id
+    end)
+    local sleeper = b:add(function() runtime.sleep(0.05); asleep_done = true; return "slept" end)
+    -- waits for the others by yielding to the scheduler, bounded by the clock
+    local waiter = b:add(function()
+      local t0, yields, values = runtime.now(), 0, 0
+      while not (got and asleep_done) do
+        if runtime.now() - t0 > 5 then error("the batch's loop never ran while this task yielded") end
+        values = values + select("#", coroutine.yield("ignored"))
+        yields = yields + 1
+      end
+      return yields, values
+    end)
+    local results = b:run()
+    assert.is_true(results[call].ok, tostring(results[call].err))
+    assert.are.equal(seed.kontent.environment_id, results[call].value)
+    assert.are.equal("slept", results[sleeper].value)
+    assert.is_true(results[waiter].ok, tostring(results[waiter].err))
+    assert.is_true(results[waiter].value >= 1)
+    assert.are.equal(0, results[waiter].extra, "resumed with nothing")
+    assert.are.equal(1, #e:requests())
+  end)
 end)

@@ -21,7 +21,9 @@
 -- never inside a C function, so tasks also run under LuaJIT. A task may call
 -- envclone inside `pcall` under Lua 5.2+ and LuaJIT (both yield across it),
 -- not under PUC Lua 5.1. Coroutines a task creates itself are not tasks:
--- envclone calls inside them block as outside a batch.
+-- envclone calls inside them block as outside a batch. A task's own bare
+-- `coroutine.yield()` yields to the scheduler: the loop polls the wire (and
+-- fires due timers) once, then resumes it with no values.
 -- @module envclone.batch
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
@@ -247,6 +249,9 @@ local function run_plain(self, results)
   -- requests waiting for a slot on the wire
   local sq_co, sq_req, shead, stail = {}, {}, 1, 0
   local timers, seq = {}, 0
+  -- tasks that yielded on their own (a bare coroutine.yield): resumed once
+  -- the loop has polled the wire
+  local yielded, n_yielded = {}, 0
   -- A transfer's id: a call started without a task has its item's index;
   -- a task's request, an id above `total`, found in `sender`.
   local sender, n_inflight, next_id = {}, 0, total
@@ -385,8 +390,12 @@ local function run_plain(self, results)
       seq = seq + 1
       heap_push(timers, { runtime.now() + x, seq, co })
     else
-      -- the task's own coroutine.yield: resumed at once, with nothing
-      push_ready(co)
+      -- the task's own coroutine.yield: "let the others run". Resumed, with
+      -- nothing, after the loop has polled the wire once (resumed at once,
+      -- a task waiting this way for an answer would spin and the answer
+      -- never come)
+      n_yielded = n_yielded + 1
+      yielded[n_yielded] = co
     end
   end
 
@@ -398,7 +407,11 @@ local function run_plain(self, results)
       local x, y, z = rq_1[rhead], rq_2[rhead], rq_3[rhead]
       rq_co[rhead], rq_1[rhead], rq_2[rhead], rq_3[rhead] = nil, nil, nil, nil
       rhead = rhead + 1
-      step(co, coroutine.resume(co, x, y, z))
+      if x == nil and y == nil and z == nil then
+        step(co, coroutine.resume(co)) -- a timer's or a bare yield's end: resumed with nothing
+      else
+        step(co, coroutine.resume(co, x, y, z))
+      end
     end
   end
 
@@ -421,9 +434,15 @@ local function run_plain(self, results)
     end
     if rhead > rtail and self._done < total then
       local wait = 3600
-      if timers[1] then wait = math.max(0, timers[1][1] - runtime.now()) end
+      if n_yielded > 0 then
+        wait = 0 -- a task yielded to the scheduler: poll, do not sleep
+      elseif timers[1] then
+        wait = math.max(0, timers[1][1] - runtime.now())
+      end
       if n_inflight > 0 then
         if multi:poll(wait) > 0 then collect() end
+      elseif n_yielded > 0 then -- luacheck: ignore 542
+        -- nothing on the wire to poll
       elseif timers[1] then
         core.sleep(wait)
       elseif next_item > total then
@@ -435,6 +454,11 @@ local function run_plain(self, results)
           push_ready(heap_pop(timers)[3])
         end
       end
+      for y = 1, n_yielded do
+        push_ready(yielded[y])
+        yielded[y] = nil
+      end
+      n_yielded = 0
     end
     run_ready()
   end
