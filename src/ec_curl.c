@@ -406,6 +406,19 @@ static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_tr
     case CURLE_SSL_CONNECT_ERROR:
         te->code = "tls";
         te->sent = 0; /* the handshake comes before any byte of the request */
+        if (strstr(x->errbuf, "no application protocol") != NULL) {
+            /* the server accepts none of the protocols ALPN offered (RFC
+             * 7301 §3.2): libcurl offers h2 and http/1.1 unless
+             * http_version = "1.1" leaves http/1.1 alone; asking again
+             * meets the same refusal */
+            te->retryable = 0;
+            snprintf(te->message, sizeof te->message,
+                     "protocol mismatch: the server accepts none of the HTTP versions offered by ALPN (TLS alert "
+                     "no_application_protocol); it likely offers only HTTP/2 (h2), which http_version = \"1.1\" "
+                     "forbids [%.120s]",
+                     x->errbuf);
+            return;
+        }
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
