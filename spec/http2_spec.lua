@@ -322,7 +322,7 @@ describe("http_version = \"1.1\" against a server that offers only h2", function
         { err.kind, err.code, err.sent, err.retryable, err.maybe_applied, err.attempts }, tostring(err))
       assert.are.equal(0, #retries)
       assert.matches("protocol mismatch", err.message, 1, true)
-      assert.matches("only HTTP/2 (h2)", err.message, 1, true)
+      assert.matches("speaks only HTTP/2", err.message, 1, true)
       assert.matches('http_version = "1.1"', err.message, 1, true)
       assert.matches("no application protocol", err.message, 1, true)
       assert.is_nil(tostring(err):find(KEY, 1, true))

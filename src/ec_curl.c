@@ -378,7 +378,8 @@ static int h2_not_processed(const ec_exchange *x)
 
 /* CURLcode -> one of the transport codes of ec_request.c, and what is
  * known about whether the request went out. */
-static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_transport_error *te)
+static void classify(const ec_exchange *x, CURLcode rc, long request_size, int http_version,
+                     ec_transport_error *te)
 {
     te->code = "transport";
     te->sent = request_size > 0;
@@ -408,14 +409,14 @@ static void classify(const ec_exchange *x, CURLcode rc, long request_size, ec_tr
         te->sent = 0; /* the handshake comes before any byte of the request */
         if (strstr(x->errbuf, "no application protocol") != NULL) {
             /* the server accepts none of the protocols ALPN offered (RFC
-             * 7301 §3.2): libcurl offers h2 and http/1.1 unless
-             * http_version = "1.1" leaves http/1.1 alone; asking again
-             * meets the same refusal */
+             * 7301 §3.2): libcurl offers h2 and http/1.1, or http/1.1 alone
+             * with http_version = "1.1"; asking again meets the same refusal */
             te->retryable = 0;
-            snprintf(te->message, sizeof te->message,
-                     "protocol mismatch: the server accepts none of the HTTP versions offered by ALPN (TLS alert "
-                     "no_application_protocol); it likely offers only HTTP/2 (h2), which http_version = \"1.1\" "
-                     "forbids [%.120s]",
+            snprintf(te->message, sizeof te->message, "protocol mismatch: %s (TLS alert no_application_protocol) [%.120s]",
+                     http_version == EC_HTTP_1_1
+                         ? "the server speaks none of the HTTP versions offered by ALPN: only http/1.1 was, as "
+                           "http_version = \"1.1\" asks, so it likely speaks only HTTP/2"
+                         : "the server speaks neither HTTP/2 (h2) nor HTTP/1.1, the versions offered by ALPN",
                      x->errbuf);
             return;
         }
@@ -697,7 +698,7 @@ static int fill_error(ec_easy *e, ec_request *r, CURLcode rc, ec_transport_error
 {
     long request_size = 0;
     curl_easy_getinfo(e->h, CURLINFO_REQUEST_SIZE, &request_size);
-    classify(&r->b->ex, rc, request_size, te);
+    classify(&r->b->ex, rc, request_size, r->client->http_version, te);
     long connect_code = 0;
     if (r->client->proxy != NULL && curl_easy_getinfo(e->h, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
         && connect_code >= 300) {
