@@ -48,8 +48,8 @@ static int three_digits(const char *s)
     return s[0] >= '1' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9';
 }
 
-/* libcurl's line for an HTTP/2 or HTTP/3 head: "HTTP/2" SP 3DIGIT [SP]
- * (there is no reason phrase; the framing is the protocol's) */
+/* libcurl's line for an HTTP/2 head: "HTTP/2" SP 3DIGIT [SP] (there is
+ * no reason phrase; the framing is the protocol's) */
 static int framed_status_line(ec_http1_head *h, const char *s, size_t n)
 {
     if (n < 10 || (n > 10 && s[10] != ' ') || !three_digits(s + 7))
@@ -64,7 +64,7 @@ static int framed_status_line(ec_http1_head *h, const char *s, size_t n)
 /* "HTTP/1.x" SP 3DIGIT [SP reason] */
 static int status_line(ec_http1_head *h, const char *s, size_t n)
 {
-    if (h->framed_ok && n >= 7 && (memcmp(s, "HTTP/2 ", 7) == 0 || memcmp(s, "HTTP/3 ", 7) == 0))
+    if (h->framed_ok && n >= 7 && memcmp(s, "HTTP/2 ", 7) == 0)
         return framed_status_line(h, s, n);
     if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' '
         || !three_digits(s + 9) || (n > 12 && s[12] != ' '))

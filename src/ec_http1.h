@@ -8,7 +8,7 @@
  * folded framing field, a Transfer-Encoding other than chunked, an
  * unrequested 101, a status line that is not HTTP/1.0 or HTTP/1.1. I/O-free.
  *
- * An HTTP/2 or HTTP/3 answer is framed by its protocol, which libcurl (with
+ * An HTTP/2 answer is framed by its protocol, which libcurl (with
  * nghttp2) reads and checks itself, and hands over as a status line
  * "HTTP/2 200" and lower-case field lines: a checker made for a transport
  * that speaks them (`framed_ok`) takes such a head and applies none of the
@@ -34,15 +34,15 @@ typedef struct {
     char length[24];    /* the Content-Length seen, leading zeros dropped ("" if none) */
     const char *why;    /* what was refused, for the error message */
     int incomplete;     /* refused as an incomplete message (a bare CR in a trailer line) */
-    int framed_ok;      /* the transport speaks HTTP/2 and HTTP/3 (kept across a reset) */
-    int framed;         /* this head is HTTP/2 or HTTP/3: no HTTP/1.1 rule applies */
+    int framed_ok;      /* this connection speaks HTTP/2 (kept across a 1xx head) */
+    int framed;         /* this head is HTTP/2: no HTTP/1.1 rule applies */
 } ec_http1_head;
 
 enum { EC_H1_STATUS = 0, EC_H1_FIELDS, EC_H1_TRAILERS };
 
-/* Ready for a new response; framed_ok: HTTP/2 and HTTP/3 heads are
- * taken as libcurl hands them over (the libcurl transport sets it when
- * the connection is HTTP/2), else refused. */
+/* Ready for a new response; framed_ok: an HTTP/2 head is taken as libcurl
+ * hands it over (the libcurl transport sets it when the connection is
+ * HTTP/2), else refused. */
 void ec_http1_head_reset(ec_http1_head *h, int framed_ok);
 
 /* One line as libcurl's header callback hands it over (status line, field
