@@ -358,6 +358,52 @@ describe("waiters", function()
     assert.are.equal(0, e:stats().requests)
   end)
 
+  it("checks every per-call option before sending: a bad wait option raises and creates nothing, in a batch too "
+    .. "(issue 23, item 6)", function()
+    local k = client("kontent")
+    local bad = {
+      { wait_interval = -1 }, { wait_interval = 0 / 0 }, { wait_interval = math.huge }, { wait_interval = "1" },
+      { wait_timeout = -5 }, { wait_timeout = 0 / 0 }, { wait_timeout = math.huge },
+      { wait_grace = -1 }, { wait_grace = 0 / 0 },
+      { on_progress = "print" }, { on_progress = {} }, { wait = "yes" },
+      { retry = { max_attempts = -1 } }, { retry = "twice" },
+    }
+    local function args_with(extra)
+      local a = { environment_id = seed.kontent.environment_id, name = "NeverMade", wait = true }
+      for key, v in pairs(extra) do a[key] = v end
+      return a
+    end
+    for _, extra in ipairs(bad) do
+      local key = next(extra)
+      local ok, msg = pcall(k.clone_environment, k, args_with(extra))
+      assert.is_false(ok, key .. " = " .. tostring(extra[key]) .. " was accepted")
+      assert.matches(key, tostring(msg), 1, true)
+      assert.are.equal(0, e:stats().requests, key .. " = " .. tostring(extra[key]) .. " sent the create")
+    end
+    -- the raise points at the caller's line
+    local _, msg = pcall(function()
+      local res = k:clone_environment(args_with{ wait_interval = -1 })
+      return res
+    end)
+    assert.matches("^spec/retry_spec%.lua:%d+: envclone: argument 'wait_interval'", msg)
+    -- a batch: b:add raises at once, as for any programmer error
+    local b = envclone.batch()
+    for _, extra in ipairs(bad) do
+      local key = next(extra)
+      assert.has_error(function() b:add(k, "clone_environment", args_with(extra)) end, nil, key)
+    end
+    -- a task making such a call fails before sending
+    local t = b:add(function() return k:clone_environment(args_with{ wait_timeout = 0 / 0 }) end)
+    local results = b:run()
+    assert.is_false(results[t].ok)
+    assert.matches("wait_timeout", results[t].err.message)
+    assert.are.equal(0, e:stats().requests)
+    -- good options still work, with no wait too
+    local clone, state = k:clone_environment(args_with{ wait_interval = 0.05, wait_timeout = 5, wait_grace = 0 })
+    assert.is_string(clone.id, tostring(state))
+    assert.are.equal("done", state.cloning_state)
+  end)
+
   it("envclone.wait polls any condition, e.g. a Qovery application until it appears", function()
     local q = client("qovery")
     local n = 0

@@ -85,8 +85,9 @@ local option_types = { max_in_flight = "number", on_progress = "function" }
 --   a positive integer), `on_progress(done, total, i, result)` (after each
 --   item finishes)
 -- @tparam table env the client layer: `callables` (see batch.callables),
---   `call_options` (the per-call argument names the Lua layer owns) and
---   `first_attempt_in_c(client)`
+--   `call_options` (the per-call argument names the Lua layer owns),
+--   `first_attempt_in_c(client)` and `check_call_args("vendor.operation",
+--   args, level)` (raises on a per-call option the call would refuse)
 -- @treturn table the batch
 function batch.new(opts, env)
   if opts ~= nil and type(opts) ~= "table" then
@@ -118,7 +119,9 @@ end
 -- that fails validation gets its own `kind = "validation"` result and sends
 -- nothing). `b:add(function() ... end)`: a task; its envclone calls yield
 -- to the batch. Raises (a programmer error) on anything else, on an
--- operation the client does not have, and once `run` has started.
+-- operation the client does not have, on a per-call option the call would
+-- refuse (`wait = true` where no waiter follows, a negative or NaN
+-- `wait_timeout`, a malformed `retry`, ...), and once `run` has started.
 -- @treturn integer index
 function Batch:add(what, operation, args)
   if getmetatable(self) ~= Batch then
@@ -136,6 +139,11 @@ function Batch:add(what, operation, args)
     if not c then
       error("envclone.batch: the " .. callable[VENDOR] .. " client has no operation '"
         .. tostring(operation) .. "'", 2)
+    end
+    -- an operation's per-call options (wait, wait_timeout, retry, ...) are
+    -- checked now, as the call checks them before sending: a programmer error
+    if c[2] and type(args) == "table" then
+      self._env.check_call_args(callable[VENDOR] .. "." .. operation, args, 2)
     end
     local items, k = self._items, 4 * n
     items[k - 3], items[k - 2], items[k - 1], items[k] = c[1], what, args, c[2]

@@ -68,13 +68,13 @@ local call_options = { retry = true, wait = true, wait_timeout = "number", wait_
   wait_grace = "number", on_progress = "function" }
 
 -- Tables are read raw (next, rawget): a caller's __index or __pairs must not
--- run in the middle of a call.
-local function split(t, owned, what)
+-- run in the middle of a call. `level`: of a raise, as error's (default 4).
+local function split(t, owned, what, level)
   local mine, rest = {}, {}
   for k, v in next, t do
     if owned[k] then
       if owned[k] ~= true and v ~= nil and type(v) ~= owned[k] then
-        error(string.format("envclone: %s '%s' must be a %s, got %s", what, k, owned[k], type(v)), 4)
+        error(string.format("envclone: %s '%s' must be a %s, got %s", what, k, owned[k], type(v)), level or 4)
       end
       mine[k] = v
     else
@@ -104,6 +104,42 @@ end
 -- waiter method that follows them (e.g. `"kontent.clone_environment"` ->
 -- `"wait_for_cloning"`). Read it; do not change it.
 envclone.waiters = waiters
+
+-- The per-call options of operation `name` ("vendor.operation"), split
+-- from its arguments: raises (at `level`, as error's) on one it cannot
+-- honour, before anything is sent -- a create must never be made first and
+-- refused after (the wait options are only read once the clone exists).
+local wait_numbers = { "wait_timeout", "wait_interval", "wait_grace" }
+local function check_call_options(opts, name, level)
+  if opts.wait ~= nil and type(opts.wait) ~= "boolean" then
+    error("envclone: argument 'wait' must be a boolean, got " .. type(opts.wait), level + 1)
+  end
+  if opts.wait and not waiters[name] then
+    error("envclone: wait = true is not supported by " .. name, level + 1)
+  end
+  for _, k in ipairs(wait_numbers) do
+    local v = opts[k]
+    -- NaN fails every comparison
+    if v ~= nil and not (v >= 0 and v < math.huge) then
+      error("envclone: argument '" .. k .. "' must be a finite, non-negative number of seconds, got "
+        .. tostring(v), level + 1)
+    end
+  end
+end
+
+-- b:add's check of a call's arguments (`args` a table): what the call itself
+-- checks before sending (make_method), its retry policy included.
+local function check_call_args(name, args, level)
+  if has_any(args, call_options) then
+    local opts = split(args, call_options, "argument", level + 1)
+    check_call_options(opts, name, level + 1)
+    if opts.retry ~= nil then
+      local ok, perr = pcall(retry.policy, opts.retry)
+      -- raised here, at the caller of b:add, not where retry.policy points
+      if not ok then error((tostring(perr):gsub("^[^\n]-:%d+: (envclone:)", "%1")), level + 1) end
+    end
+  end
+end
 
 -- Does a call's first attempt skip the Lua layer (one C call over
 -- libcurl, the retry loop only after a failure)? Not with a limiter, a log
@@ -148,12 +184,10 @@ local function make_method(op)
     local policy = self._retry
     local opts
     if type(args) == "table" and has_any(args, call_options) then
-      opts, args = split(args, call_options, "argument")
-      if opts.retry ~= nil then policy = retry.policy(opts.retry, self._retry) end
+      opts, args = split(args, call_options, "argument", 3)
       -- checked before anything is sent: never create first and complain after
-      if opts.wait and not waiter then
-        error("envclone: wait = true is not supported by " .. op.vendor .. "." .. op.name, 2)
-      end
+      check_call_options(opts, op.vendor .. "." .. op.name, 2)
+      if opts.retry ~= nil then policy = retry.policy(opts.retry, self._retry) end
     end
     local res, err = retry.call(self, op, args, policy)
     if res == nil or not (opts and opts.wait) then
@@ -291,7 +325,7 @@ local batch_env
 local function get_batch_env()
   if not batch_env then
     batch_env = { callables = require("envclone.batch").callables(vendor_methods, metatables),
-      call_options = call_options, first_attempt_in_c = first_attempt_in_c }
+      call_options = call_options, first_attempt_in_c = first_attempt_in_c, check_call_args = check_call_args }
   end
   return batch_env
 end
