@@ -16,14 +16,20 @@
 -- lua-cjson by the peers, by envclone itself), and prints
 --   RESULT client=<name> op=<get|post> n=<N> wall=<seconds> cpu=<seconds>
 -- cpu is os.clock(): this process's CPU time (user + system).
+--
+-- For bench/https.sh (envclone only; unset, nothing changes):
+--   BENCH_BASE_URL      the client's base_url (default http://127.0.0.1:PORT/kontent/v2)
+--   BENCH_CA_FILE       the client's ca_file
+--   BENCH_HTTP_VERSION  the client's http_version ("auto", "1.1", "2")
+--   BENCH_WARMUP        untimed requests first (default 50)
 local which, op, n, port = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4])
 assert(which and (op == "get" or op == "post") and n and port,
   "usage: client.lua envclone|luacurl|luasocket get|post N PORT")
 
 local socket = require("socket") -- only for socket.gettime(), a wall clock
-local WARMUP = 50
+local WARMUP = tonumber(os.getenv("BENCH_WARMUP")) or 50
 local UUID = "8d20758c-d74c-4f59-ae04-ee928c0816b7"
-local BASE = "http://127.0.0.1:" .. port .. "/kontent/v2"
+local BASE = os.getenv("BENCH_BASE_URL") or "http://127.0.0.1:" .. port .. "/kontent/v2"
 local URL = BASE .. "/projects/" .. UUID .. (op == "get" and "/environment-cloning-state" or "/clone-environment")
 -- The same bytes envclone encodes from the argument table below.
 local BODY = '{"name":"Develop","roles_to_activate":[],"copy_data_options":'
@@ -44,7 +50,8 @@ elseif which == "envclone" or which == "envclone-core" or which == "envclone-rss
   local envclone = require("envclone")
   -- rate_limit = false: Kontent's client-side limit (10 calls/s per
   -- environment) would measure the limiter, not the call path
-  local k = envclone.kontent{ api_key = "bench-api-key", base_url = BASE, retry = false, rate_limit = false }
+  local k = envclone.kontent{ api_key = "bench-api-key", base_url = BASE, retry = false, rate_limit = false,
+    ca_file = os.getenv("BENCH_CA_FILE"), http_version = os.getenv("BENCH_HTTP_VERSION") }
   if which == "envclone-core" then
     -- bypass the Lua layer: call the C closure of the operation directly
     local handle, ops = k._handle, {}

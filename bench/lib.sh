@@ -11,6 +11,11 @@
 #                                LOCATIONS: nginx `location` blocks added to
 #                                the Kontent stand-in's; TOP: lines before
 #                                the events block (load_module)
+#   bench_start_nginx "LOCATIONS" TOP [WRAPPER...]
+#                                one try on $PORT as it is (1 if it fails): for
+#                                a caller whose LOCATIONS depend on $PORT
+#   bench_http_conf              (variable) lines added at the http level, e.g.
+#                                log_format or ssl_session_cache (default none)
 
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # work, build, PORT and nginx_pid are for the caller
@@ -67,6 +72,7 @@ http {
   fastcgi_temp_path $work/nginx/fastcgi;
   uwsgi_temp_path $work/nginx/uwsgi;
   scgi_temp_path $work/nginx/scgi;
+  ${bench_http_conf:-}
   server {
     listen 127.0.0.1:$PORT backlog=1024;
     default_type application/json;
