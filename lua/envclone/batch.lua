@@ -505,17 +505,44 @@ end
 
 local function run_nginx(self, results)
   local ngx = rawget(_G, "ngx")
-  local sched = setmetatable({ sem = require("ngx.semaphore").new(self._max) }, Nginx)
+  local semaphore = require("ngx.semaphore")
+  local sched = setmetatable({ sem = semaphore.new(self._max) }, Nginx)
   local threads = {}
   local items = self._items
+  -- Items are recorded (and on_progress called) here, in the coroutine that
+  -- runs b:run(), in the order they finish: an error raised by on_progress
+  -- then leaves b:run() as in plain Lua (raised inside a thread, nginx would
+  -- only log it and the batch would go on).
+  local finished, head, tail = {}, 1, 0
+  local ended = semaphore.new(0)
   for i = 1, self._n do
     local k = 4 * i
     local fn, a, b = items[k - 3], items[k - 2], items[k - 1]
     threads[i] = ngx.thread.spawn(function()
       runtime.attach(coroutine.running(), sched)
       -- LuaJIT yields across pcall: the task's calls still go to nginx
-      record(self, results, i, pcall(fn, a, b))
+      local ok, x, y = pcall(fn, a, b)
+      tail = tail + 1
+      finished[tail] = { i, ok, x, y }
+      ended:post(1)
     end)
+  end
+  while self._done < self._n do
+    if head > tail then
+      local ok, err = ended:wait(60)
+      if not ok and err ~= "timeout" then error("envclone.batch: semaphore: " .. tostring(err)) end
+    end
+    while head <= tail do
+      local f = finished[head]
+      finished[head] = nil
+      head = head + 1
+      local ok, err = pcall(record, self, results, f[1], f[2], f[3], f[4])
+      if not ok then
+        -- the batch is dropped, as in plain Lua: no item runs on
+        for j = 1, #threads do ngx.thread.kill(threads[j]) end
+        error(err, 0)
+      end
+    end
   end
   for i = 1, #threads do
     ngx.thread.wait(threads[i])

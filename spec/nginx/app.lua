@@ -10,6 +10,7 @@
 --   /h1?item=NAME                                  a case or fault of spec/support/http1_cases.lua,
 --                                                  against the hostile server, through both transports
 --   /batch?case=C[&max=N]                          a batch (mixed, limits, tasks) inside the handler
+--   /batch_raising                                 a batch whose on_progress raises
 -- @module spec.nginx.app
 local cjson = require("cjson.safe")
 local envclone = require("envclone")
@@ -282,6 +283,21 @@ local function batch(args)
   return reply(200, out)
 end
 
+-- /batch_raising: a batch whose on_progress raises once two items are done
+-- (issue 23, item 9): b:run() raises it, as in plain Lua, and no item runs on.
+local function batch_raising()
+  local k = client("kontent", { rate_limit = false })
+  local done_seen = 0
+  local b = envclone.batch{ max_in_flight = 2, on_progress = function(done)
+    done_seen = done
+    if done == 2 then error("stop here from on_progress") end
+  end }
+  for _ = 1, 10 do b:add(k, "get_environment", { environment_id = conf.seed.kontent.environment_id }) end
+  local ok, err = pcall(b.run, b)
+  ngx.sleep(1) -- an item still running would reach the emulator meanwhile
+  return reply(200, { raised = not ok, message = tostring(err), done = done_seen })
+end
+
 local function stats()
   return reply(200, { counters = cosocket.counters, init_worker = M.init_worker_result })
 end
@@ -298,6 +314,7 @@ function M.handle()
   if uri == "/stats" then return stats() end
   if uri == "/h1" then return h1(args) end
   if uri == "/batch" then return batch(args) end
+  if uri == "/batch_raising" then return batch_raising() end
   if uri == "/lua-ping" then return reply(200, { ok = true }) end
   return reply(404, { ok = false, message = "no such location" })
 end

@@ -453,4 +453,16 @@ describe("batches in nginx (ngx.thread + cosockets)", function()
     -- one clone takes 1 s on the emulator: ten one after another take 10 s
     assert.is_true(r.json.elapsed < 6, tostring(r.json.elapsed))
   end)
+
+  it("an error raised by on_progress leaves b:run(), as in plain Lua, and no item runs on (issue 23, item 9)",
+    function()
+      e:faults{ delay = 0.2 }
+      local r = get("/batch_raising", 30)
+      assert.are.equal(200, r.status, r.body)
+      assert.is_true(r.json.raised, r.body)
+      assert.matches("stop here from on_progress", r.json.message)
+      assert.are.equal(2, r.json.done)
+      local sent = #e:requests()
+      assert.is_true(sent <= 4, sent .. " requests: items ran on after the raise")
+    end)
 end)
