@@ -198,8 +198,8 @@ function M.perform(req, pool)
   local ngx = ngx_api()
   if not ngx then
     return fail(req, "unavailable", "the cosocket transport needs OpenResty/nginx in a phase that allows "
-      .. "cosockets (not init, init_worker, set, header_filter, body_filter or log); use transport = "
-      .. "'curl' or 'auto' here", false)
+      .. "cosockets (rewrite, access, content, a timer, ssl_certificate; not init, init_worker, set, balancer, "
+      .. "header_filter, body_filter or log); transport = 'curl' sends from here, blocking the worker", false)
   end
   local scheme, host, port = req.scheme, req.host, req.port
   local where = host .. ":" .. port

@@ -6,17 +6,24 @@ local core = require("envclone.core")
 
 local runtime = {}
 
---- Is the OpenResty API usable here (ngx present and sleep allowed)?
+-- The phases where nginx allows cosockets and ngx.sleep (lua-nginx-module's
+-- "yieldable" contexts; "preread" is the stream module's). Everywhere else --
+-- init, init_worker, set, balancer, header_filter, body_filter, log,
+-- ssl_session_store, exit_worker, and any phase a later module adds --
+-- they raise "API disabled in the context of ...": a list of the phases
+-- that allow them, so a phase nobody listed is one where they do not.
+local yieldable = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true }
+
+--- Is the OpenResty API usable here (ngx present, in a phase that allows
+-- cosockets and ngx.sleep)?
 -- @treturn boolean
 function runtime.in_openresty()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.sleep) ~= "function" or not ngx.get_phase then
     return false
   end
-  local phase = ngx.get_phase()
-  -- cosockets and ngx.sleep are not allowed in these phases
-  return phase ~= "init" and phase ~= "init_worker" and phase ~= "set"
-    and phase ~= "header_filter" and phase ~= "body_filter" and phase ~= "log"
+  return yieldable[ngx.get_phase()] == true
 end
 
 -- Coroutines run by a batch (envclone.batch), and the batch that runs
