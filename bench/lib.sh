@@ -87,10 +87,14 @@ http {
   }
 }
 CONF
+  rm -f "$work/nginx/nginx.pid"
   "$@" nginx -e "$work/nginx/logs/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
   nginx_pid=$!
+  # nginx writes its pid file once every listen socket is bound: with
+  # several listeners, $PORT may accept while another bind is still being
+  # retried (and then fails)
   for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    if [ -s "$work/nginx/nginx.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
     kill -0 "$nginx_pid" 2>/dev/null || break
     sleep 0.1
   done
