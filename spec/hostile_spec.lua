@@ -300,6 +300,35 @@ describe("a hostile server", function()
     still_works()
   end)
 
+  it("a client closed while its batched calls are in flight still masks its key in their errors "
+    .. "(issue 23, item 10)", function()
+    srv:mode("echo_slow")
+    local c = envclone.kontent{ api_key = KEY, base_url = srv.url .. "/v2", timeout = TIMEOUT, connect_timeout = 2,
+      retry = false, rate_limit = false }
+    local b = envclone.batch()
+    -- a plain call (started in C, no task) and a call inside a task (a request object)
+    local plain = b:add(c, "get_environment", { environment_id = ENV })
+    local tasked = b:add(function() return c:get_environment{ environment_id = ENV } end)
+    local closer = b:add(function()
+      require("envclone.runtime").sleep(0.2) -- both requests are on the wire, their answers 0.5 s away
+      c:close()
+      return tostring(c)
+    end)
+    local results = b:run()
+    assert.matches("closed", results[closer].value)
+    for _, i in ipairs{ plain, tasked } do
+      local err = results[i].err
+      assert.is_false(results[i].ok)
+      assert.are.equal(401, err.status, tostring(err))
+      for _, k in ipairs{ "message", "code", "request_id" } do
+        assert.is_nil(tostring(err[k]):find(KEY, 1, true), "err." .. k .. " shows the key: " .. tostring(err[k]))
+      end
+      assert.is_nil(tostring(err):find(KEY, 1, true), "tostring(err) shows the key: " .. tostring(err))
+      assert.are.equal("credential Bearer *** refused", err.body.message, "err.body is scrubbed too")
+    end
+    srv:mode("good")
+  end)
+
   it("a run of bad answers leaves one client usable, with no retries piling up", function()
     local c = envclone.kontent{ api_key = KEY, base_url = srv.url .. "/v2", timeout = TIMEOUT,
       max_response_size = CAP, retry = { max_attempts = 2, base_delay = 0, max_delay = 0 } }

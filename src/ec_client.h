@@ -1,8 +1,12 @@
 /*
  * ec_client.h - one client: a vendor, its base URL, its credentials and
  * its settings.  Secrets live only here, in C memory: they are copied in
- * by the constructor, written into auth headers, wiped on close, and never
- * handed back to Lua (except in the wire form a Lua transport must write).
+ * by the constructor, written into auth headers, and never handed back to
+ * Lua (except in the wire form a Lua transport must write).  Closing a
+ * client ends their use in requests at once; the memory is wiped once the
+ * client is closed and no request made from it is left (a batched call in
+ * flight when a task closed the client: its answer is still masked with
+ * them), at the latest when the last reference goes.
  *
  * A client is shared by the Lua userdata that owns it and by every request
  * made from it (a count of references), so a request in flight keeps the
@@ -41,6 +45,7 @@ typedef struct ec_client {
     size_t max_response_size;
     int closed;
     int refs;                      /* the owning userdata + live requests */
+    int boxed;                     /* 1 while the owning userdata holds its reference */
     unsigned long id;              /* unique in the process: whose options an easy handle holds */
     struct ec_reqbufs *spare;      /* buffers of the last finished request, for the next one */
     struct ec_easy *easy;          /* this client's easy handle (made on first use) */

@@ -43,6 +43,18 @@ void ec_client_ref(ec_client *c)
     c->refs++;
 }
 
+static void wipe_secrets(ec_client *c)
+{
+    for (int i = 0; i < EC_MAX_SECRETS; i++) {
+        wipe_free(c->secrets[i]);
+        c->secrets[i] = NULL;
+    }
+}
+
+/* A closed client's secrets serve only to mask: they stay while a request
+ * made from it is alive (refs above the owning userdata's), since its
+ * answer -- a 401 that echoes the key -- is still to be parsed and masked
+ * with them; the last such request's ec_client_unref wipes them. */
 static void client_close(ec_client *c)
 {
     if (c->closed)
@@ -51,17 +63,19 @@ static void client_close(ec_client *c)
     ec_easy_free(c->easy);
     c->easy = NULL;
     ec_client_free_spare(c);
-    for (int i = 0; i < EC_MAX_SECRETS; i++) {
-        wipe_free(c->secrets[i]);
-        c->secrets[i] = NULL;
-    }
+    if (c->refs <= c->boxed)
+        wipe_secrets(c);
 }
 
 void ec_client_unref(ec_client *c)
 {
-    if (--c->refs > 0)
+    if (--c->refs > 0) {
+        if (c->closed && c->refs <= c->boxed)
+            wipe_secrets(c);
         return;
+    }
     client_close(c);
+    wipe_secrets(c); /* closed earlier, with requests alive */
     free(c->base_url);
     for (int i = 0; i < EC_MAX_BASES; i++) {
         free(c->bases[i]);
@@ -306,6 +320,7 @@ static int l_client(lua_State *L)
     static unsigned long next_id = 0;
     c->id = ++next_id;
     c->refs = 1;
+    c->boxed = 1;
     c->vendor = vendor;
 
     for (int i = 0; vendor->credentials[i] && i < EC_MAX_SECRETS; i++) {
@@ -412,8 +427,10 @@ static int l_client_gc(lua_State *L)
 {
     client_box *box = luaL_checkudata(L, 1, EC_CLIENT_MT);
     if (box->c) {
-        ec_client_unref(box->c);
+        ec_client *c = box->c;
         box->c = NULL;
+        c->boxed = 0;
+        ec_client_unref(c);
     }
     return 0;
 }

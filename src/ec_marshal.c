@@ -19,6 +19,8 @@
 
 const char *ec_client_secret(const ec_client *c, const char *name)
 {
+    if (c->closed) /* what a closed client still holds only masks (ec_client.h) */
+        return NULL;
     const char *const *creds = c->vendor->credentials;
     for (int i = 0; creds[i] && i < EC_MAX_SECRETS; i++)
         if (strcmp(creds[i], name) == 0)

@@ -298,7 +298,8 @@ function Client._transport_for(self)
   return c
 end
 
---- Closes the client: frees its connection and wipes its credentials.
+--- Closes the client: frees its connection and wipes its credentials (once
+-- no call made before is in flight: their answers are masked with them).
 function Client.close(self)
   self._closed = true
   fast_clients[self] = nil

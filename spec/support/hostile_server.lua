@@ -23,7 +23,7 @@
 --
 -- Modes: good, big_length, big_stream, endless, stall, badjson, deep,
 -- wrongtype, html, redirect_host, redirect_307, redirect_file, redirect_ftp,
--- headers_many, header_huge, garbage, close_early, echo, echo_escaped,
+-- headers_many, header_huge, garbage, close_early, echo, echo_slow, echo_escaped,
 -- bare503, bad_date, reset, truncated, trickle, too_many, unavailable, script.
 --
 -- Everything is bounded: one connection at a time, 5 s socket timeouts,
@@ -240,6 +240,12 @@ function modes.echo(conn, headers)
   respond(conn, 401, "Unauthorized", {
     "Content-Type: application/json", "X-Request-Id: " .. cred, "Location: http://x/?c=" .. cred,
   }, cjson.encode{ error_code = "bad " .. cred, request_id = cred, message = "credential " .. cred .. " refused" })
+end
+
+-- The same, half a second late: the caller can close its client meanwhile.
+function modes.echo_slow(conn, headers)
+  socket.sleep(0.5)
+  modes.echo(conn, headers)
 end
 
 -- The credential echoed with JSON escapes ("/" as "\/", every other
