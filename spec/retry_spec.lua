@@ -309,6 +309,41 @@ describe("waiters", function()
     assert.are.equal("failed", err.state.cloning_state)
   end)
 
+  it("a cloning state Kontent does not document ('canceled'): polled for unknown_timeout, then an error "
+    .. "naming it (issue 23, question 2)", function()
+    e:config{ kontent_clone_outcome = "canceled", kontent_clone_seconds = 0 }
+    local k = client("kontent")
+    local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "Canceled" })
+    local seen = {}
+    local t0 = core.now()
+    local state, err = k:wait_for_cloning{ environment_id = clone.id, timeout = 30, interval = 0.05,
+      unknown_timeout = 0.5, on_progress = function(s) seen[#seen + 1] = s and s.cloning_state end }
+    local took = core.now() - t0
+    assert.is_nil(state)
+    assert.are.equal("state", err.kind, tostring(err))
+    assert.are.equal("unknown_state", err.reason)
+    assert.are.equal("canceled", err.state.cloning_state)
+    assert.matches("'canceled'", tostring(err))
+    assert.matches("in_progress, done, failed", err.message, 1, true)
+    assert.is_true(took >= 0.5 and took < 3, "took " .. took .. " s (the wait's timeout is 30 s)")
+    -- it kept polling for the while, and on_progress saw each poll, the last one too
+    assert.is_true(#seen >= 3, #seen .. " polls")
+    for _, s in ipairs(seen) do assert.are.equal("canceled", s) end
+    -- unknown_timeout = 0: an undocumented state ends the wait at its first poll
+    local polls = 0
+    local _, err0 = k:wait_for_cloning{ environment_id = clone.id, timeout = 30, interval = 0.05,
+      unknown_timeout = 0, on_progress = function(_, _, poll) polls = poll end }
+    assert.are.equal("unknown_state", err0.reason)
+    assert.are.equal(1, polls)
+    -- the option is checked like the others
+    assert.has_error(function()
+      k:wait_for_cloning{ environment_id = clone.id, unknown_timeout = -1 }
+    end)
+    assert.has_error(function()
+      k:wait_for_cloning{ environment_id = clone.id, unknown_timeout = 0 / 0 }
+    end)
+  end)
+
   it("grows the interval up to the cap", function()
     local polls, t0 = {}, core.now()
     local res, err = envclone.wait(function(poll)

@@ -675,7 +675,7 @@ static void push_operations(lua_State *L)
         ec_setfield_string(L, "applied_reason", op->applied_reason);
         if (op->waiter) {
             const ec_waiter *w = op->waiter;
-            lua_createtable(L, 0, 9);
+            lua_createtable(L, 0, 10);
             ec_setfield_string(L, "name", w->name);
             ec_setfield_string(L, "poll", w->poll);
             ec_setfield_string(L, "id_arg", w->id_arg);
@@ -683,6 +683,7 @@ static void push_operations(lua_State *L)
             ec_setfield_string(L, "state_field", w->state_field);
             ec_setfield_string(L, "done", w->done);
             ec_setfield_string(L, "failed", w->failed);
+            ec_setfield_string(L, "pending", w->pending);
             ec_setfield_string(L, "failed_message", w->failed_message);
             if (w->not_yet_status) {
                 lua_pushinteger(L, w->not_yet_status);

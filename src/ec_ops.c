@@ -143,7 +143,7 @@ static const ec_field droplit_create_environment[] = {
  * moment after the clone call (KONTENT_PAGE). */
 static const ec_waiter kontent_cloning = {
     .name = "wait_for_cloning", .poll = "get_cloning_state", .id_arg = "environment_id", .id_result = "id",
-    .state_field = "cloning_state", .done = "done", .failed = "failed",
+    .state_field = "cloning_state", .done = "done", .failed = "failed", .pending = "in_progress",
     .failed_message = "environment cloning failed", .not_yet_status = 404,
 };
 

@@ -80,8 +80,10 @@ typedef struct {
 
 /* What follows a create the vendor finishes later (Kontent's cloning):
  * the waiter method `name` polls operation `poll` until the answer's
- * `state_field` is `done` (or `failed`).  Data, read by the Lua layer's one
- * generic waiter (lua/envclone/init.lua). */
+ * `state_field` is `done` (or `failed`); `pending` is the documented state
+ * meaning "not yet" -- any other is one the vendor never documented, polled
+ * only for a bounded while.  Data, read by the Lua layer's one generic
+ * waiter (lua/envclone/init.lua). */
 typedef struct {
     const char *name;          /* the client method: "wait_for_cloning" */
     const char *poll;          /* the operation it calls: "get_cloning_state" */
@@ -90,6 +92,7 @@ typedef struct {
     const char *state_field;   /* the polled answer's state: "cloning_state" */
     const char *done;          /* "done" */
     const char *failed;        /* "failed" */
+    const char *pending;       /* "in_progress" */
     const char *failed_message;/* the error message when it failed */
     int not_yet_status;        /* a status meaning "not visible yet" during the grace period (0: none) */
 } ec_waiter;

@@ -215,13 +215,23 @@ end
 
 -- The one waiter, made from an operation's `waiter` column: poll `w.poll`
 -- until the answer's `w.state_field` is `w.done` (a result) or `w.failed`
--- (an error of kind "state"). A new object may not be visible for a moment
--- after the create: `w.not_yet_status` during the first `grace` seconds
--- means "not visible yet" and the waiter keeps polling.
+-- (an error of kind "state"); `w.pending` means "not yet". A new object may
+-- not be visible for a moment after the create: `w.not_yet_status` during
+-- the first `grace` seconds means "not visible yet" and the waiter keeps
+-- polling. A state the vendor never documented (neither of the three: say
+-- "canceled") may be a new final state or a new step on the way: the waiter
+-- keeps polling while it lasts, for `unknown_timeout` seconds at most (60;
+-- a documented state seen again starts the count afresh), then fails with
+-- kind "state", reason "unknown_state" -- not the whole wait's timeout.
+local function finite_seconds(v)
+  return type(v) == "number" and v >= 0 and v < math.huge
+end
+
 local function make_waiter(vendor, w)
   local allowed = { [w.id_arg] = true, timeout = true, interval = true, max_interval = true, grace = true,
-    on_progress = true }
+    unknown_timeout = true, on_progress = true }
   local not_yet = { [w.state_field] = "not_visible_yet" }
+  local documented = table.concat({ w.pending, w.done, w.failed }, ", ")
   return function(self, args)
     if type(args) ~= "table" then
       error("envclone: " .. w.name .. " takes a table of arguments", 2)
@@ -233,11 +243,16 @@ local function make_waiter(vendor, w)
     end
     local id = args[w.id_arg]
     local grace = args.grace or 30
-    if type(grace) ~= "number" or not (grace >= 0 and grace < math.huge) then
+    if not finite_seconds(grace) then
       error("envclone: " .. w.name .. ": grace must be a finite, non-negative number of seconds", 2)
+    end
+    local unknown_timeout = args.unknown_timeout or 60
+    if not finite_seconds(unknown_timeout) then
+      error("envclone: " .. w.name .. ": unknown_timeout must be a finite, non-negative number of seconds", 2)
     end
     local poll = self[w.poll]
     local start = runtime.now()
+    local unknown_since -- when the current run of undocumented states began
     return wait.until_done(function()
       -- one attempt per poll: the waiter itself keeps polling past retryable
       -- errors and honours Retry-After, and its timeout must bound the wait
@@ -254,6 +269,17 @@ local function make_waiter(vendor, w)
         return nil, core.error{ kind = "state", vendor = vendor, operation = w.name,
           message = w.failed_message, state = state }
       end
+      if s == w.pending then
+        unknown_since = nil
+      else
+        local now = runtime.now()
+        unknown_since = unknown_since or now
+        if now - unknown_since >= unknown_timeout then
+          return nil, core.error{ kind = "state", reason = "unknown_state", vendor = vendor, operation = w.name,
+            state = state, message = string.format("%s '%s' is not a state %s documents (%s); seen for %.1f s",
+              w.state_field, tostring(s or "(none)"), vendor, documented, now - unknown_since) }
+        end
+      end
       return false, state
     end, { timeout = args.timeout, interval = args.interval, max_interval = args.max_interval,
       on_progress = args.on_progress, what = w.name, vendor = vendor })
@@ -265,13 +291,18 @@ end
 -- `waiter` column of kontent.clone_environment).
 -- A new environment may not be visible for a moment after the clone call:
 -- a 404 during the first `grace` seconds means "not visible yet" and the
--- waiter keeps polling.
+-- waiter keeps polling. Kontent documents `in_progress`, `done` and
+-- `failed`; any other state is polled for `unknown_timeout` seconds at
+-- most, then ends the wait with an error.
 -- @function kontent:wait_for_cloning
 -- @tparam table args `environment_id`, and `timeout` (600 s), `interval`
 --   (2 s, the first delay), `max_interval` (30 s), `grace` (30 s),
+--   `unknown_timeout` (60 s),
 --   `on_progress(state, elapsed, poll, err, next_delay)` (see `envclone.wait.until_done`)
 -- @return the last state table (`{cloning_state = "done"}`), or nil, err
---   (kind "timeout", or kind "state" with `state` when cloning failed)
+--   (kind "timeout", or kind "state" with `state` when cloning failed, and
+--   with reason "unknown_state" too when the state was one Kontent does not
+--   document for `unknown_timeout` seconds)
 -- @raise on an unknown argument
 for _, op in ipairs(core.operations) do
   if op.waiter then vendor_methods[op.vendor][op.waiter.name] = make_waiter(op.vendor, op.waiter) end

@@ -185,7 +185,8 @@ server.install(Emulator)
 
 --- Creates an emulator (state + request handling + server), not yet listening.
 -- @tparam[opt] table opts each vendor setting by key (`kontent_clone_seconds`,
---   default 2; `kontent_clone_outcome`, "done" or "failed"; see `settings()`),
+--   default 2; `kontent_clone_outcome`, "done", "failed" or "canceled" (a state Kontent does not
+--   document); see `settings()`),
 --   `faults` (a fault plan's JSON text), `quiet` (no per-request log on stderr),
 --   `clock` (function returning seconds, default `socket.gettime`)
 -- @treturn[1] table the emulator

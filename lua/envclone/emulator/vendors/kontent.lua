@@ -41,11 +41,12 @@ V.config = {
       end
       return v
     end },
-  { key = "kontent_clone_outcome", default = "done", kind = "string", arg = "done|failed",
-    help = "how a clone ends",
+  -- "canceled" is no state Kontent documents: a test of how a client meets one
+  { key = "kontent_clone_outcome", default = "done", kind = "string", arg = "done|failed|canceled",
+    help = "how a clone ends (canceled: a state Kontent does not document)",
     check = function(v)
-      if v ~= "done" and v ~= "failed" then
-        return nil, "kontent_clone_outcome must be \"done\" or \"failed\""
+      if v ~= "done" and v ~= "failed" and v ~= "canceled" then
+        return nil, "kontent_clone_outcome must be \"done\", \"failed\" or \"canceled\""
       end
       return v
     end },
@@ -167,7 +168,7 @@ local function cloning_state(emu, env)
   if c.final then return c.final end
   local secs = emu.config.kontent_clone_seconds
   if secs < 0 or emu.clock() - c.started < secs then return "in_progress" end
-  c.final = emu.config.kontent_clone_outcome == "failed" and "failed" or "done"
+  c.final = emu.config.kontent_clone_outcome
   return c.final
 end
 
