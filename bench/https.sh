@@ -24,8 +24,9 @@
 #   post-h1  fresh connection each) | peer_curl with CURLOPT_FRESH_CONNECT and
 #            a CURLSH sharing TLS sessions
 # Diagnostics beside the peers: envclone with its HTTP/2 watch on creates
-# turned off (bench/nowatch.c, LD_PRELOAD), and the C peer with the same
-# watch turned on (CURLOPT_VERBOSE + a debug callback reading each line).
+# turned off (bench/nowatch.c, LD_PRELOAD), the C peer with the same watch
+# turned on (CURLOPT_VERBOSE + a debug callback reading each line), and (over
+# HTTP/2) the C peer with no TLS session kept: a full handshake per create.
 # Then the TLS handshakes of BENCH_RESUME_N sequential creates in a fresh
 # process, counted at nginx ($ssl_session_reused), and the same in a batch;
 # then (valgrind) the instructions per call of each row's envclone client
@@ -185,6 +186,9 @@ run_client() {
     post-*:c-libcurl-fresh-watch)
       timeout "$RUN_TIMEOUT" "${client_pin[@]}" "$work/peer_curl" post "$n" "$port" fresh https "${h1[@]}" "ca=$CA" \
         share watch "name=$c" ;;
+    post-*:c-libcurl-fresh-full)
+      timeout "$RUN_TIMEOUT" "${client_pin[@]}" "$work/peer_curl" post "$n" "$port" fresh https "${h1[@]}" "ca=$CA" \
+        nosessions "name=$c" ;;
     *) say "no client $c for $row"; return 1 ;;
   esac
 }
@@ -235,6 +239,8 @@ clients_of() { # row -> its clients, the peer second
       echo envclone-batch c-libcurl-multi $jit ;;
     get-*) [ -n "$jit_build" ] && jit=envclone-luajit
       echo envclone c-libcurl $jit ;;
+    post-h2) [ -n "$jit_build" ] && jit=envclone-luajit
+      echo envclone c-libcurl-fresh $jit envclone-nowatch c-libcurl-fresh-watch c-libcurl-fresh-full ;;
     post-*) [ -n "$jit_build" ] && jit=envclone-luajit
       echo envclone c-libcurl-fresh $jit envclone-nowatch c-libcurl-fresh-watch ;;
   esac

@@ -81,9 +81,10 @@ local label = {
   ["c-libcurl"] = "C libcurl, one reused handle",
   ["c-libcurl-fresh"] = "C libcurl, FRESH_CONNECT, CURLSH (TLS sessions)",
   ["c-libcurl-fresh-watch"] = "the same + VERBOSE and envclone's debug callback (diagnostic)",
+  ["c-libcurl-fresh-full"] = "C libcurl, FRESH_CONNECT, no session kept: a full handshake each (diagnostic)",
 }
 local order = { "envclone-batch", "envclone-batch-luajit", "envclone", "envclone-luajit", "envclone-nowatch",
-  "c-libcurl-multi", "c-libcurl", "c-libcurl-fresh", "c-libcurl-fresh-watch" }
+  "c-libcurl-multi", "c-libcurl", "c-libcurl-fresh", "c-libcurl-fresh-watch", "c-libcurl-fresh-full" }
 
 -- per row: rates, cpu, srv and ratios (to the peer, or to another client)
 local function stats(row, client, against)

@@ -28,6 +28,8 @@
  *   watch  CURLOPT_VERBOSE with a debug callback that reads each text line
  *          the way envclone's HTTP/2 watch (on_debug, src/ec_curl.c) does:
  *          what that watch costs libcurl
+ *   nosessions  CURLOPT_SSL_SESSIONID_CACHE = 0: every TLS handshake a full
+ *          one (what a create costs when no session is kept, as in a batch)
  *   warmup=N  untimed requests first (default 50)
  *   name=NAME  the client name printed (default c-libcurl[-fresh][-reset-each])
  *
@@ -83,7 +85,7 @@ struct setup {
     int post, fresh;
     struct buf *body;
     const char *ca;
-    int h1, pipewait, watch;
+    int h1, pipewait, watch, nosessions;
     CURLSH *share;
 };
 
@@ -142,6 +144,8 @@ static void configure(CURL *e, const struct setup *s, struct curl_slist *h)
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     if (s->pipewait)
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    if (s->nosessions)
+        curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
     if (s->share != NULL)
         curl_easy_setopt(e, CURLOPT_SHARE, s->share);
     if (s->watch) {
@@ -184,13 +188,13 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr, "usage: peer_curl get|post N PORT [reuse|fresh] [once|each] [https] [ca=FILE] [h1] "
-                        "[share] [pipewait] [watch] [warmup=N] [name=NAME]\n");
+                        "[share] [pipewait] [watch] [nosessions] [warmup=N] [name=NAME]\n");
         return 2;
     }
     int post = strcmp(argv[1], "post") == 0;
     long n = strtol(argv[2], NULL, 10);
     int port = atoi(argv[3]);
-    int fresh = 0, each = 0, https = 0, h1 = 0, share = 0, pipewait = 0, watch = 0;
+    int fresh = 0, each = 0, https = 0, h1 = 0, share = 0, pipewait = 0, watch = 0, nosessions = 0;
     long warmup = 50;
     const char *ca = NULL, *name = NULL;
     for (int i = 4; i < argc; i++) {
@@ -209,6 +213,8 @@ int main(int argc, char **argv)
             pipewait = 1;
         else if (strcmp(w, "watch") == 0)
             watch = 1;
+        else if (strcmp(w, "nosessions") == 0)
+            nosessions = 1;
         else if (strncmp(w, "ca=", 3) == 0)
             ca = w + 3;
         else if (strncmp(w, "warmup=", 7) == 0)
@@ -234,7 +240,7 @@ int main(int argc, char **argv)
         curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
         curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     }
-    struct setup s = { url, post, fresh, &body, ca, h1, pipewait, watch, sh };
+    struct setup s = { url, post, fresh, &body, ca, h1, pipewait, watch, nosessions, sh };
     CURL *e = curl_easy_init();
     struct curl_slist *h = headers(post);
     configure(e, &s, h);
