@@ -94,6 +94,70 @@ describe("an error raised in a hook", function()
     assert(k:get_environment{ environment_id = ENV })
   end)
 
+  it("a hook raising after a create succeeded: the error keeps what was created (issue 23, question 1)", function()
+    local function creates() return e:stats().applied.creates end
+    -- 1: the log hook raises on the create's success line
+    local k = client("kontent", { log = function(_, msg)
+      if msg:find("clone_environment ok", 1, true) then error("boom after create") end
+    end })
+    local ok, err = pcall(k.clone_environment, k, { environment_id = ENV, name = "LogRaised" })
+    assert.is_false(ok)
+    assert.is_true(envclone.is_error(err), tostring(err))
+    assert.are.equal("hook", err.kind)
+    assert.matches("boom after create", tostring(err.cause))
+    assert.matches("boom after create", tostring(err))
+    assert.matches("kontent.clone_environment: hook", tostring(err), 1, true)
+    assert.is_string(err.created.id)
+    assert.is_nil(err.created.management_api_key, "only the id: Kontent's answer holds the API key")
+    assert.are.equal(1, creates())
+    assert(k:get_cloning_state{ environment_id = err.created.id }) -- it exists
+    -- a create without a waiter keeps its whole answer
+    local d = client("droplit", { log = function(_, msg)
+      if msg:find("create_environment ok", 1, true) then error({ code = "a table" }) end
+    end })
+    ok, err = pcall(d.create_environment, d, { ecosystemId = seed.droplit.ecosystem_id, alias = "hooked" })
+    assert.is_false(ok)
+    assert.are.equal("hook", err.kind)
+    assert.are.equal("a table", err.cause.code, "the hook's own error value is err.cause")
+    assert.are.equal("hooked", err.created.alias)
+    assert.is_string(err.created.id)
+    -- 2: on_progress raises during wait = true
+    local plain = client("kontent")
+    ok, err = pcall(plain.clone_environment, plain, { environment_id = ENV, name = "ProgressRaised", wait = true,
+      wait_interval = 0.05, on_progress = function() error("boom in wait") end })
+    assert.is_false(ok)
+    assert.are.equal("hook", err.kind)
+    assert.matches("boom in wait", tostring(err.cause))
+    assert.is_string(err.created.id)
+    assert(plain:wait_for_cloning{ environment_id = err.created.id, timeout = 10, interval = 0.05 })
+    -- 3: the log hook raises on a poll of the wait
+    local polled = client("kontent", { log = function(_, msg)
+      if msg:find("get_cloning_state", 1, true) then error("boom in a poll") end
+    end })
+    ok, err = pcall(polled.clone_environment, polled, { environment_id = ENV, name = "PollRaised", wait = true,
+      wait_interval = 0.05 })
+    assert.is_false(ok)
+    assert.are.equal("hook", err.kind)
+    assert.is_string(err.created.id)
+    -- 4: in a batch task, the error (an envclone error) is the task's result
+    local b = envclone.batch()
+    local i = b:add(function()
+      return plain:clone_environment{ environment_id = ENV, name = "TaskRaised", wait = true, wait_interval = 0.05,
+        on_progress = function() error("boom in a task") end }
+    end)
+    local results = b:run()
+    assert.is_false(results[i].ok)
+    assert.are.equal("hook", results[i].err.kind)
+    assert.is_string(results[i].err.created.id)
+    assert.are.equal(5, creates(), "each create made once")
+    -- 5: a hook raising in a call that creates nothing propagates unchanged
+    local g = client("kontent", { log = function() error({ code = "unchanged" }) end })
+    ok, err = pcall(g.get_environment, g, { environment_id = ENV })
+    assert.is_false(ok)
+    assert.are.equal("unchanged", err.code)
+    assert.is_false(envclone.is_error(err))
+  end)
+
   it("an argument table's __index and __pairs are never consulted (no caller code runs mid-call)", function()
     local k = client("kontent")
     local mt = { __index = function() error("boom from __index") end,

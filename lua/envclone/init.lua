@@ -59,6 +59,10 @@ function envclone.wait(fn, opts)
   return wait.until_done(fn, opts) -- a tail call: its errors point at the caller
 end
 
+-- pcall may span a yield (a batch task's sleeps and sends) everywhere but in
+-- PUC Lua 5.1.
+local pcall_yields = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
+
 -- Options the Lua layer owns; everything else goes to the C core, which
 -- rejects what it does not know.
 local layer_options = { retry = true, on_retry = "function", log = "function", transport = true,
@@ -195,9 +199,18 @@ local function make_method(op)
     end
     local w = op.waiter
     local new_id = type(res) == "table" and res[w.id_result] or nil
-    local state, werr = self[waiter](self, { [w.id_arg] = new_id,
-      timeout = opts.wait_timeout, interval = opts.wait_interval, grace = opts.wait_grace,
-      on_progress = opts.on_progress })
+    local wargs = { [w.id_arg] = new_id, timeout = opts.wait_timeout, interval = opts.wait_interval,
+      grace = opts.wait_grace, on_progress = opts.on_progress }
+    -- The clone exists: an error raised from here on (on_progress, or the
+    -- log hook on a poll) must not lose it. Protected where pcall may span
+    -- the waiter's yields (everywhere but a batch task under PUC Lua 5.1).
+    local ok, state, werr
+    if pcall_yields or runtime.scheduler() == nil then
+      ok, state, werr = pcall(self[waiter], self, wargs)
+      if not ok then error(retry.raised_after_create(state, op, res), 0) end
+    else
+      state, werr = self[waiter](self, wargs)
+    end
     if not state then
       -- the clone exists; only the wait failed (just the id: the full answer
       -- holds Kontent's API key, and errors get logged)

@@ -198,7 +198,15 @@ function retry.call(client, op, args, policy, first_err, first_req)
   while true do
     if res ~= nil then
       if req then req:release() end
-      if hooks.log then hooks.log("debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt }) end
+      if hooks.log then
+        if op.creates then
+          -- the create is made: a raise from the hook must not lose it
+          local ok, herr = pcall(hooks.log, "debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt })
+          if not ok then error(retry.raised_after_create(herr, op, res), 0) end
+        else
+          hooks.log("debug", op.vendor .. "." .. op.name .. " ok", { attempt = attempt })
+        end
+      end
       return res
     end
     err.attempts = attempt
@@ -236,6 +244,29 @@ function retry.call(client, op, args, policy, first_err, first_req)
     attempt = attempt + 1
     res, err = retry.attempt(client, transport, req, args)
   end
+end
+
+--- The error to raise when user code (a hook: `log`, `on_progress`)
+-- raised after the create `op` succeeded with `res`: kind "hook", the
+-- hook's own error value in `cause` (and its text in the message), and what
+-- the call made in `created` -- the create's answer, or for a create
+-- followed by a waiter just `{ [id_result] = id }` (Kontent's clone answer
+-- holds the API key, and errors get logged).
+-- @param cause what the hook raised
+-- @tparam table op the create's operation row
+-- @param res the create's result
+-- @treturn table the error
+function retry.raised_after_create(cause, op, res)
+  local created = res
+  local w = op.waiter
+  if w then created = { [w.id_result] = type(res) == "table" and res[w.id_result] or nil } end
+  local id = type(res) == "table" and res[w and w.id_result or "id"] or nil
+  local shown, text = pcall(tostring, cause) -- a __tostring may raise too
+  local e = core.error{ kind = "hook", vendor = op.vendor, operation = op.name,
+    message = "raised after the create succeeded" .. (id ~= nil and " (created " .. tostring(id) .. ")" or "")
+      .. ": " .. (shown and tostring(text) or "?") .. "; err.created holds what was made, err.cause what was raised" }
+  e.cause, e.created = cause, created
+  return e
 end
 
 --- Makes an error object (the same function as `envclone.core.error`).
