@@ -72,7 +72,7 @@ static void fuzz_state_open(void)
 {
     L = luaL_newstate();
     luaL_openlibs(L);
-    ec_marshal_init(L);
+    ec_json_init(L);
     ec_error_init(L);
     /* our own decoder, to check request bodies independently of the engine */
     lua_getglobal(L, "require");

@@ -35,13 +35,13 @@ static int same_table(lua_State *l, int a, int b, int mode, int depth)
         return 0;
     if (!lua_getmetatable(l, a))
         lua_pushnil(l);
-    ec_marshal_push_array_mt(l);
+    ec_json_push_array_mt(l);
     int a_array = lua_rawequal(l, -1, -2);
     lua_pop(l, 2);
     if (mode == EXACT) {
         if (!lua_getmetatable(l, b))
             lua_pushnil(l);
-        ec_marshal_push_array_mt(l);
+        ec_json_push_array_mt(l);
         int b_array = lua_rawequal(l, -1, -2);
         lua_pop(l, 2);
         if (a_array != b_array)
@@ -125,7 +125,7 @@ static int run(lua_State *l)
     size_t n;
     const char *s = lua_tolstring(l, 1, &n);
     /* 2: the array metatable, 3: lua-cjson's decode */
-    ec_marshal_push_array_mt(l);
+    ec_json_push_array_mt(l);
     lua_getglobal(l, "require");
     lua_pushliteral(l, "cjson.safe");
     lua_call(l, 1, 1);

@@ -184,7 +184,7 @@ static void push_table(cursor *c, const ec_op *op, int depth)
     }
     unsigned flags = next8(c);
     if (flags % 16 == 1) {
-        ec_marshal_push_array_mt(L);
+        ec_json_push_array_mt(L);
         lua_setmetatable(L, -2);
     } else if (flags % 16 == 2) {
         /* a cycle */
@@ -274,7 +274,7 @@ static void push_value(cursor *c, const ec_op *op, int depth)
             push_string(c);
             lua_rawseti(L, -2, (lua_Integer)i);
         }
-        ec_marshal_push_array_mt(L);
+        ec_json_push_array_mt(L);
         lua_setmetatable(L, -2);
         break;
     }

@@ -21,6 +21,7 @@
 
 #include "ec_buf.h"
 #include "ec_ops.h"
+#include "ec_transport.h"
 
 #define EC_MAX_SECRETS 4
 #define EC_MAX_BASES 2
@@ -39,7 +40,7 @@ typedef struct ec_client {
     char *ca_file;
     char *proxy;                   /* explicit proxy URL, "env", or NULL (none) */
     int insecure;                  /* skip TLS verification: explicit opt-in only */
-    int http_version;              /* EC_HTTP_* below: the `http_version` option */
+    int http_version;              /* EC_HTTP_* (ec_transport.h): the `http_version` option */
     long timeout_ms;
     long connect_timeout_ms;
     size_t max_response_size;
@@ -50,10 +51,6 @@ typedef struct ec_client {
     struct ec_reqbufs *spare;      /* buffers of the last finished request, for the next one */
     struct ec_easy *easy;          /* this client's easy handle (made on first use) */
 } ec_client;
-
-/* The `http_version` option: "auto" (libcurl's default: HTTP/2 by ALPN
- * over https, HTTP/1.1 over http), "1.1", "2". */
-enum { EC_HTTP_AUTO = 0, EC_HTTP_1_1, EC_HTTP_2 };
 
 /* The option's text for an EC_HTTP_* value. */
 const char *ec_client_http_version(const ec_client *c);

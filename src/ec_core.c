@@ -815,7 +815,7 @@ __attribute__((visibility("default"))) int luaopen_envclone_core_impl(lua_State 
 
 int luaopen_envclone_core_impl(lua_State *L)
 {
-    ec_marshal_init(L);
+    ec_json_init(L);
     ec_error_init(L);
     ec_request_init(L);
     ec_multi_init(L);
@@ -841,7 +841,7 @@ int luaopen_envclone_core_impl(lua_State *L)
     lua_setfield(L, -2, "vendors");
     luaL_getmetatable(L, EC_ERROR_MT);
     lua_setfield(L, -2, "error_mt");
-    ec_marshal_push_array_mt(L);
+    ec_json_push_array_mt(L);
     lua_setfield(L, -2, "array_mt");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
     lua_setfield(L, -2, "null");

@@ -3,6 +3,7 @@
  * lua/envclone/http1.lua; spec/support/http1_cases.lua has one case each.
  */
 #include "ec_http1.h"
+#include "ec_compat.h"
 
 #include <string.h>
 #include <strings.h>

@@ -18,9 +18,9 @@
 #ifndef EC_HTTP1_H
 #define EC_HTTP1_H
 
-#include "ec_compat.h"
-
 #include <stddef.h>
+
+struct lua_State; /* no lua.h here: the libcurl transport includes this header */
 
 typedef struct {
     int state;          /* EC_H1_* below */
@@ -59,6 +59,6 @@ int ec_http1_head_complete(const ec_http1_head *h);
  * :line(text) returns "ok", "fold" (an obs-fold continuing the previous
  * field), or nil, why, code ("protocol"; "recv" for a bare CR in a trailer
  * line, where libcurl's chunked decoder gives up). */
-int ec_http1_lua_new(lua_State *L);
+int ec_http1_lua_new(struct lua_State *L);
 
 #endif

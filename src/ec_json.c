@@ -359,6 +359,21 @@ static int json_buf_gc(lua_State *L)
     return 0;
 }
 
+void ec_json_init(lua_State *L)
+{
+    /* Marks a table as a JSON array, so that an empty one encodes as [];
+     * the decoder gives every JSON array this metatable. */
+    lua_newtable(L);
+    lua_pushliteral(L, "envclone.array");
+    lua_setfield(L, -2, "__name");
+    lua_setfield(L, LUA_REGISTRYINDEX, EC_JSON_ARRAY_MT);
+}
+
+void ec_json_push_array_mt(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, EC_JSON_ARRAY_MT);
+}
+
 int ec_json_lua_encode(lua_State *L)
 {
     luaL_checkany(L, 1);

@@ -20,6 +20,12 @@
 #define EC_JSON_ARRAY_MT "envclone.core.array_mt"
 #define EC_JSON_ENCODE_LIMIT ((size_t)64 * 1024 * 1024)
 
+/* Creates that metatable (named "envclone.array") in the registry. */
+void ec_json_init(lua_State *L);
+
+/* Pushes it (core.array_mt). */
+void ec_json_push_array_mt(lua_State *L);
+
 /* Reads the number token tok[0..len) with strtod under the "C" locale,
  * whatever the process locale.  Returns 0, or -1 unless all of it is read. */
 int ec_json_strtod(const char *tok, size_t len, double *out);

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define REG_ARRAY_MT EC_JSON_ARRAY_MT
 
 const char *ec_client_secret(const ec_client *c, const char *name)
 {
@@ -471,7 +470,7 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
             lua_pop(L, 2);
         int marked = 0;
         if (lua_getmetatable(L, idx)) {
-            lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+            lua_getfield(L, LUA_REGISTRYINDEX, EC_JSON_ARRAY_MT);
             marked = lua_rawequal(L, -1, -2);
             lua_pop(L, 2);
         }
@@ -479,7 +478,7 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
             return bad(v, name, "field '%s' must be an object (string keys), not an array", name);
         char why[300];
         size_t mark = out->len;
-        lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+        lua_getfield(L, LUA_REGISTRYINDEX, EC_JSON_ARRAY_MT);
         int rc = ec_json_add_value(L, idx, out, lua_gettop(L), name, why, sizeof why);
         lua_pop(L, 1);
         if (rc != 0) {
@@ -791,24 +790,6 @@ static int build_headers(vctx *v)
     return 0;
 }
 
-void ec_message_init(ec_message *m)
-{
-    ec_buf_init(&m->url, (size_t)4096);
-    ec_buf_init(&m->body, EC_MAX_BODY);
-    ec_buf_init(&m->headers, (size_t)64 * 1024);
-    m->has_body = 0;
-    m->nheaders = 0;
-}
-
-void ec_message_free(ec_message *m)
-{
-    if (m->headers.data) /* held a credential */
-        ec_wipe(m->headers.data, m->headers.cap);
-    ec_buf_free(&m->url);
-    ec_buf_free(&m->body);
-    ec_buf_free(&m->headers);
-}
-
 int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int args, ec_message *req)
 {
     return ec_marshal_request_ex(L, c, op, args, req, 0);
@@ -825,11 +806,8 @@ int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int
     v.deferred = 0;
     v.array_mt = 0;
     v.field[0] = v.msg[0] = '\0';
-    ec_buf_clear(&req->url);
-    ec_buf_clear(&req->body);
-    ec_buf_clear(&req->headers);
-    req->has_body = 0;
-    req->nheaders = 0;
+    ec_message_clear(req);
+    req->method = op->method;
 
     if (lua_type(L, args) != LUA_TTABLE)
         return ec_error_validation(L, c, op, "(arguments)", "arguments must be a table, got %s", lua_type_of(L, args));
@@ -851,25 +829,10 @@ int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int
 
 /* ---- responses ----------------------------------------------------------- */
 
-void ec_marshal_init(lua_State *L)
-{
-    /* Marks a table as a JSON array, so that an empty one encodes as [];
-     * the decoder gives every JSON array this metatable. */
-    lua_newtable(L);
-    lua_pushliteral(L, "envclone.array");
-    lua_setfield(L, -2, "__name");
-    lua_setfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
-}
-
-void ec_marshal_push_array_mt(lua_State *L)
-{
-    lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
-}
-
 /* Decodes body (ec_jsondec.c); pushes the value, or nothing and writes a reason. */
 static int decode_json(lua_State *L, const char *body, size_t len, char *why, size_t whylen)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, REG_ARRAY_MT);
+    lua_getfield(L, LUA_REGISTRYINDEX, EC_JSON_ARRAY_MT);
     int rc = ec_json_decode(L, body, len, lua_gettop(L), why, whylen);
     lua_remove(L, rc == 0 ? -2 : -1);
     return rc;

@@ -9,37 +9,8 @@
 
 #include "ec_client.h"
 #include "ec_compat.h"
-
-#define EC_MAX_BODY ((size_t)256 * 1024) /* request bodies; far above any real call */
-
-/* One HTTP request as the marshal engine builds it. */
-typedef struct {
-    ec_buf url;     /* full URL */
-    ec_buf body;    /* JSON; meaningful when has_body */
-    int has_body;
-    ec_buf headers; /* "Name: value" entries, each NUL-terminated; holds the credential */
-    size_t nheaders;
-} ec_message;
-
-/* Buffers with the engine's caps; ec_message_free wipes the headers. */
-void ec_message_init(ec_message *m);
-void ec_message_free(ec_message *m);
-
-typedef struct {
-    long status;
-    const char *body;
-    size_t body_len;
-    const char *content_type; /* NULL when absent */
-    const char *retry_after;  /* raw Retry-After header, NULL when absent */
-    const char *request_id;   /* X-Request-Id / Request-Id header, NULL when absent */
-    const char *location;     /* Location header on redirects */
-} ec_response;
-
-/* Creates the array metatable (envclone.array_mt) in the registry. */
-void ec_marshal_init(lua_State *L);
-
-/* Pushes the metatable that marks a Lua table as a JSON array. */
-void ec_marshal_push_array_mt(lua_State *L);
+#include "ec_message.h"
+#include "ec_transport.h"
 
 /* Validates the argument table at `args` for `op` and builds m.
  * Returns 0, or pushes nil + a validation error and returns 2.  Nothing is

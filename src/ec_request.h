@@ -21,12 +21,9 @@
 #include "ec_compat.h"
 #include "ec_http1.h"
 #include "ec_marshal.h"
+#include "ec_transport.h"
 
 #define EC_REQUEST_MT "envclone.core.request"
-
-/* Caps on what a server may send back before the body (both transports). */
-#define EC_MAX_HEADER_BYTES ((size_t)256 * 1024) /* all header lines of one response */
-#define EC_MAX_HEADER_LINE ((size_t)100 * 1024)  /* one line (libcurl's own limit) */
 
 struct curl_slist;
 
@@ -72,14 +69,6 @@ typedef struct ec_request {
     int safe;    /* a GET: a failure never leaves anything applied */
     int in_flight; /* on a multi handle's wire (ec_multi.c) */
 } ec_request;
-
-/* A transport failure, as classified by a transport. */
-typedef struct {
-    const char *code;   /* a code of ec_transport_codes (ec_request.c) */
-    int sent;           /* some request bytes may have reached the server */
-    int retryable;      /* -1: the code's default; 0/1: the transport knows better */
-    char message[320];
-} ec_transport_error;
 
 /* A request's buffers, made and freed outside a request (a multi slot
  * keeps one set for the requests it carries; freeing wipes the credential). */

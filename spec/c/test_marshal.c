@@ -484,7 +484,7 @@ int main(void)
 {
     L = luaL_newstate();
     luaL_openlibs(L);
-    ec_marshal_init(L);
+    ec_json_init(L);
     ec_error_init(L);
     test_requests();
     test_responses();
