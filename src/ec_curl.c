@@ -653,7 +653,7 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
      * a stream it does not answer (on_debug).  Only creates need it (an
      * idempotent call is retried anyway), and they open a connection and
      * make a TLS handshake each, beside which the watch costs little. */
-    int watch = r->creates && strncmp(m->url.data, "https", 5) == 0;
+    int watch = r->policy.creates && strncmp(m->url.data, "https", 5) == 0;
     if (watch != e->watch_h2) {
         curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, watch ? on_debug : NULL);
         curl_easy_setopt(h, CURLOPT_VERBOSE, (long)watch);
@@ -661,8 +661,8 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     }
     if (watch)
         curl_easy_setopt(h, CURLOPT_DEBUGDATA, x);
-    /* the connection-reuse rule is the request's (ec_request.c) */
-    long fresh = r->reuse ? 0L : 1L;
+    /* the connection-reuse rule is the policy's (ec_policy.c) */
+    long fresh = r->policy.reuse ? 0L : 1L;
     if (e->fresh != fresh) {
         curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh);
         /* a call that may reuse a connection waits, in a batch, for the

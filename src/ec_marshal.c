@@ -7,6 +7,7 @@
 #include "ec_json.h"
 #include "ec_jsondec.h"
 #include "ec_mask.h"
+#include "ec_policy.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -932,29 +933,6 @@ static void html_title(const char *body, size_t n, char *out, size_t outlen)
     }
 }
 
-/* Statuses a later attempt may get past (RFC 9110 §15.5.9, §15.6; Kontent's
- * error page asks clients to retry 5xx).  A create only where the server
- * says it did not act: 429, and 503 with a Retry-After (a bare 503 may come
- * from a gateway that had passed the request on).  The retry layer reads
- * err.retryable and nothing else. */
-static int status_retryable(const ec_op *op, long status, int has_retry_after)
-{
-    if (op->creates)
-        return status == 429 || (status == 503 && has_retry_after);
-    return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
-}
-
-/* Could the server have acted on a request that got this status?  429,
- * and 503 with a Retry-After, are the server saying "not now"; a bare 503
- * may come from a gateway that had already passed the request on, and
- * other 5xx leave it open too. */
-static int status_maybe_applied(const ec_op *op, long status, int has_retry_after)
-{
-    if (strcmp(op->method, "GET") == 0)
-        return 0;
-    return status >= 500 && !(status == 503 && has_retry_after);
-}
-
 static void set_retry_after(lua_State *L, const char *header)
 {
     if (header == NULL)
@@ -1006,9 +984,10 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         ec_error_new(L, c, op, "decode", msg);
         ec_error_int(L, "status", st);
         ec_error_str(L, "request_id", clean_header(c, resp->request_id, ridhdr, sizeof ridhdr));
-        /* A 2xx means the server did act: never retry a create over it. */
-        ec_error_bool(L, "maybe_applied", strcmp(op->method, "GET") != 0);
-        ec_error_bool(L, "retryable", !op->creates);
+        ec_policy pol = ec_policy_of(op);
+        ec_verdict verdict = ec_policy_undecodable(&pol);
+        ec_error_bool(L, "maybe_applied", verdict.maybe_applied);
+        ec_error_bool(L, "retryable", verdict.retryable);
         /* the raw text, so that a caller can still find a new id by hand */
         ec_mask_push(L, c, resp->body, resp->body_len);
         lua_setfield(L, -2, "body");
@@ -1076,8 +1055,10 @@ int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op, const e
         else
             lua_pop(L, 1);
     }
-    ec_error_bool(L, "retryable", status_retryable(op, st, resp->retry_after != NULL));
-    ec_error_bool(L, "maybe_applied", status_maybe_applied(op, st, resp->retry_after != NULL));
+    ec_policy pol = ec_policy_of(op);
+    ec_verdict verdict = ec_policy_status(&pol, st, resp->retry_after != NULL);
+    ec_error_bool(L, "retryable", verdict.retryable);
+    ec_error_bool(L, "maybe_applied", verdict.maybe_applied);
     set_retry_after(L, retry_after);
     if (have_body) {
         lua_insert(L, -2); /* nil, err, body */

@@ -182,7 +182,7 @@ static int launch(ec_multi *mu, ec_slot *s, ec_request *r, lua_Integer id, ec_tr
     /* a request that may not reuse a connection goes out on a fresh one
      * (ec_curl_setup); closing that one when done, instead of caching it,
      * keeps the connections open at most max_connections */
-    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, r->reuse ? 0L : 1L);
+    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, r->policy.reuse ? 0L : 1L);
     CURLMcode mc = curl_multi_add_handle(mu->m, h);
     if (mc != CURLM_OK) {
         slot_push(&mu->idle, s);

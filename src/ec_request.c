@@ -102,69 +102,11 @@ ec_reqbufs *ec_request_end_kept(ec_request *r)
     return b;
 }
 
-/* ---- policy -------------------------------------------------------------- */
-
-/* The policy of a request, decided once from its row.
- *
- * Connection reuse: only GETs go out on a reused connection.  libcurl (and
- * the cosocket transport, which follows it) re-sends a request when a reused
- * connection turns out to be closed before any answer byte; for a create
- * whose connection the server closed after acting that is a second clone,
- * and for a PUT/PATCH/DELETE a second application whose answer (404,
- * "already production") hides that the first one worked.
- *
- * Retries and maybe_applied are decided where the failure is known, from
- * `creates` and `safe`: see ec_request_push_transport_error below and the
- * status rules of ec_parse_response. */
-static void set_policy(ec_request *r, const ec_op *op)
-{
-    int get = strcmp(op->method, "GET") == 0;
-    r->reuse = get;
-    r->safe = get;
-    r->creates = op->creates != 0;
-}
-
 /* ---- the transport-error constructor ------------------------------------- */
-
-static const struct {
-    const char *name;   /* what a transport passes */
-    const char *code;   /* err.code */
-    const char *kind;   /* err.kind */
-    int retryable;      /* a retry can help (before the create rule) */
-    int never_sent;     /* the failure comes before any request byte */
-} codes[] = {
-    { "resolve", "resolve", "transport", 1, 1 },
-    { "connect", "connect", "transport", 1, 1 },
-    { "tls", "tls", "transport", 1, 1 },
-    { "unavailable", "unavailable", "transport", 0, 1 },
-    { "timeout", "timeout", "timeout", 1, 0 },
-    { "send", "send", "transport", 1, 0 },
-    { "recv", "recv", "transport", 1, 0 },
-    { "protocol", "protocol", "transport", 0, 0 },
-    { "too_large", "too_large", "transport", 0, 0 },
-    { "headers_too_large", "too_large", "transport", 0, 0 },
-    { "proxy", "proxy", "transport", 0, 1 },
-    { "transport", "transport", "transport", 0, 0 },
-};
-
-static int code_index(const char *name)
-{
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-        if (strcmp(codes[i].name, name) == 0)
-            return (int)i;
-    return -1;
-}
 
 int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_transport_error *te)
 {
-    int i = code_index(te->code);
-    if (i < 0)
-        i = code_index("transport");
-    int sent = codes[i].never_sent ? 0 : te->sent != 0;
-    int retryable = te->retryable >= 0 ? te->retryable : codes[i].retryable;
-    /* a create that may have reached the server is never sent again */
-    if (r->creates && sent)
-        retryable = 0;
+    ec_failure f = ec_policy_transport(&r->policy, te);
     char msg[400];
     if (strcmp(te->code, "headers_too_large") == 0)
         snprintf(msg, sizeof msg,
@@ -176,12 +118,11 @@ int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_
     else
         snprintf(msg, sizeof msg, "%s", te->message);
     lua_pushnil(L);
-    ec_error_new(L, r->client, r->op, codes[i].kind, msg);
-    ec_error_str(L, "code", codes[i].code);
-    ec_error_bool(L, "retryable", retryable);
-    /* only a request that may have reached the server may have acted */
-    ec_error_bool(L, "maybe_applied", sent && !r->safe);
-    ec_error_bool(L, "sent", sent);
+    ec_error_new(L, r->client, r->op, f.kind, msg);
+    ec_error_str(L, "code", f.code);
+    ec_error_bool(L, "retryable", f.verdict.retryable);
+    ec_error_bool(L, "maybe_applied", f.verdict.maybe_applied);
+    ec_error_bool(L, "sent", f.sent);
     return 2;
 }
 
@@ -210,7 +151,7 @@ int ec_request_push_new(lua_State *L, ec_client *c, const ec_op *op, int args)
     luaL_getmetatable(L, EC_REQUEST_MT);
     lua_setmetatable(L, -2);
     r->op = op;
-    set_policy(r, op);
+    r->policy = ec_policy_of(op);
     r->b = bufs_take(c);
     if (r->b == NULL)
         return luaL_error(L, "envclone: out of memory");
@@ -273,7 +214,7 @@ int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *o
 {
     memset(r, 0, sizeof *r);
     r->op = op;
-    set_policy(r, op);
+    r->policy = ec_policy_of(op);
     bufs_clear(b);
     int n = ec_marshal_request_ex(L, c, op, args, &b->msg, defer);
     if (n)
@@ -491,7 +432,7 @@ static int l_fail(lua_State *L)
 {
     ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);
     const char *code = luaL_checkstring(L, 2);
-    if (code_index(code) < 0)
+    if (!ec_policy_transport_known(code))
         return luaL_error(L, "envclone: unknown transport error code '%s'", code);
     ec_transport_error te;
     te.code = code;
@@ -537,11 +478,11 @@ static int l_index(lua_State *L)
     else if (strcmp(k, "operation") == 0)
         lua_pushstring(L, op->name);
     else if (strcmp(k, "reuse") == 0)
-        lua_pushboolean(L, r->reuse);
+        lua_pushboolean(L, r->policy.reuse);
     else if (strcmp(k, "creates") == 0)
-        lua_pushboolean(L, r->creates);
+        lua_pushboolean(L, r->policy.creates);
     else if (strcmp(k, "safe") == 0)
-        lua_pushboolean(L, r->safe);
+        lua_pushboolean(L, r->policy.safe);
     else if (strcmp(k, "finished") == 0)
         lua_pushboolean(L, r->b == NULL);
     else if (r->b == NULL)

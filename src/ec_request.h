@@ -21,6 +21,7 @@
 #include "ec_compat.h"
 #include "ec_http1.h"
 #include "ec_marshal.h"
+#include "ec_policy.h"
 #include "ec_transport.h"
 
 #define EC_REQUEST_MT "envclone.core.request"
@@ -63,10 +64,7 @@ typedef struct ec_request {
     ec_client *client; /* counted reference (ec_client_ref) */
     const ec_op *op;
     ec_reqbufs *b;     /* NULL once released */
-    /* policy, from the row */
-    int reuse;   /* may go out on a reused connection: only GETs (see ec_request.c) */
-    int creates; /* a retry could create twice */
-    int safe;    /* a GET: a failure never leaves anything applied */
+    ec_policy policy;  /* from the row, once (ec_policy.h) */
     int in_flight; /* on a multi handle's wire (ec_multi.c) */
 } ec_request;
 
