@@ -15,6 +15,7 @@
 #include "ec_error.h"
 #include "ec_json.h"
 #include "ec_marshal.h"
+#include "ec_parse.h"
 #include "fuzz_assert.h"
 
 #include <ctype.h>

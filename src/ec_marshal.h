@@ -1,8 +1,9 @@
 /*
- * ec_marshal.h - the marshal engine: Lua arguments -> HTTP request, and
- * HTTP response -> Lua result or error object.  It does no I/O, so every
- * transport (libcurl, OpenResty cosockets) shares it and tests can drive it
- * directly.
+ * ec_marshal.h - the marshal engine: a call's Lua arguments, validated
+ * against its operation row, -> the request message (URL with percent-
+ * encoded path parameters, headers with the credential, JSON body).  It
+ * does no I/O, so every transport (libcurl, OpenResty cosockets) shares it
+ * and tests can drive it directly.  Answers are ec_parse.c's.
  */
 #ifndef EC_MARSHAL_H
 #define EC_MARSHAL_H
@@ -10,7 +11,6 @@
 #include "ec_client.h"
 #include "ec_compat.h"
 #include "ec_message.h"
-#include "ec_transport.h"
 
 /* Validates the argument table at `args` for `op` and builds m.
  * Returns 0, or pushes nil + a validation error and returns 2.  Nothing is
@@ -23,10 +23,5 @@ int ec_marshal_request(lua_State *L, const ec_client *c, const ec_op *op, int ar
  * returned. */
 #define EC_MARSHAL_DEFERRED (-1)
 int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int args, ec_message *m, int defer);
-
-/* Pushes the decoded result (true for an empty 2xx) and returns 1, or
- * pushes nil + an error object and returns 2. */
-int ec_parse_response(lua_State *L, const ec_client *c, const ec_op *op,
-                      const ec_response *resp);
 
 #endif

@@ -4,7 +4,7 @@
  */
 #include "ec_request.h"
 #include "ec_curl.h"
-#include "ec_error.h"
+#include "ec_parse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,24 +106,7 @@ ec_reqbufs *ec_request_end_kept(ec_request *r)
 
 int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_transport_error *te)
 {
-    ec_failure f = ec_policy_transport(&r->policy, te);
-    char msg[400];
-    if (strcmp(te->code, "headers_too_large") == 0)
-        snprintf(msg, sizeof msg,
-                 "the response headers are larger than the limit (%zu KiB in all, %zu KiB a line); not read further",
-                 EC_MAX_HEADER_BYTES / 1024, EC_MAX_HEADER_LINE / 1024);
-    else if (strcmp(te->code, "too_large") == 0)
-        snprintf(msg, sizeof msg, "the response body is larger than max_response_size (%zu bytes); not read further",
-                 r->client ? r->client->max_response_size : (size_t)0);
-    else
-        snprintf(msg, sizeof msg, "%s", te->message);
-    lua_pushnil(L);
-    ec_error_new(L, r->client, r->op, f.kind, msg);
-    ec_error_str(L, "code", f.code);
-    ec_error_bool(L, "retryable", f.verdict.retryable);
-    ec_error_bool(L, "maybe_applied", f.verdict.maybe_applied);
-    ec_error_bool(L, "sent", f.sent);
-    return 2;
+    return ec_parse_transport_error(L, r->client, r->op, te);
 }
 
 int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp)

@@ -7,6 +7,7 @@
 #include "ec_error.h"
 #include "ec_json.h"
 #include "ec_marshal.h"
+#include "ec_parse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
