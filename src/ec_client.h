@@ -37,17 +37,10 @@ typedef struct ec_client {
     ec_auth scheme_override;       /* from vendor->scheme_option; EC_AUTH_UNSET: by the credential */
     char *secrets[EC_MAX_SECRETS]; /* parallel to vendor->credentials; NULL = not set */
     char *user_agent;
-    char *ca_file;
-    char *proxy;                   /* explicit proxy URL, "env", or NULL (none) */
-    int insecure;                  /* skip TLS verification: explicit opt-in only */
-    int http_version;              /* EC_HTTP_* (ec_transport.h): the `http_version` option */
-    long timeout_ms;
-    long connect_timeout_ms;
-    size_t max_response_size;
+    ec_settings settings;          /* timeouts, TLS, proxy, http_version, size cap (ec_transport.h) */
     int closed;
     int refs;                      /* the owning userdata + live requests */
     int boxed;                     /* 1 while the owning userdata holds its reference */
-    unsigned long id;              /* unique in the process: whose options an easy handle holds */
     struct ec_reqbufs *spare;      /* buffers of the last finished request, for the next one */
     struct ec_easy *easy;          /* this client's easy handle (made on first use) */
 } ec_client;

@@ -82,8 +82,8 @@ void ec_client_unref(ec_client *c)
         c->bases[i] = NULL;
     }
     free(c->user_agent);
-    free(c->ca_file);
-    free(c->proxy);
+    free(c->settings.ca_file);
+    free(c->settings.proxy);
     free(c);
 }
 
@@ -285,7 +285,7 @@ static void check_proxy(lua_State *L, const char *vendor, ec_client *c, const ch
         if (roots[i] && strncasecmp(roots[i], "https://", 8) != 0)
             luaL_error(L, "envclone.%s: a proxy would see the credential of a plain-http request to %s: "
                           "use https, or no proxy", vendor, roots[i]);
-    c->proxy = dup_string(L, proxy);
+    c->settings.proxy = dup_string(L, proxy);
 }
 
 /* core.client(vendor, opts) -> client userdata */
@@ -318,7 +318,7 @@ static int l_client(lua_State *L)
         return luaL_error(L, "envclone: out of memory");
     box->c = c; /* from here on, __gc frees whatever exists if an option raises */
     static unsigned long next_id = 0;
-    c->id = ++next_id;
+    c->settings.id = ++next_id;
     c->refs = 1;
     c->boxed = 1;
     c->vendor = vendor;
@@ -371,42 +371,42 @@ static int l_client(lua_State *L)
     c->user_agent = dup_string(L, ua ? ua : "envclone/" EC_VERSION);
     const char *ca = opt_string(L, 2, vname, "ca_file");
     if (ca)
-        c->ca_file = dup_string(L, ca);
+        c->settings.ca_file = dup_string(L, ca);
 
-    c->timeout_ms = (long)(opt_seconds(L, 2, vname, "timeout", EC_DEFAULT_TIMEOUT_MS / 1000.0) * 1000);
-    c->connect_timeout_ms =
+    c->settings.timeout_ms = (long)(opt_seconds(L, 2, vname, "timeout", EC_DEFAULT_TIMEOUT_MS / 1000.0) * 1000);
+    c->settings.connect_timeout_ms =
         (long)(opt_seconds(L, 2, vname, "connect_timeout", EC_DEFAULT_CONNECT_TIMEOUT_MS / 1000.0) * 1000);
-    if (c->timeout_ms < 1)
-        c->timeout_ms = 1;
-    if (c->connect_timeout_ms < 1)
-        c->connect_timeout_ms = 1;
+    if (c->settings.timeout_ms < 1)
+        c->settings.timeout_ms = 1;
+    if (c->settings.connect_timeout_ms < 1)
+        c->settings.connect_timeout_ms = 1;
 
     lua_getfield(L, 2, "max_response_size");
-    c->max_response_size = EC_DEFAULT_MAX_RESPONSE;
+    c->settings.max_response_size = EC_DEFAULT_MAX_RESPONSE;
     if (!lua_isnil(L, -1)) {
         /* written so that NaN fails too (it compares false both ways) */
         if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 1 && lua_tonumber(L, -1) <= 1024.0 * 1024 * 1024))
             return luaL_error(L, "envclone.%s: option 'max_response_size' must be a number of bytes (1 to 1 GiB)",
                               vname);
-        c->max_response_size = (size_t)lua_tonumber(L, -1);
+        c->settings.max_response_size = (size_t)lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
 
     lua_getfield(L, 2, "insecure");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
         return luaL_error(L, "envclone.%s: option 'insecure' must be a boolean", vname);
-    c->insecure = lua_toboolean(L, -1);
+    c->settings.insecure = lua_toboolean(L, -1);
     lua_pop(L, 1);
 
     check_proxy(L, vname, c, opt_string(L, 2, vname, "proxy"));
 
     const char *hv = opt_string(L, 2, vname, "http_version");
     if (hv == NULL || strcmp(hv, "auto") == 0)
-        c->http_version = EC_HTTP_AUTO;
+        c->settings.http_version = EC_HTTP_AUTO;
     else if (strcmp(hv, "1.1") == 0)
-        c->http_version = EC_HTTP_1_1;
+        c->settings.http_version = EC_HTTP_1_1;
     else if (strcmp(hv, "2") == 0)
-        c->http_version = EC_HTTP_2;
+        c->settings.http_version = EC_HTTP_2;
     else
         return luaL_error(L, "envclone.%s: option 'http_version' must be \"auto\", \"1.1\" or \"2\"", vname);
 
@@ -476,16 +476,16 @@ static int l_client_settings(lua_State *L)
     lua_setfield(L, -2, "vendor");
     lua_pushstring(L, c->base_url);
     lua_setfield(L, -2, "base_url");
-    lua_pushnumber(L, (lua_Number)c->timeout_ms / 1000.0);
+    lua_pushnumber(L, (lua_Number)c->settings.timeout_ms / 1000.0);
     lua_setfield(L, -2, "timeout");
-    lua_pushnumber(L, (lua_Number)c->connect_timeout_ms / 1000.0);
+    lua_pushnumber(L, (lua_Number)c->settings.connect_timeout_ms / 1000.0);
     lua_setfield(L, -2, "connect_timeout");
-    lua_pushnumber(L, (lua_Number)c->max_response_size);
+    lua_pushnumber(L, (lua_Number)c->settings.max_response_size);
     lua_setfield(L, -2, "max_response_size");
-    lua_pushboolean(L, c->insecure);
+    lua_pushboolean(L, c->settings.insecure);
     lua_setfield(L, -2, "insecure");
-    if (c->ca_file) {
-        lua_pushstring(L, c->ca_file);
+    if (c->settings.ca_file) {
+        lua_pushstring(L, c->settings.ca_file);
         lua_setfield(L, -2, "ca_file");
     }
     lua_pushstring(L, c->user_agent);

@@ -7,7 +7,6 @@
  * proxy from the environment unless asked for.
  */
 #include "ec_curl.h"
-#include "ec_http1.h"
 
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -26,7 +25,7 @@ typedef void CURLU;
 
 struct ec_easy {
     CURL *h;
-    unsigned long client_id; /* whose options the handle holds; 0 = none */
+    unsigned long settings_id; /* whose settings the handle holds; 0 = none */
     int method;              /* how the method options were left (M_*) */
     long fresh;              /* CURLOPT_FRESH_CONNECT as last set; -1 = unknown */
     int watch_h2;            /* the HTTP/2 watch (on_debug) is on */
@@ -39,7 +38,7 @@ struct ec_easy {
 };
 
 /* One share for the process: TLS sessions and DNS answers.  A create goes
- * out on a fresh connection (ec_request.c), which over https is a TLS
+ * out on a fresh connection (ec_policy.c), which over https is a TLS
  * handshake each time; with the session libcurl kept from the last one it
  * is resumed (an abbreviated handshake), whichever easy handle or batch
  * slot carries it.  libcurl matches a session to its host, port and TLS
@@ -196,6 +195,28 @@ static void remember_answer_size(ec_easy *e, const ec_exchange *x)
 void *ec_easy_curl(ec_easy *e)
 {
     return e->h;
+}
+
+static void slist_free(struct curl_slist *headers);
+
+void ec_exchange_init(ec_exchange *x)
+{
+    memset(x, 0, sizeof *x);
+    ec_buf_init(&x->body, 0);
+}
+
+void ec_exchange_free(ec_exchange *x)
+{
+    ec_buf_free(&x->body);
+    slist_free(x->slist);
+    x->slist = NULL;
+}
+
+/* A large answer's buffer is not worth keeping for the next exchange. */
+void ec_exchange_trim(ec_exchange *x)
+{
+    if (x->body.cap > (size_t)256 * 1024)
+        ec_buf_free(&x->body);
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -376,7 +397,7 @@ static int h2_not_processed(const ec_exchange *x)
     return x->goaway_last >= 0 && x->h2_stream > 0 && x->goaway_last < x->h2_stream;
 }
 
-/* CURLcode -> one of the transport codes of ec_request.c, and what is
+/* CURLcode -> one of the transport codes of ec_policy.c, and what is
  * known about whether the request went out. */
 static void classify(const ec_exchange *x, CURLcode rc, long request_size, int http_version,
                      ec_transport_error *te)
@@ -488,7 +509,7 @@ static void classify(const ec_exchange *x, CURLcode rc, long request_size, int h
 
 /* The header list holds the credential: wipe it before it goes back to
  * the allocator. */
-void ec_curl_slist_free(struct curl_slist *headers)
+static void slist_free(struct curl_slist *headers)
 {
     for (struct curl_slist *h = headers; h != NULL; h = h->next)
         ec_wipe(h->data, strlen(h->data));
@@ -532,12 +553,12 @@ static struct curl_slist *build_slist(const ec_message *m, int expect)
         goto oom;
     return next;
 oom:
-    ec_curl_slist_free(headers);
+    slist_free(headers);
     return NULL;
 }
 
-/* The options that depend only on the client. */
-static void set_client_options(CURL *h, const ec_client *c)
+/* The options that depend only on the settings. */
+static void set_settings(CURL *h, const ec_settings *s)
 {
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -547,16 +568,16 @@ static void set_client_options(CURL *h, const ec_client *c)
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    /* the credential goes to base_url and nowhere else: proxies named in
+    /* the credential goes to its API root and nowhere else: proxies named in
      * the environment (http_proxy, https_proxy, ALL_PROXY) are not used
      * unless the client says proxy = "env"; a proxy only ever carries a
      * CONNECT tunnel (the constructor allows https roots only with one), so
      * it sees TLS and never a credential */
-    if (c->proxy == NULL) {
+    if (s->proxy == NULL) {
         curl_easy_setopt(h, CURLOPT_PROXY, "");
     } else {
-        if (strcmp(c->proxy, "env") != 0)
-            curl_easy_setopt(h, CURLOPT_PROXY, c->proxy);
+        if (strcmp(s->proxy, "env") != 0)
+            curl_easy_setopt(h, CURLOPT_PROXY, s->proxy);
         curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
         /* the proxy's "200 Connection established" is not the answer */
         curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
@@ -564,7 +585,7 @@ static void set_client_options(CURL *h, const ec_client *c)
     /* no_proxy / NO_PROXY from the environment only with proxy = "env",
      * like the proxy itself (without this libcurl reads both, with getenv,
      * on every transfer) */
-    if (c->proxy == NULL || strcmp(c->proxy, "env") != 0)
+    if (s->proxy == NULL || strcmp(s->proxy, "env") != 0)
         curl_easy_setopt(h, CURLOPT_NOPROXY, "");
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -574,35 +595,32 @@ static void set_client_options(CURL *h, const ec_client *c)
      * HTTP/1.1 over http.  "2" over http is HTTP/2 with prior knowledge
      * (h2c, no Upgrade round trip); over https libcurl 7.88 still lets
      * ALPN settle it. */
-    if (c->http_version == EC_HTTP_1_1)
+    if (s->http_version == EC_HTTP_1_1)
         curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    else if (c->http_version == EC_HTTP_2)
+    else if (s->http_version == EC_HTTP_2)
         curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
-    if (c->ca_file)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response_size);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, s->insecure ? 0L : 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, s->insecure ? 0L : 2L);
+    if (s->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, s->ca_file);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_response_size);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 }
 
-int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
+int ec_curl_setup(ec_easy *e, const ec_settings *s, const ec_policy *p, const ec_message *m, ec_exchange *x,
+                  ec_transport_error *te)
 {
     CURL *h = e->h;
-    const ec_client *c = r->client;
-    ec_reqbufs *b = r->b;
-    ec_message *m = &b->msg;
-    ec_exchange *x = &b->ex;
 
-    if (e->client_id != c->id) {
+    if (e->settings_id != s->id) {
         /* another client's handle (a batch): start from libcurl's defaults;
          * the connection cache survives a reset */
         curl_easy_reset(h);
-        set_client_options(h, c);
-        e->client_id = c->id;
+        set_settings(h, s);
+        e->settings_id = s->id;
         e->method = M_NONE;
         e->fresh = -1;
         e->ex = NULL;
@@ -611,7 +629,7 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
         e->buffer_size = 0;
     }
     ec_buf_clear(&x->body);
-    x->body.limit = c->max_response_size;
+    x->body.limit = s->max_response_size;
     x->header_bytes = 0;
     x->too_large = 0;
     x->bad_head = 0;
@@ -621,7 +639,9 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     x->refused = 0;
     ec_http1_head_reset(&x->head, 0); /* HTTP/2: see framed_connection */
     x->curl = h;
-    x->h2_prior_knowledge = c->http_version == EC_HTTP_2 && strncmp(m->url.data, "http:", 5) == 0;
+    x->h2_prior_knowledge = s->http_version == EC_HTTP_2 && strncmp(m->url.data, "http:", 5) == 0;
+    x->http_version = s->http_version;
+    x->proxied = s->proxy != NULL;
     x->request_id_x = 0;
     x->errbuf[0] = x->content_type[0] = x->retry_after[0] = x->request_id[0] = x->location[0] = '\0';
     if (e->ex != x) {
@@ -631,14 +651,14 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
         e->ex = x;
     }
 
-    const char *method = r->op->method;
+    const char *method = m->method;
     int is_get = method[0] == 'G';
     int is_post = method[0] == 'P' && method[1] == 'O';
     int expect = m->has_body || is_post;
-    if (b->slist == NULL || !slist_matches(b->slist, m, expect)) {
-        ec_curl_slist_free(b->slist);
-        b->slist = build_slist(m, expect);
-        if (b->slist == NULL && (expect || m->nheaders > 0)) {
+    if (x->slist == NULL || !slist_matches(x->slist, m, expect)) {
+        slist_free(x->slist);
+        x->slist = build_slist(m, expect);
+        if (x->slist == NULL && (expect || m->nheaders > 0)) {
             te->code = "transport";
             te->sent = 0;
             te->retryable = 0;
@@ -646,14 +666,14 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
             return -1;
         }
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, b->slist);
-    set_url(e, ec_buf_cstr(&m->url));
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->slist);
+    set_url(e, m->url.data); /* never NULL: a built message has a URL */
     receive_buffer(e);
     /* A create over https may meet HTTP/2: watch what the server says of
      * a stream it does not answer (on_debug).  Only creates need it (an
      * idempotent call is retried anyway), and they open a connection and
      * make a TLS handshake each, beside which the watch costs little. */
-    int watch = r->policy.creates && strncmp(m->url.data, "https", 5) == 0;
+    int watch = p->creates && strncmp(m->url.data, "https", 5) == 0;
     if (watch != e->watch_h2) {
         curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, watch ? on_debug : NULL);
         curl_easy_setopt(h, CURLOPT_VERBOSE, (long)watch);
@@ -662,7 +682,7 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     if (watch)
         curl_easy_setopt(h, CURLOPT_DEBUGDATA, x);
     /* the connection-reuse rule is the policy's (ec_policy.c) */
-    long fresh = r->policy.reuse ? 0L : 1L;
+    long fresh = p->reuse ? 0L : 1L;
     if (e->fresh != fresh) {
         curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh);
         /* a call that may reuse a connection waits, in a batch, for the
@@ -694,25 +714,23 @@ int ec_curl_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
     return 0;
 }
 
-static int fill_error(ec_easy *e, ec_request *r, CURLcode rc, ec_transport_error *te)
+static void fill_error(ec_easy *e, const ec_exchange *x, CURLcode rc, ec_transport_error *te)
 {
     long request_size = 0;
     curl_easy_getinfo(e->h, CURLINFO_REQUEST_SIZE, &request_size);
-    classify(&r->b->ex, rc, request_size, r->client->http_version, te);
+    classify(x, rc, request_size, x->http_version, te);
     long connect_code = 0;
-    if (r->client->proxy != NULL && curl_easy_getinfo(e->h, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
+    if (x->proxied && curl_easy_getinfo(e->h, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
         && connect_code >= 300) {
         /* the proxy refused the tunnel: nothing of the request went out */
         te->code = "proxy";
         te->sent = 0;
         snprintf(te->message, sizeof te->message, "the proxy refused the CONNECT tunnel (HTTP %ld)", connect_code);
     }
-    return -1;
 }
 
-static void fill_response(ec_easy *e, ec_request *r, ec_response *resp)
+static void fill_response(ec_easy *e, const ec_exchange *x, ec_response *resp)
 {
-    ec_exchange *x = &r->b->ex;
     long status = 0;
     curl_easy_getinfo(e->h, CURLINFO_RESPONSE_CODE, &status);
     resp->status = status;
@@ -725,9 +743,8 @@ static void fill_response(ec_easy *e, ec_request *r, ec_response *resp)
 }
 
 /* libcurl returns the status of a head the connection cut short. */
-static int check_head(ec_request *r, int rc)
+static int check_head(ec_exchange *x, int rc)
 {
-    ec_exchange *x = &r->b->ex;
     if (rc == CURLE_OK && !ec_http1_head_complete(&x->head)) {
         snprintf(x->errbuf, sizeof x->errbuf, "the answer ended inside its headers");
         return CURLE_PARTIAL_FILE;
@@ -735,53 +752,23 @@ static int check_head(ec_request *r, int rc)
     return rc;
 }
 
-/* Fills resp with the transfer's answer and returns 0, or pushes nil and
- * the transport error and returns their count. */
-static int finish(lua_State *L, ec_easy *e, ec_request *r, int rc, ec_response *resp)
+int ec_curl_finish(ec_easy *e, ec_exchange *x, int rc, ec_response *resp, ec_transport_error *te)
 {
-    remember_answer_size(e, &r->b->ex);
-    rc = check_head(r, rc);
+    remember_answer_size(e, x);
+    rc = check_head(x, rc);
     if (rc != CURLE_OK) {
-        ec_transport_error te;
-        fill_error(e, r, (CURLcode)rc, &te);
-        return ec_request_push_transport_error(L, r, &te);
+        fill_error(e, x, (CURLcode)rc, te);
+        return -1;
     }
-    fill_response(e, r, resp);
+    fill_response(e, x, resp);
     return 0;
 }
 
-int ec_curl_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
+int ec_curl_perform(ec_easy *e, const ec_settings *s, const ec_policy *p, const ec_message *m, ec_exchange *x,
+                    ec_response *resp, ec_transport_error *te)
 {
-    ec_response resp = { 0 };
-    int n = finish(L, e, r, rc, &resp);
-    return n != 0 ? n : ec_request_push_parsed(L, r, &resp);
-}
-
-int ec_curl_finish_raw(lua_State *L, ec_easy *e, ec_request *r, int rc)
-{
-    ec_response resp = { 0 };
-    int n = finish(L, e, r, rc, &resp);
-    if (n != 0)
-        return n;
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, (lua_Integer)resp.status);
-    lua_setfield(L, -2, "status");
-    lua_pushlstring(L, resp.body, resp.body_len);
-    lua_setfield(L, -2, "body");
-    lua_createtable(L, 0, 4);
-    ec_setfield_string(L, "content-type", resp.content_type);
-    ec_setfield_string(L, "retry-after", resp.retry_after);
-    ec_setfield_string(L, "x-request-id", resp.request_id);
-    ec_setfield_string(L, "location", resp.location);
-    lua_setfield(L, -2, "headers");
-    return 1;
-}
-
-int ec_curl_perform(lua_State *L, ec_easy *e, ec_request *r, int raw)
-{
-    ec_transport_error te;
-    if (ec_curl_setup(e, r, &te) != 0)
-        return ec_request_push_transport_error(L, r, &te);
+    if (ec_curl_setup(e, s, p, m, x, te) != 0)
+        return -1;
     CURLcode rc = curl_easy_perform(e->h);
-    return raw ? ec_curl_finish_raw(L, e, r, (int)rc) : ec_curl_finish(L, e, r, (int)rc);
+    return ec_curl_finish(e, x, (int)rc, resp, te);
 }

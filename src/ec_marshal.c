@@ -27,7 +27,7 @@ const char *ec_client_secret(const ec_client *c, const char *name)
 
 const char *ec_client_http_version(const ec_client *c)
 {
-    return c->http_version == EC_HTTP_1_1 ? "1.1" : c->http_version == EC_HTTP_2 ? "2" : "auto";
+    return c->settings.http_version == EC_HTTP_1_1 ? "1.1" : c->settings.http_version == EC_HTTP_2 ? "2" : "auto";
 }
 
 const char *ec_client_base(const ec_client *c, const ec_op *op)

@@ -173,7 +173,7 @@ static ec_slot *slot_take(ec_multi *mu)
  * filled and s back among the idle ones. */
 static int launch(ec_multi *mu, ec_slot *s, ec_request *r, lua_Integer id, ec_transport_error *te)
 {
-    if (ec_curl_setup(s->e, r, te) != 0) {
+    if (ec_request_setup(s->e, r, te) != 0) {
         slot_push(&mu->idle, s);
         return -1;
     }
@@ -328,7 +328,7 @@ static int take(lua_State *L, ec_multi *mu, int *own)
         int n;
         *own = s->ref == LUA_NOREF;
         if (*own) {
-            n = ec_curl_finish(L, s->e, r, (int)rc);
+            n = ec_request_finish(L, s->e, r, (int)rc);
             if (n == 1) {
                 s->bufs = ec_request_end_kept(r);
             } else {
@@ -343,7 +343,7 @@ static int take(lua_State *L, ec_multi *mu, int *own)
             lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref); /* holds r while it is parsed */
             luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
             s->ref = LUA_NOREF;
-            n = ec_curl_finish(L, s->e, r, (int)rc);
+            n = ec_request_finish(L, s->e, r, (int)rc);
             lua_remove(L, -1 - n); /* the request userdata */
             if (n == 1)
                 ec_request_release(r); /* done: its buffers go back to the client */

@@ -14,7 +14,7 @@
  * A request stays referenced by the multi while it is in flight, so its
  * buffers (which libcurl writes into) outlive the transfer whatever Lua
  * drops.  Answers go through the same parse path as a single call
- * (ec_curl_finish).
+ * (ec_request_finish).
  */
 #ifndef EC_MULTI_H
 #define EC_MULTI_H

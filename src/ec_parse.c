@@ -267,7 +267,7 @@ int ec_parse_transport_error(lua_State *L, const ec_client *c, const ec_op *op, 
                  EC_MAX_HEADER_BYTES / 1024, EC_MAX_HEADER_LINE / 1024);
     else if (strcmp(te->code, "too_large") == 0)
         snprintf(msg, sizeof msg, "the response body is larger than max_response_size (%zu bytes); not read further",
-                 c ? c->max_response_size : (size_t)0);
+                 c ? c->settings.max_response_size : (size_t)0);
     else
         snprintf(msg, sizeof msg, "%s", te->message);
     lua_pushnil(L);

@@ -11,8 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-void ec_curl_slist_free(struct curl_slist *headers); /* ec_curl.c */
-
 /* ---- buffers ------------------------------------------------------------- */
 
 void ec_reqbufs_free(ec_reqbufs *b)
@@ -20,8 +18,7 @@ void ec_reqbufs_free(ec_reqbufs *b)
     if (b == NULL)
         return;
     ec_message_free(&b->msg);
-    ec_buf_free(&b->ex.body);
-    ec_curl_slist_free(b->slist);
+    ec_exchange_free(&b->ex);
     free(b);
 }
 
@@ -31,22 +28,13 @@ void ec_client_free_spare(ec_client *c)
     c->spare = NULL;
 }
 
-static void bufs_clear(ec_reqbufs *b)
-{
-    ec_buf_clear(&b->msg.url);
-    ec_buf_clear(&b->msg.body);
-    ec_buf_clear(&b->msg.headers);
-    b->msg.has_body = 0;
-    b->msg.nheaders = 0;
-}
-
 ec_reqbufs *ec_reqbufs_new(void)
 {
     ec_reqbufs *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
     ec_message_init(&b->msg);
-    ec_buf_init(&b->ex.body, 0);
+    ec_exchange_init(&b->ex);
     return b;
 }
 
@@ -55,17 +43,9 @@ static ec_reqbufs *bufs_take(ec_client *c)
     ec_reqbufs *b = c->spare;
     if (b != NULL) {
         c->spare = NULL;
-        bufs_clear(b);
-        return b;
+        return b; /* cleared by ec_marshal_request */
     }
     return ec_reqbufs_new();
-}
-
-/* A large answer's buffer is not worth keeping for the next call. */
-static void bufs_trim(ec_reqbufs *b)
-{
-    if (b->ex.body.cap > (size_t)256 * 1024)
-        ec_buf_free(&b->ex.body);
 }
 
 void ec_request_release(ec_request *r)
@@ -75,7 +55,7 @@ void ec_request_release(ec_request *r)
     r->b = NULL;
     r->client = NULL;
     if (b != NULL) {
-        bufs_trim(b);
+        ec_exchange_trim(&b->ex);
         if (c != NULL && !c->closed && c->spare == NULL)
             c->spare = b;
         else
@@ -90,7 +70,7 @@ ec_reqbufs *ec_request_end_kept(ec_request *r)
     ec_reqbufs *b = r->b;
     r->b = NULL;
     if (b != NULL) {
-        bufs_trim(b);
+        ec_exchange_trim(&b->ex);
         /* they hold the client's credential (headers, libcurl's list):
          * once the client is closed they are wiped, not kept */
         if (r->client == NULL || r->client->closed) {
@@ -112,6 +92,54 @@ int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_
 int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp)
 {
     return ec_parse_response(L, r->client, r->op, resp);
+}
+
+/* ---- exchanges over libcurl ---------------------------------------------- */
+
+int ec_request_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
+{
+    return ec_curl_setup(e, &r->client->settings, &r->policy, &r->b->msg, &r->b->ex, te);
+}
+
+int ec_request_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
+{
+    ec_response resp = { 0 };
+    ec_transport_error te;
+    if (ec_curl_finish(e, &r->b->ex, rc, &resp, &te) != 0)
+        return ec_request_push_transport_error(L, r, &te);
+    return ec_request_push_parsed(L, r, &resp);
+}
+
+/* The answer unparsed, as a transport written in Lua hands it to
+ * req:parse: a table {status, headers, body} (headers: the captured ones,
+ * lower-case names). */
+static void push_response(lua_State *L, const ec_response *resp)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)resp->status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, resp->body, resp->body_len);
+    lua_setfield(L, -2, "body");
+    lua_createtable(L, 0, 4);
+    ec_setfield_string(L, "content-type", resp->content_type);
+    ec_setfield_string(L, "retry-after", resp->retry_after);
+    ec_setfield_string(L, "x-request-id", resp->request_id);
+    ec_setfield_string(L, "location", resp->location);
+    lua_setfield(L, -2, "headers");
+}
+
+/* One blocking exchange of r on e: pushes the result (raw: the response
+ * table), or nil and the transport error; returns how many. */
+static int perform(lua_State *L, ec_easy *e, ec_request *r, int raw)
+{
+    ec_response resp = { 0 };
+    ec_transport_error te;
+    if (ec_curl_perform(e, &r->client->settings, &r->policy, &r->b->msg, &r->b->ex, &resp, &te) != 0)
+        return ec_request_push_transport_error(L, r, &te);
+    if (!raw)
+        return ec_request_push_parsed(L, r, &resp);
+    push_response(L, &resp);
+    return 1;
 }
 
 /* ---- Lua ------------------------------------------------------------------ */
@@ -174,7 +202,7 @@ int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int d
         return n; /* nil, validation error */
     if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
         return luaL_error(L, "envclone: could not create a libcurl handle");
-    n = ec_curl_perform(L, c->easy, &tmp, 0);
+    n = perform(L, c->easy, &tmp, 0);
     if (n == 1)
         return 1;
     /* a failed exchange: the request becomes an object, for the retries */
@@ -198,7 +226,6 @@ int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *o
     memset(r, 0, sizeof *r);
     r->op = op;
     r->policy = ec_policy_of(op);
-    bufs_clear(b);
     int n = ec_marshal_request_ex(L, c, op, args, &b->msg, defer);
     if (n)
         return n; /* deferred, or nil + the validation error */
@@ -319,7 +346,7 @@ static int l_send(lua_State *L)
     ec_client *c = r->client;
     if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
         return luaL_error(L, "envclone: could not create a libcurl handle");
-    int n = ec_curl_perform(L, c->easy, r, 0);
+    int n = perform(L, c->easy, r, 0);
     if (n == 1)
         ec_request_release(r);
     return n;
@@ -336,7 +363,7 @@ static int l_curl(lua_State *L)
         if (c->easy == NULL)
             return luaL_error(L, "envclone: could not create a libcurl handle");
     }
-    return ec_curl_perform(L, c->easy, r, 1);
+    return perform(L, c->easy, r, 1);
 }
 
 /* The value of header `name` (lower case) in the table at idx, matched
@@ -488,17 +515,17 @@ static int l_index(lua_State *L)
         else if (strcmp(k, "path") == 0)
             lua_pushstring(L, t.path);
         else if (strcmp(k, "timeout") == 0)
-            push_seconds(L, c->timeout_ms);
+            push_seconds(L, c->settings.timeout_ms);
         else if (strcmp(k, "connect_timeout") == 0)
-            push_seconds(L, c->connect_timeout_ms);
+            push_seconds(L, c->settings.connect_timeout_ms);
         else if (strcmp(k, "max_response_size") == 0)
-            lua_pushinteger(L, (lua_Integer)c->max_response_size);
+            lua_pushinteger(L, (lua_Integer)c->settings.max_response_size);
         else if (strcmp(k, "insecure") == 0)
-            lua_pushboolean(L, c->insecure);
+            lua_pushboolean(L, c->settings.insecure);
         else if (strcmp(k, "ca_file") == 0)
-            lua_pushstring(L, c->ca_file); /* nil when NULL */
+            lua_pushstring(L, c->settings.ca_file); /* nil when NULL */
         else if (strcmp(k, "proxy") == 0)
-            lua_pushstring(L, c->proxy);
+            lua_pushstring(L, c->settings.proxy);
         else if (strcmp(k, "http_version") == 0)
             lua_pushstring(L, ec_client_http_version(c));
         else

@@ -19,45 +19,18 @@
 #include "ec_buf.h"
 #include "ec_client.h"
 #include "ec_compat.h"
-#include "ec_http1.h"
+#include "ec_curl.h"
 #include "ec_marshal.h"
 #include "ec_policy.h"
 #include "ec_transport.h"
 
 #define EC_REQUEST_MT "envclone.core.request"
 
-struct curl_slist;
-
-/* What one libcurl exchange captured (ec_curl.c fills it). */
-typedef struct {
-    ec_buf body;
-    size_t header_bytes;
-    int too_large;      /* 1: body past max_response_size, 2: headers past the cap */
-    ec_http1_head head; /* what RFC 9112 refuses and libcurl does not (ec_http1.c) */
-    int bad_head;       /* the head was refused: head.why says why */
-    char *fold;         /* the captured value an obs-fold line would continue */
-    size_t fold_cap;
-    char content_type[128];
-    char retry_after[64];
-    char request_id[128];
-    int request_id_x;   /* request_id came from X-Request-Id, which wins over Request-Id */
-    void *curl;         /* the CURL * carrying the exchange (ec_curl.c) */
-    int h2_prior_knowledge; /* plain-http HTTP/2 was asked for: every answer is HTTP/2 */
-    char location[512];
-    char errbuf[256];   /* CURL_ERROR_SIZE */
-    /* HTTP/2 (creates only, see ec_curl.c): did the server say it did not
-     * process the request? */
-    long h2_stream;     /* our stream id; 0 = unknown */
-    long goaway_last;   /* GOAWAY's last-stream-id; -1 = no GOAWAY */
-    int refused;        /* RST_STREAM REFUSED_STREAM */
-} ec_exchange;
-
 /* The buffers a request owns; a client keeps one spare set so that a
  * sequential caller allocates nothing per call. */
 typedef struct ec_reqbufs {
-    ec_message msg;           /* URL, headers, body */
-    ec_exchange ex;           /* what the last libcurl exchange captured */
-    struct curl_slist *slist; /* libcurl's copy of msg.headers (credential: wiped on free) */
+    ec_message msg; /* URL, headers, body */
+    ec_exchange ex; /* the libcurl exchange's state (ec_curl.h) */
 } ec_reqbufs;
 
 typedef struct ec_request {
@@ -122,6 +95,14 @@ void ec_request_release(ec_request *r);
  * failed exchange of r (kind, code, message, sent, retryable, maybe_applied
  * from the request's policy).  Returns 2. */
 int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_transport_error *te);
+
+/* libcurl (ec_multi.c): makes e ready to carry r (ec_curl_setup): 0, or
+ * -1 with te filled. */
+int ec_request_setup(ec_easy *e, ec_request *r, ec_transport_error *te);
+
+/* The transfer of r on e ended with CURLcode rc: pushes the parsed result,
+ * or nil + the transport error; returns how many. */
+int ec_request_finish(lua_State *L, ec_easy *e, ec_request *r, int rc);
 
 /* Parses an answer into a result (1 value) or nil + error (2 values). */
 int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp);
