@@ -44,7 +44,8 @@ build = {
     ["envclone.core_impl"] = {
       sources = {
         "src/ec_jsondec.c",
-        "src/ec_buf.c", "src/ec_ops.c", "src/ec_policy.c", "src/ec_json.c", "src/ec_mask.c", "src/ec_error.c", "src/ec_marshal.c", "src/ec_parse.c",
+        "src/ec_buf.c", "src/ec_ops.c", "src/ec_policy.c", "src/ec_json.c", "src/ec_client.c", "src/ec_mask.c", "src/ec_error.c",
+        "src/ec_marshal.c", "src/ec_parse.c",
         "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c", "src/ec_request.c", "src/ec_multi.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

@@ -57,7 +57,7 @@ static void fuzz_init(void)
         ec_client *c = &fuzz_clients[i];
         memset(c, 0, sizeof *c);
         c->vendor = &ec_vendors[i];
-        c->base_url = (char *)FUZZ_BASE;
+        c->base.url = (char *)FUZZ_BASE;
         c->user_agent = (char *)"envclone-fuzz";
         for (int k = 0; c->vendor->credentials[k]; k++)
             c->secrets[k] = (char *)(strcmp(c->vendor->credentials[k], "cookie") == 0 ? FUZZ_COOKIE : FUZZ_TOKEN);

@@ -315,8 +315,8 @@ static void push_valid(const ec_field *f)
 static void check_request(const ec_client *cl, const ec_op *op)
 {
     const ec_message *r = &fuzz_messages[cl - fuzz_clients];
-    size_t blen = strlen(cl->base_url);
-    FUZZ_ASSERT(r->url.len >= blen && memcmp(r->url.data, cl->base_url, blen) == 0, "URL lost the base URL");
+    size_t blen = strlen(cl->base.url);
+    FUZZ_ASSERT(r->url.len >= blen && memcmp(r->url.data, cl->base.url, blen) == 0, "URL lost the base URL");
     FUZZ_ASSERT(strlen(r->url.data) == r->url.len, "URL holds a NUL byte");
     size_t slashes = 0, tmpl_slashes = 0;
     for (const char *t = op->path; *t; t++)

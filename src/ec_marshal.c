@@ -14,63 +14,6 @@
 #include <string.h>
 
 
-const char *ec_client_secret(const ec_client *c, const char *name)
-{
-    if (c->closed) /* what a closed client still holds only masks (ec_client.h) */
-        return NULL;
-    const char *const *creds = c->vendor->credentials;
-    for (int i = 0; creds[i] && i < EC_MAX_SECRETS; i++)
-        if (strcmp(creds[i], name) == 0)
-            return c->secrets[i];
-    return NULL;
-}
-
-const char *ec_client_http_version(const ec_client *c)
-{
-    return c->settings.http_version == EC_HTTP_1_1 ? "1.1" : c->settings.http_version == EC_HTTP_2 ? "2" : "auto";
-}
-
-const char *ec_client_base(const ec_client *c, const ec_op *op)
-{
-    if (op->base != NULL && c->vendor->bases != NULL)
-        for (int i = 0; c->vendor->bases[i].name && i < EC_MAX_BASES; i++)
-            if (strcmp(c->vendor->bases[i].name, op->base) == 0 && c->bases[i] != NULL)
-                return c->bases[i];
-    return c->base_url;
-}
-
-/* A JWT is three base64url segments joined by dots (RFC 7519 §7.2, JWS
- * compact serialisation); an opaque API token such as qov_... is not. */
-static int is_jwt(const char *s)
-{
-    int dots = 0;
-    size_t seg = 0;
-    for (; *s; s++) {
-        if (*s == '.') {
-            if (seg == 0)
-                return 0;
-            dots++;
-            seg = 0;
-        } else if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'
-                   || *s == '_' || *s == '=') {
-            seg++;
-        } else {
-            return 0;
-        }
-    }
-    return dots == 2 && seg > 0;
-}
-
-ec_auth ec_client_scheme(const ec_client *c, ec_auth scheme, const char *secret)
-{
-    if (scheme != EC_AUTH_TOKEN_OR_JWT)
-        return scheme;
-    if (c->scheme_override != EC_AUTH_UNSET)
-        return c->scheme_override;
-    return is_jwt(secret) ? EC_AUTH_BEARER : EC_AUTH_TOKEN;
-}
-
-
 /* Validation state: the first problem found, reported once at the top. */
 typedef struct {
     lua_State *L;

@@ -42,7 +42,7 @@ static int pattern_init(pattern *p, const char *secret, int kind)
     p->secret = (const unsigned char *)secret;
     p->slen = secret ? strlen(secret) : 0;
     p->kind = kind;
-    if (p->slen < EC_MASK_MIN_SECRET || p->slen > EC_MASK_MAX_SECRET)
+    if (p->slen < EC_SECRET_MIN || p->slen > EC_SECRET_MAX)
         return 0;
     if (kind == 0) {
         p->first = 0;
@@ -56,7 +56,7 @@ static int pattern_init(pattern *p, const char *secret, int kind)
     p->first = (start_bit + 5) / 6;
     size_t last = end_bit / 6; /* one past the last whole group */
     p->len = last > p->first ? last - p->first : 0;
-    return p->len >= EC_MASK_MIN_SECRET;
+    return p->len >= EC_SECRET_MIN;
 }
 
 static unsigned char pattern_char(const pattern *p, size_t j)
@@ -180,7 +180,7 @@ static size_t match_at(const pattern *p, const unsigned char *s, size_t n, size_
 {
     for (size_t j = 0; j < p->len; j++) {
         if (i >= n) /* the text ends inside the secret: a cut message */
-            return j >= EC_MASK_MIN_SECRET ? n : NO_MATCH;
+            return j >= EC_SECRET_MIN ? n : NO_MATCH;
         unsigned char want = pattern_char(p, j), got = 0;
         size_t enc = decode_at(s, n, i, &got);
         int enc_ok = enc > 0 && got == want;
@@ -190,7 +190,7 @@ static size_t match_at(const pattern *p, const unsigned char *s, size_t n, size_
             i += enc;
         else if (raw_ok)
             i++;
-        else if (j >= EC_MASK_MIN_SECRET && enc == 0 && cut_escape(s, n, i))
+        else if (j >= EC_SECRET_MIN && enc == 0 && cut_escape(s, n, i))
             return n; /* cut in the middle of an encoded character */
         else
             return NO_MATCH;
@@ -264,7 +264,7 @@ size_t ec_mask_inplace(const ec_client *c, char *s, size_t n, size_t size)
     while (ps.count > 0 && next_match(&ps, u, n, in, &a, &b)) {
         memmove(s + out, s + in, a - in);
         out += a - in;
-        memcpy(s + out, "***", 3); /* every match is at least EC_MASK_MIN_SECRET long */
+        memcpy(s + out, "***", 3); /* every match is at least EC_SECRET_MIN long */
         out += 3;
         in = b;
     }

@@ -15,8 +15,8 @@
  *     secret's bits only), themselves in any of the forms above;
  *   - a text that ends in the first 8 or more characters of one of these
  *     (a message cut to fit its buffer).
- * Each match prints as "***".  Secrets shorter than EC_MASK_MIN_SECRET are
- * refused when the client is made (ec_core.c), so matching never has to
+ * Each match prints as "***".  Secrets shorter than EC_SECRET_MIN are
+ * refused when the client is made (ec_client.h), so matching never has to
  * guess at short, word-like values.  Nothing here allocates.
  */
 #ifndef EC_MASK_H
@@ -27,8 +27,6 @@
 
 #include <stddef.h>
 
-#define EC_MASK_MIN_SECRET 8
-#define EC_MASK_MAX_SECRET 8192
 
 /* Does s[0..n) show one of the client's secrets in any form? */
 int ec_mask_has(const ec_client *c, const char *s, size_t n);

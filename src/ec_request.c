@@ -1,6 +1,7 @@
 /*
- * ec_request.c - the request object: one call of one operation, its policy,
- * the one transport-error constructor and the one place answers are parsed.
+ * ec_request.c - the request object (see ec_request.h): one call of one
+ * operation, its exchanges over the client's libcurl handle, and its Lua
+ * face for transports written in Lua.
  */
 #include "ec_request.h"
 #include "ec_curl.h"
@@ -12,31 +13,6 @@
 #include <strings.h>
 
 /* ---- buffers ------------------------------------------------------------- */
-
-void ec_reqbufs_free(ec_reqbufs *b)
-{
-    if (b == NULL)
-        return;
-    ec_message_free(&b->msg);
-    ec_exchange_free(&b->ex);
-    free(b);
-}
-
-void ec_client_free_spare(ec_client *c)
-{
-    ec_reqbufs_free(c->spare);
-    c->spare = NULL;
-}
-
-ec_reqbufs *ec_reqbufs_new(void)
-{
-    ec_reqbufs *b = calloc(1, sizeof *b);
-    if (b == NULL)
-        return NULL;
-    ec_message_init(&b->msg);
-    ec_exchange_init(&b->ex);
-    return b;
-}
 
 static ec_reqbufs *bufs_take(ec_client *c)
 {
@@ -89,7 +65,7 @@ int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_
     return ec_parse_transport_error(L, r->client, r->op, te);
 }
 
-int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp)
+static int push_parsed(lua_State *L, const ec_request *r, const ec_response *resp)
 {
     return ec_parse_response(L, r->client, r->op, resp);
 }
@@ -107,7 +83,7 @@ int ec_request_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
     ec_transport_error te;
     if (ec_curl_finish(e, &r->b->ex, rc, &resp, &te) != 0)
         return ec_request_push_transport_error(L, r, &te);
-    return ec_request_push_parsed(L, r, &resp);
+    return push_parsed(L, r, &resp);
 }
 
 /* The answer unparsed, as a transport written in Lua hands it to
@@ -137,7 +113,7 @@ static int perform(lua_State *L, ec_easy *e, ec_request *r, int raw)
     if (ec_curl_perform(e, &r->client->settings, &r->policy, &r->b->msg, &r->b->ex, &resp, &te) != 0)
         return ec_request_push_transport_error(L, r, &te);
     if (!raw)
-        return ec_request_push_parsed(L, r, &resp);
+        return push_parsed(L, r, &resp);
     push_response(L, &resp);
     return 1;
 }
@@ -200,9 +176,7 @@ int ec_request_call(lua_State *L, ec_client *c, const ec_op *op, int args, int d
         return 0;
     if (n)
         return n; /* nil, validation error */
-    if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
-        return luaL_error(L, "envclone: could not create a libcurl handle");
-    n = perform(L, c->easy, &tmp, 0);
+    n = perform(L, ec_client_easy(L, c), &tmp, 0);
     if (n == 1)
         return 1;
     /* a failed exchange: the request becomes an object, for the retries */
@@ -242,8 +216,8 @@ static int l_gc(lua_State *L)
 }
 
 /* Scheme, host (brackets kept for IPv6), port and the path with query of
- * the request's URL.  base_url passed the client's checks (http or https,
- * a host, a valid port, no user information), so this cannot fail. */
+ * the request's URL, read from the API root it starts with: the client's
+ * constructor checked and split that once (ec_client.h). */
 typedef struct {
     int tls;
     const char *host;
@@ -253,24 +227,16 @@ typedef struct {
     int default_port;
 } ec_target;
 
-static void split_url(const char *url, ec_target *t)
+static void target_of(const ec_request *r, ec_target *t)
 {
-    t->tls = strncasecmp(url, "https://", 8) == 0;
-    const char *a = url + (t->tls ? 8 : 7);
-    const char *end = a + strcspn(a, "/");
-    const char *colon = NULL;
-    if (*a == '[') {
-        const char *rb = memchr(a, ']', (size_t)(end - a));
-        if (rb && rb + 1 < end && rb[1] == ':')
-            colon = rb + 1;
-    } else {
-        colon = memchr(a, ':', (size_t)(end - a));
-    }
-    t->host = a;
-    t->host_len = (size_t)((colon ? colon : end) - a);
-    t->port = colon ? strtol(colon + 1, NULL, 10) : (t->tls ? 443 : 80);
-    t->default_port = t->port == (t->tls ? 443 : 80);
-    t->path = *end ? end : "/";
+    const ec_root *root = ec_client_root(r->client, r->op);
+    const char *url = r->b->msg.url.data;
+    t->tls = root->tls;
+    t->host = url + root->host;
+    t->host_len = root->host_len;
+    t->port = root->port;
+    t->default_port = root->default_port;
+    t->path = url[root->path] ? url + root->path : "/";
 }
 
 /* req:wire() -> the HTTP/1.1 request as bytes, for transports that write
@@ -280,7 +246,7 @@ static int l_wire(lua_State *L)
     ec_request *r = ec_request_check(L, 1);
     const ec_message *m = &r->b->msg;
     ec_target t;
-    split_url(m->url.data, &t);
+    target_of(r, &t);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, r->op->method);
@@ -344,9 +310,7 @@ static int l_send(lua_State *L)
 {
     ec_request *r = ec_request_check(L, 1);
     ec_client *c = r->client;
-    if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
-        return luaL_error(L, "envclone: could not create a libcurl handle");
-    int n = perform(L, c->easy, r, 0);
+    int n = perform(L, ec_client_easy(L, c), r, 0);
     if (n == 1)
         ec_request_release(r);
     return n;
@@ -358,12 +322,7 @@ static int l_curl(lua_State *L)
 {
     ec_request *r = ec_request_check(L, 1);
     ec_client *c = r->client;
-    if (c->easy == NULL) {
-        c->easy = ec_easy_new();
-        if (c->easy == NULL)
-            return luaL_error(L, "envclone: could not create a libcurl handle");
-    }
-    return perform(L, c->easy, r, 1);
+    return perform(L, ec_client_easy(L, c), r, 1);
 }
 
 /* The value of header `name` (lower case) in the table at idx, matched
@@ -427,7 +386,7 @@ static int l_parse(lua_State *L)
     } else if (!lua_isnil(L, -1)) {
         return luaL_error(L, "envclone: response.headers must be a table");
     }
-    int n = ec_request_push_parsed(L, r, &resp);
+    int n = push_parsed(L, r, &resp);
     if (n == 1)
         ec_request_release(r);
     return n;
@@ -501,7 +460,7 @@ static int l_index(lua_State *L)
         const ec_client *c = r->client;
         const ec_message *m = &r->b->msg;
         ec_target t;
-        split_url(m->url.data, &t);
+        target_of(r, &t);
         if (strcmp(k, "url") == 0)
             lua_pushlstring(L, m->url.data, m->url.len);
         else if (strcmp(k, "body") == 0 && m->has_body)

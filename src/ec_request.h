@@ -1,22 +1,23 @@
 /*
- * ec_request.h - one call as an object: made by the C core from (client,
- * operation, arguments), performed by any transport, parsed in one place.
+ * ec_request.h - one call as an object: made from (client, operation,
+ * arguments) by ec_marshal, performed by any transport, its outcome
+ * turned into a result or an error by ec_parse; and the one-call fast path
+ * (ec_request_call), where the request never becomes an object unless the
+ * exchange fails.
  *
- * A request holds the URL, the headers (the credential among them), the
- * body and the policy its operation row decides once: may it go out on a
- * reused connection, is it a create, may a failure be retried, when is a
- * failure maybe_applied.  It also holds the state of one exchange on a
- * libcurl easy handle (response buffers), so any number of requests of one
- * client can be in flight at once (libcurl multi, coroutines).
+ * A request holds its message (URL, headers with the credential, body)
+ * and the policy its operation row decides once (ec_policy.h).  It also
+ * holds the state of one exchange on a libcurl easy handle, so any number
+ * of requests of one client can be in flight at once (libcurl multi,
+ * coroutines).
  *
- * In Lua it is a userdata ("envclone.request") with __gc and __close.
+ * In Lua it is a userdata ("envclone.request") with __gc and __close; its
+ * fields (url, host, port, path, timeouts, ...) and methods (send, curl,
+ * parse, fail, wire, headers, release) serve transports written in Lua.
  */
 #ifndef EC_REQUEST_H
 #define EC_REQUEST_H
 
-#include <stddef.h>
-
-#include "ec_buf.h"
 #include "ec_client.h"
 #include "ec_compat.h"
 #include "ec_curl.h"
@@ -26,25 +27,13 @@
 
 #define EC_REQUEST_MT "envclone.core.request"
 
-/* The buffers a request owns; a client keeps one spare set so that a
- * sequential caller allocates nothing per call. */
-typedef struct ec_reqbufs {
-    ec_message msg; /* URL, headers, body */
-    ec_exchange ex; /* the libcurl exchange's state (ec_curl.h) */
-} ec_reqbufs;
-
 typedef struct ec_request {
     ec_client *client; /* counted reference (ec_client_ref) */
     const ec_op *op;
-    ec_reqbufs *b;     /* NULL once released */
+    ec_reqbufs *b;     /* its message and exchange (ec_client.h); NULL once released */
     ec_policy policy;  /* from the row, once (ec_policy.h) */
     int in_flight; /* on a multi handle's wire (ec_multi.c) */
 } ec_request;
-
-/* A request's buffers, made and freed outside a request (a multi slot
- * keeps one set for the requests it carries; freeing wipes the credential). */
-ec_reqbufs *ec_reqbufs_new(void);
-void ec_reqbufs_free(ec_reqbufs *b);
 
 /* Fills r, in storage the caller owns, for op with `args` (stack index),
  * in the buffers b, which stay the caller's.  0: r is ready; it holds no
@@ -64,9 +53,6 @@ ec_reqbufs *ec_request_end_kept(ec_request *r);
 /* Pushes a request userdata that takes over r (its buffers and client
  * reference): for retries, after a failed exchange. */
 void ec_request_push_object(lua_State *L, const ec_request *r);
-
-/* Frees the client's spare buffers (on close). */
-void ec_client_free_spare(ec_client *c);
 
 /* Sets up the request userdata's metatable (methods, __gc, __close). */
 void ec_request_init(lua_State *L);
@@ -91,9 +77,8 @@ ec_request *ec_request_check(lua_State *L, int idx);
  * to its client as the spare set.  Idempotent. */
 void ec_request_release(ec_request *r);
 
-/* THE transport-error constructor: pushes nil and the error object for a
- * failed exchange of r (kind, code, message, sent, retryable, maybe_applied
- * from the request's policy).  Returns 2. */
+/* Pushes nil and the error object for a failed exchange of r (the one
+ * constructor: ec_parse_transport_error).  Returns 2. */
 int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_transport_error *te);
 
 /* libcurl (ec_multi.c): makes e ready to carry r (ec_curl_setup): 0, or
@@ -103,8 +88,5 @@ int ec_request_setup(ec_easy *e, ec_request *r, ec_transport_error *te);
 /* The transfer of r on e ended with CURLcode rc: pushes the parsed result,
  * or nil + the transport error; returns how many. */
 int ec_request_finish(lua_State *L, ec_easy *e, ec_request *r, int rc);
-
-/* Parses an answer into a result (1 value) or nil + error (2 values). */
-int ec_request_push_parsed(lua_State *L, const ec_request *r, const ec_response *resp);
 
 #endif

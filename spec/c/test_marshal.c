@@ -43,7 +43,7 @@ static tclient make_client(const char *vendor, const char *base)
     ec_client *cp = &t.cl;
 #define c (*cp)
     c.vendor = ec_vendor_find(vendor);
-    c.base_url = (char *)base;
+    c.base.url = (char *)base;
     c.user_agent = (char *)"envclone-test";
     for (int i = 0; c.vendor->credentials[i]; i++)
         c.secrets[i] = (char *)(strcmp(c.vendor->credentials[i], "cookie") == 0 ? "session=c00kie-secret"
@@ -126,15 +126,15 @@ static void test_requests(void)
     /* the Connect API takes a bearer token first, then the cookie */
     CHECK(has_header(&v.req, "Authorization: Bearer s3cret-token-value"), "bearer preferred on the Connect API");
     CHECK(!has_header(&v.req, "Cookie: session=c00kie-secret"), "one credential per request");
-    CHECK(strncmp(v.req.url.data, v.cl.base_url, strlen(v.cl.base_url)) == 0, "no connect base set: base_url");
-    v.cl.bases[0] = (char *)"https://platform.versori.com/api/connect/v1alpha1";
+    CHECK(strncmp(v.req.url.data, v.cl.base.url, strlen(v.cl.base.url)) == 0, "no connect base set: base_url");
+    v.cl.bases[0].url = (char *)"https://platform.versori.com/api/connect/v1alpha1";
     CHECK(build(&v, "create_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', name='1.0.0'}",
                 field, sizeof field) == NULL, "connection version builds on the connect base");
     CHECK(strcmp(v.req.url.data, "https://platform.versori.com/api/connect/v1alpha1/o/" ULID_ORG
                                  "/connections/c1/versions") == 0, "connect base: %s", v.req.url.data);
     CHECK(build(&v, "clone_environment", "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ
                 "', oldEnvName='prod', newEnvName='dev'}", field, sizeof field) == NULL
-              && strncmp(v.req.url.data, v.cl.base_url, strlen(v.cl.base_url)) == 0,
+              && strncmp(v.req.url.data, v.cl.base.url, strlen(v.cl.base.url)) == 0,
           "platform op stays on base_url: %s", v.req.url.data);
     char *token = v.cl.secrets[0];
     v.cl.secrets[0] = NULL;
