@@ -1,89 +1,27 @@
 /*
- * ec_core.c - the envclone.core Lua module: client userdata, one Lua
- * function per operation (closures over rows of the operation table), and
- * the prepare/parse pair that non-libcurl transports use.
+ * ec_core.c - the envclone.core Lua module: luaopen, the tables it
+ * publishes (core.operations with one closure per row and way of calling:
+ * call, request, start; core.vendors; core.limits) and the functions of
+ * the module table.  It sits above every other file of src/ and holds no
+ * rule of its own: the closures' bodies are ec_request.c's and
+ * ec_multi.c's, the client is ec_client.c's.
  */
 #include "ec_client.h"
+#include "ec_clock.h"
 #include "ec_compat.h"
-#include "ec_error.h"
 #include "ec_curl.h"
+#include "ec_error.h"
 #include "ec_http1.h"
 #include "ec_json.h"
 #include "ec_jsondec.h"
-#include "ec_marshal.h"
 #include "ec_mask.h"
-#include "ec_clock.h"
 #include "ec_multi.h"
+#include "ec_ops.h"
 #include "ec_request.h"
+#include "ec_transport.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <time.h>
-#include <string.h>
-#include <strings.h>
-
-
-/* op.request(client, args) -> request | nil, err (validation): a request
- * for any transport (see ec_request.h). */
-static int l_op_request(lua_State *L)
-{
-    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
-    ec_client *c = ec_client_check(L, 1);
-    ec_client_check_op(L, c, op);
-    return ec_request_push_new(L, c, op, 2);
-}
-
-/* op.call(client, args[, defer]) -> result | nil, err[, request]: a
- * request sent once over the client's libcurl handle, in one C call (the
- * sequential path).  After a failed exchange the request comes third, so a
- * retry sends it again without building it anew.  `defer`: a set of
- * argument names the caller handles itself; with it, nothing at all comes
- * back (and nothing is sent) when args hold one of them or the call runs in
- * a coroutine. */
-static int l_op_call(lua_State *L)
-{
-    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
-    ec_client *c = ec_client_check(L, 1);
-    ec_client_check_op(L, c, op);
-    lua_settop(L, 3);
-    int defer = 0;
-    if (!lua_isnil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        defer = 3;
-    }
-    return ec_request_call(L, c, op, 2, defer);
-}
-
-/* op.start(multi, client, args, id[, defer]) -> true | nil, err | nothing:
- * one call put on a batch's multi handle with no request object (see
- * ec_multi.h); `defer` as for op.call; nothing also when the client is
- * closed or args is not a table. */
-static int l_op_start(lua_State *L)
-{
-    ec_multi *mu = ec_multi_check(L, 1);
-    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
-    ec_client *c = ec_client_arg(L, 2);
-    ec_client_check_op(L, c, op);
-    lua_Integer id = luaL_checkinteger(L, 4);
-    /* m:drain finds a call's item at 4 * id */
-    luaL_argcheck(L, id >= 1 && id <= LUA_MAXINTEGER / 4, 4, "an id from 1 to maxinteger / 4");
-    lua_settop(L, 5);
-    int defer = 0;
-    if (!lua_isnil(L, 5)) {
-        luaL_checktype(L, 5, LUA_TTABLE);
-        defer = 5;
-    }
-    return ec_multi_start(L, mu, c, op, 3, id, defer);
-}
-
-const ec_op *ec_op_of_start(lua_State *L, int idx)
-{
-    if (lua_tocfunction(L, idx) != l_op_start || lua_getupvalue(L, idx, 1) == NULL)
-        return NULL;
-    const ec_op *op = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return op;
-}
 
 /* core.request(client, opname, args) -> request | nil, err */
 static int l_request(lua_State *L)
@@ -215,13 +153,13 @@ static void push_operations(lua_State *L)
         }
         lua_setfield(L, -2, "fields");
         lua_pushlightuserdata(L, (void *)op);
-        lua_pushcclosure(L, l_op_call, 1);
+        lua_pushcclosure(L, ec_request_lua_call, 1);
         lua_setfield(L, -2, "call");
         lua_pushlightuserdata(L, (void *)op);
-        lua_pushcclosure(L, l_op_request, 1);
+        lua_pushcclosure(L, ec_request_lua_request, 1);
         lua_setfield(L, -2, "request");
         lua_pushlightuserdata(L, (void *)op);
-        lua_pushcclosure(L, l_op_start, 1);
+        lua_pushcclosure(L, ec_multi_lua_start, 1);
         lua_setfield(L, -2, "start");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }

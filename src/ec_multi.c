@@ -7,7 +7,7 @@
  * Finished slots keep their easy handle for the next request, so a batch
  * builds at most as many easy handles as it has requests in flight.
  *
- * A call started in C (ec_multi_start: a batch's plain call) needs no
+ * A call started in C (op.start, m:fill: a batch's plain call) needs no
  * request object: the slot holds the request and a set of buffers it keeps
  * from one call to the next, as a C program keeps one buffer per easy
  * handle; the URL, headers and libcurl's header list are rebuilt in place,
@@ -34,13 +34,13 @@ typedef struct ec_slot {
     struct ec_slot *prev, *next;
 } ec_slot;
 
-struct ec_multi {
+typedef struct ec_multi {
     CURLM *m;
     ec_slot *busy;   /* requests in flight (or finished, not yet taken) */
     ec_slot *idle;   /* slots with an easy handle kept for reuse */
     long added;      /* transfers added and not yet taken by next() */
     int closed;
-};
+} ec_multi;
 
 static void slot_unlink(ec_slot **list, ec_slot *s)
 {
@@ -105,9 +105,12 @@ static void multi_release(lua_State *L, ec_multi *mu)
     mu->added = 0;
 }
 
-static ec_multi *check_multi(lua_State *L)
+static ec_multi *check_multi(lua_State *L, int idx)
 {
-    return ec_multi_check(L, 1);
+    ec_multi *mu = luaL_checkudata(L, idx, EC_MULTI_MT);
+    if (mu->closed)
+        luaL_error(L, "envclone: this multi handle is closed");
+    return mu;
 }
 
 /* core.multi{ max_connections = n } */
@@ -203,7 +206,7 @@ static int launch(ec_multi *mu, ec_slot *s, ec_request *r, lua_Integer id, ec_tr
 /* m:add(request, id) -> true | nil, err */
 static int l_add(lua_State *L)
 {
-    ec_multi *mu = check_multi(L);
+    ec_multi *mu = check_multi(L, 1);
     ec_request *r = ec_request_check(L, 2);
     lua_Integer id = luaL_checkinteger(L, 3);
     if (r->in_flight)
@@ -227,8 +230,15 @@ static int l_add(lua_State *L)
     return 1;
 }
 
-int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, int args, lua_Integer id,
-                   int defer)
+/* Puts one call of op, with arguments at stack index `args`, on mu with no
+ * request object (op.start, m:fill).  Pushes true and returns 1; or pushes
+ * nil and the validation error (nothing sent) and returns 2; or returns 0,
+ * pushing nothing, when the client is closed, args is not a table or holds
+ * a key of the table at `defer` (a stack index, 0 = none), or the transfer
+ * could not be started: the caller's single-call path takes those.  Its
+ * transfer's m:next() gives id, result, or id, nil, err, request (the
+ * failed call's request, for the retries). */
+static int start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, int args, lua_Integer id, int defer)
 {
     /* a closed client or arguments that are not a table: left to the
      * caller's single-call path, which raises or validates as it always does */
@@ -260,12 +270,37 @@ int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, in
     return 1;
 }
 
-ec_multi *ec_multi_check(lua_State *L, int idx)
+/* op.start(multi, client, args, id[, defer]) -> true | nil, err | nothing:
+ * one call put on a batch's multi handle with no request object (see
+ * ec_multi.h); `defer` as for op.call; nothing also when the client is
+ * closed or args is not a table. */
+int ec_multi_lua_start(lua_State *L)
 {
-    ec_multi *mu = luaL_checkudata(L, idx, EC_MULTI_MT);
-    if (mu->closed)
-        luaL_error(L, "envclone: this multi handle is closed");
-    return mu;
+    ec_multi *mu = check_multi(L, 1);
+    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
+    ec_client *c = ec_client_arg(L, 2);
+    ec_client_check_op(L, c, op);
+    lua_Integer id = luaL_checkinteger(L, 4);
+    /* m:drain finds a call's item at 4 * id */
+    luaL_argcheck(L, id >= 1 && id <= LUA_MAXINTEGER / 4, 4, "an id from 1 to maxinteger / 4");
+    lua_settop(L, 5);
+    int defer = 0;
+    if (!lua_isnil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        defer = 5;
+    }
+    return start(L, mu, c, op, 3, id, defer);
+}
+
+/* The operation of an op.start function at idx (its upvalue), or NULL
+ * when idx holds anything else. */
+static const ec_op *op_of_start(lua_State *L, int idx)
+{
+    if (lua_tocfunction(L, idx) != ec_multi_lua_start || lua_getupvalue(L, idx, 1) == NULL)
+        return NULL;
+    const ec_op *op = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return op;
 }
 
 /* m:poll(seconds) -> transfers finished and not yet taken by next().
@@ -276,7 +311,7 @@ ec_multi *ec_multi_check(lua_State *L, int idx)
  * finish nothing. */
 static int l_poll(lua_State *L)
 {
-    ec_multi *mu = check_multi(L);
+    ec_multi *mu = check_multi(L, 1);
     lua_Number secs = luaL_optnumber(L, 2, 0);
     int running = 0;
     curl_multi_perform(mu->m, &running);
@@ -300,7 +335,7 @@ static int l_poll(lua_State *L)
 /* Takes one finished transfer out: pushes its id and what its request
  * gave (result | nil, err | nil, err, request: see ec_multi.h) and returns
  * how many values it pushed, or 0 when no transfer has finished.  *own:
- * the transfer was a call started in C (ec_multi_start). */
+ * the transfer was a call started in C (start). */
 static int take(lua_State *L, ec_multi *mu, int *own)
 {
     int left = 0;
@@ -356,7 +391,7 @@ static int take(lua_State *L, ec_multi *mu, int *own)
 /* m:next() -> id, result | id, nil, err[, request] | nil */
 static int l_next(lua_State *L)
 {
-    ec_multi *mu = check_multi(L);
+    ec_multi *mu = check_multi(L, 1);
     int own;
     int n = take(L, mu, &own);
     if (n == 0)
@@ -373,7 +408,7 @@ static int l_next(lua_State *L)
  * the Lua interpreter. */
 static int l_drain(lua_State *L)
 {
-    ec_multi *mu = check_multi(L);
+    ec_multi *mu = check_multi(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
@@ -405,7 +440,7 @@ static int l_drain(lua_State *L)
 }
 
 /* m:fill(items, from, to, room, handles[, defer]) -> next[, err]: starts
- * items from..to as calls in C (ec_multi_start), at most `room` of them,
+ * items from..to as calls in C (start), at most `room` of them,
  * and returns the index of the first one it did not start.  items holds 4
  * values an item: method, client, args and its operation's `start`
  * function (false for anything else); handles maps a client to its core
@@ -416,7 +451,7 @@ static int l_drain(lua_State *L)
  * error after the index (nothing was sent). */
 static int l_fill(lua_State *L)
 {
-    ec_multi *mu = check_multi(L);
+    ec_multi *mu = check_multi(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer i = luaL_checkinteger(L, 3);
     lua_Integer to = luaL_checkinteger(L, 4);
@@ -430,11 +465,11 @@ static int l_fill(lua_State *L)
         lua_rawgeti(L, 2, 4 * i - 2); /* 9: the client */
         lua_rawget(L, 6);             /* 9: its handle, false or nil */
         lua_rawgeti(L, 2, 4 * i - 1); /* 10: the arguments */
-        const ec_op *op = ec_op_of_start(L, 8);
+        const ec_op *op = op_of_start(L, 8);
         ec_client *c = op != NULL ? ec_client_test(L, 9) : NULL;
-        if (c == NULL || strcmp(c->vendor->name, op->vendor) != 0)
+        if (c == NULL || !ec_client_serves(c, op))
             break;
-        int n = ec_multi_start(L, mu, c, op, 10, i, defer);
+        int n = start(L, mu, c, op, 10, i, defer);
         if (n == 0)
             break;
         if (n == 2) {
@@ -452,7 +487,7 @@ static int l_fill(lua_State *L)
 
 static int l_count(lua_State *L)
 {
-    ec_multi *mu = check_multi(L);
+    ec_multi *mu = check_multi(L, 1);
     lua_pushinteger(L, mu->added);
     return 1;
 }

@@ -9,6 +9,7 @@
  *   m:next()                  -> id, result | id, nil, err | nil   (one finished transfer, parsed)
  *   m:drain(results, items)   -> count[, id, ...]   (see l_drain)
  *   m:fill(items, from, to, room, handles[, defer]) -> next[, err]   (see l_fill)
+ *   op.start(m, client, args, id[, defer])   (below)
  *   m:close()                 -- also __gc and __close: removes and frees every transfer
  *
  * A request stays referenced by the multi while it is in flight, so its
@@ -19,31 +20,18 @@
 #ifndef EC_MULTI_H
 #define EC_MULTI_H
 
-#include "ec_client.h"
 #include "ec_compat.h"
 
 #define EC_MULTI_MT "envclone.core.multi"
 
-typedef struct ec_multi ec_multi;
-
-/* The open multi handle at idx (raises otherwise). */
-ec_multi *ec_multi_check(lua_State *L, int idx);
-
-/* Puts one call of op, with arguments at stack index `args`, on mu with no
- * request object (op.start, m:fill).  Pushes true and returns 1; or pushes
- * nil and the validation error (nothing sent) and returns 2; or returns 0,
- * pushing nothing, when the client is closed, args is not a table or holds
- * a key of the table at `defer` (a stack index, 0 = none), or the transfer
- * could not be started: the caller's single-call path takes those.  Its transfer's m:next() gives id, result, or id, nil, err,
- * request (the failed call's request, for the retries). */
-int ec_multi_start(lua_State *L, ec_multi *mu, ec_client *c, const ec_op *op, int args, lua_Integer id,
-                   int defer);
-
-/* From ec_core.c: the operation of an op.start function at idx, or NULL
- * when idx holds anything else; the client in the core handle at idx, or
- * NULL when it holds anything else. */
-const ec_op *ec_op_of_start(lua_State *L, int idx);
-ec_client *ec_client_test(lua_State *L, int idx);
+/* op.start(multi, client, args, id[, defer]) -> true | nil, err | nothing:
+ * the lua_CFunction of every operation's `start` (its upvalue 1: the row;
+ * ec_core.c makes the closures).  One call put on the multi handle with no
+ * request object; `defer` as for op.call; nothing when the client is
+ * closed, args is not a table or holds a name of `defer`: the caller's
+ * single-call path takes those.  m:fill recognises these functions in a
+ * batch's items by this address. */
+int ec_multi_lua_start(lua_State *L);
 
 /* Sets up the multi userdata's metatable. */
 void ec_multi_init(lua_State *L);

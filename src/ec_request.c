@@ -208,6 +208,39 @@ int ec_request_prepare(lua_State *L, ec_request *r, ec_client *c, const ec_op *o
     return 0;
 }
 
+/* ---- the operation closures (ec_core.c makes them, one per row) --------- */
+
+/* op.request(client, args) -> request | nil, err (validation): a request
+ * for any transport (see ec_request.h). */
+int ec_request_lua_request(lua_State *L)
+{
+    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
+    ec_client *c = ec_client_check(L, 1);
+    ec_client_check_op(L, c, op);
+    return ec_request_push_new(L, c, op, 2);
+}
+
+/* op.call(client, args[, defer]) -> result | nil, err[, request]: a
+ * request sent once over the client's libcurl handle, in one C call (the
+ * sequential path).  After a failed exchange the request comes third, so a
+ * retry sends it again without building it anew.  `defer`: a set of
+ * argument names the caller handles itself; with it, nothing at all comes
+ * back (and nothing is sent) when args hold one of them or the call runs in
+ * a coroutine. */
+int ec_request_lua_call(lua_State *L)
+{
+    const ec_op *op = lua_touserdata(L, lua_upvalueindex(1));
+    ec_client *c = ec_client_check(L, 1);
+    ec_client_check_op(L, c, op);
+    lua_settop(L, 3);
+    int defer = 0;
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        defer = 3;
+    }
+    return ec_request_call(L, c, op, 2, defer);
+}
+
 static int l_gc(lua_State *L)
 {
     ec_request *r = luaL_checkudata(L, 1, EC_REQUEST_MT);

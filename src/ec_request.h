@@ -54,6 +54,14 @@ ec_reqbufs *ec_request_end_kept(ec_request *r);
  * reference): for retries, after a failed exchange. */
 void ec_request_push_object(lua_State *L, const ec_request *r);
 
+/* The lua_CFunctions of every operation's `request` and `call` (upvalue 1:
+ * the row; ec_core.c makes the closures):
+ *   op.request(client, args) -> request | nil, err (validation)
+ *   op.call(client, args[, defer]) -> result | nil, err[, request]
+ * (ec_request_push_new and ec_request_call above). */
+int ec_request_lua_request(lua_State *L);
+int ec_request_lua_call(lua_State *L);
+
 /* Sets up the request userdata's metatable (methods, __gc, __close). */
 void ec_request_init(lua_State *L);
 
