@@ -221,7 +221,8 @@ end
 local Plain = {}
 Plain.__index = Plain
 
---- Inside a task: sleep `seconds` while the others run.
+--- Inside a task: sleep `seconds` while the others run (`wake` may end the
+-- sleep early).
 function Plain.sleep(_, seconds)
   coroutine.yield(SLEEP, seconds)
 end
@@ -257,6 +258,7 @@ local function run_plain(self, results)
   -- requests waiting for a slot on the wire
   local sq_co, sq_req, shead, stail = {}, {}, 1, 0
   local timers, seq = {}, 0
+  local asleep = {} -- task -> its entry in timers
   -- tasks that yielded on their own (a bare coroutine.yield): resumed once
   -- the loop has polled the wire
   local yielded, n_yielded = {}, 0
@@ -271,6 +273,17 @@ local function run_plain(self, results)
   local function push_ready(co, x, y, z)
     rtail = rtail + 1
     rq_co[rtail], rq_1[rtail], rq_2[rtail], rq_3[rtail] = co, x, y, z
+  end
+
+  -- Ends the sleep of task `co` now (envclone.limiter: the waiter whose
+  -- turn has come); nothing if it is not sleeping.
+  function sched.wake(_, co)
+    local e = asleep[co]
+    if e then
+      asleep[co] = nil
+      e[3] = false -- its timer stays in the heap, ignored
+      push_ready(co)
+    end
   end
 
   -- Drops item i: the batch holds no reference to a started task or a
@@ -396,7 +409,9 @@ local function run_plain(self, results)
       record(self, results, i, true, x, y)
     elseif tag == SLEEP then
       seq = seq + 1
-      heap_push(timers, { runtime.now() + x, seq, co })
+      local e = { runtime.now() + x, seq, co }
+      asleep[co] = e
+      heap_push(timers, e)
     else
       -- the task's own coroutine.yield: "let the others run". Resumed, with
       -- nothing, after the loop has polled the wire once (resumed at once,
@@ -459,7 +474,11 @@ local function run_plain(self, results)
       if timers[1] then
         local now = runtime.now()
         while timers[1] and timers[1][1] <= now do
-          push_ready(heap_pop(timers)[3])
+          local co = heap_pop(timers)[3]
+          if co then
+            asleep[co] = nil
+            push_ready(co)
+          end
         end
       end
       for y = 1, n_yielded do

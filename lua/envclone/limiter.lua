@@ -5,8 +5,8 @@
 -- at most `concurrency_per_key` attempts in flight and at most `per_second`
 -- (`per_minute`) attempts in any sliding 1 s (60 s) window, counted per
 -- value of the argument named by `key` (Kontent.ai: `environment_id`), or
--- per client host when the policy has no key. Each attempt counts, retries
--- and waiter polls included. Vendors whose pages document no limit get none.
+-- per origin when the policy has no key. Each attempt counts, retries and
+-- waiter polls included. Vendors whose pages document no limit get none.
 --
 -- The window is a sliding log, not a token bucket: a bucket that bursts
 -- `per_second` calls at once and then refills lets more than `per_second`
@@ -24,11 +24,46 @@
 -- The margin in the rule, not in the sleeps, covers that: a start always
 -- comes `MARGIN` late, however the waiter was woken.
 --
--- State lives in this Lua state (one process, or one nginx worker), shared
--- by every client aimed at the same host; inside OpenResty a client with
--- `rate_limit_dict = "NAME"` keeps it in that `lua_shared_dict` instead, so
--- all workers share one limit. Waiting uses `envclone.runtime.sleep`, which
--- yields inside a batch task and inside nginx.
+-- **Keys.** A limit is kept per vendor, per origin and per value of the
+-- policy's key. The origin is the client's base URL normalised: scheme and
+-- host case-folded, the default port written out (`HTTP://LOCALHOST/v2` and
+-- `http://localhost:80/v1` are one origin), so clients aimed at one
+-- environment share its limit however their URLs are spelt.
+--
+-- **Waiting.** The waiters of one key queue first come, first served, in this
+-- Lua state. Each has its index in the queue, so a look costs the same
+-- whatever the queue's length, and only the head looks at the limits: the
+-- others park until the waiter ahead of them starts or leaves, which wakes
+-- the next one, and a finished attempt wakes the head. Inside a batch task
+-- a parked waiter is woken through the batch's loop (`scheduler:wake`), inside
+-- nginx by a semaphore; where nobody can wake it (a blocking call, a plain
+-- coroutine) it looks again at a pace that halves as it nears the head.
+-- A waiter that misses a look it promised by `STALE` has gone (its batch
+-- was dropped, its request aborted), and so has every waiter of the same
+-- batch or coroutine (its runner): they lose their places, and one of them
+-- that comes back after all queues again at the end.
+--
+-- **Slots.** An attempt holds its slot from its start until it ends, as long
+-- as that takes (in a batch it may wait for a wire slot, `max_in_flight`,
+-- longer than any timeout); `release` frees it however the attempt ended.
+-- Time alone never frees a slot whose holder may still send: a slot is
+-- freed at the next look once its holder is gone (the coroutine finished or
+-- was collected without releasing). A slot held longer than the client's
+-- timeout plus `LEASE_GRACE` makes the limiter run a full garbage collection
+-- (at most every `GC_EVERY` seconds) to find that out. In a shared dict,
+-- where other workers cannot see this worker's coroutines, a slot is a
+-- lease of that length which its worker renews while the holder lives (on
+-- its own looks, and from a timer while it holds any): a worker that died
+-- leaves leases that run out.
+--
+-- **State** lives in this Lua state (one process, or one nginx worker),
+-- shared by every client of one vendor aimed at the same origin; inside
+-- OpenResty a client with `rate_limit_dict = "NAME"` keeps it in that
+-- `lua_shared_dict` instead, so all workers share one limit.
+-- A key's state is freed once its log has emptied and nothing waits or is in
+-- flight, whether or not the key is used again. Waiting uses the batch's
+-- loop, nginx's semaphores or `envclone.runtime.sleep`, never blocking a
+-- batch or an nginx worker.
 -- @module envclone.limiter
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
@@ -40,14 +75,28 @@ local limiter = {}
 -- down), so a logged end is never later than the server's own record of
 -- that attempt by the time a start may count it out.
 local MARGIN = 0.005
--- How often a call blocked by concurrency looks again (seconds).
+-- How often a waiter nobody can wake looks again while the head is blocked
+-- by attempts in flight (seconds); also the shortest wait.
 local POLL = 0.002
--- A waiter that has not looked again for this long has gone (its batch was
--- dropped): it loses its place in the queue.
+-- A waiter this late for a look it promised has gone (seconds).
 local STALE = 1
--- An attempt in flight longer than the client's timeout plus this has gone
--- (its coroutine was dropped): its slot is freed.
-local INFLIGHT_GRACE = 1
+-- A head blocked by attempts in flight that can be woken by their end still
+-- looks again this often (seconds): its due stays near, so that waiters
+-- behind it from another batch or request see soon enough when it has gone.
+local HEAD_NAP = 0.5
+-- The longest a waiter that can be woken parks without being asked to look
+-- (seconds): a safety net only, the queue wakes it when its turn comes.
+local NAP = 300
+-- A slot's lease: the client's timeout plus this (seconds).
+local LEASE_GRACE = 1
+-- At most one full garbage collection per this many seconds, to find slots
+-- whose holder was dropped.
+local GC_EVERY = 5
+-- How often a worker renews the leases of its slots in a shared dict.
+local RENEW_EVERY = 0.5
+-- How often a key's queue with waiters is looked at by the sweep, whether or
+-- not the key is used (seconds).
+local GATE_CHECK = 2
 
 local WINDOWS = { { field = "per_second", span = 1 }, { field = "per_minute", span = 60 } }
 
@@ -90,96 +139,207 @@ function limiter.policy(vendor, user)
   return p
 end
 
--- ---------------------------------------------------------------------------
--- Per-key state: { ends = {t...} ascending in [first, last],
--- inflight = { [id] = deadline }, n_inflight, queue = { {id, due}... } }
--- (`due`: when that waiter said it would look again).
+local DEFAULT_PORT = { http = 80, https = 443 }
 
-local function new_state()
-  return { ends = {}, first = 1, last = 0, inflight = {}, n_inflight = 0, queue = {} }
+--- The origin a limit is kept for: `scheme://host:port` with scheme and host
+-- in lower case and the port written out (80 for http, 443 for https); the
+-- path, the query and user information are not part of it.
+-- @tparam string url a base URL
+-- @treturn string
+function limiter.origin(url)
+  url = tostring(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return url end
+  scheme = scheme:lower()
+  local authority = rest:match("^[^/?#]*"):gsub("^.*@", "")
+  local host, port
+  if authority:sub(1, 1) == "[" then
+    host, port = authority:match("^(%[[^%]]*%])(.*)$")
+  else
+    host, port = authority:match("^([^:]*)(.*)$")
+  end
+  if not host then return url end
+  host = host:lower():gsub("%.$", "") -- "h." is the fully qualified "h"
+  port = tonumber(port:match("^:(%d+)$") or "") or DEFAULT_PORT[scheme]
+  return scheme .. "://" .. host .. (port and ":" .. string.format("%d", port) or "")
 end
 
-local function prune(st, now, longest)
+-- ---------------------------------------------------------------------------
+-- A small binary heap of { at, seq, ... } entries (the sweep's timetable).
+
+local function heap_push(h, e)
+  local n = #h + 1
+  h[n] = e
+  while n > 1 do
+    local p = (n - n % 2) / 2
+    local a, b = h[p], h[n]
+    if a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) then break end
+    h[p], h[n] = b, a
+    n = p
+  end
+end
+
+local function heap_pop(h)
+  local top, last = h[1], h[#h]
+  h[#h] = nil
+  local n = #h
+  if n > 0 then
+    h[1] = last
+    local i = 1
+    while true do
+      local l, r, m = 2 * i, 2 * i + 1, i
+      if l <= n and (h[l][1] < h[m][1] or (h[l][1] == h[m][1] and h[l][2] < h[m][2])) then m = l end
+      if r <= n and (h[r][1] < h[m][1] or (h[r][1] == h[m][1] and h[r][2] < h[m][2])) then m = r end
+      if m == i then break end
+      h[i], h[m] = h[m], h[i]
+      i = m
+    end
+  end
+  return top
+end
+
+-- ---------------------------------------------------------------------------
+-- Attempt ids and the slots this Lua state holds.
+
+-- One token per Lua VM (with lua_code_cache off, one per request), so ids
+-- stay unique in a shared dict across workers and VMs.
+local VM = string.format("%x%s", math.floor(core.now() * 1e6) % 0x7fffffff,
+  (tostring({}):match("0x(%x+)") or ""))
+
+local serial = 0
+local function id_prefix()
+  local ngx = rawget(_G, "ngx")
+  local pid = type(ngx) == "table" and ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0
+  return pid .. ":" .. VM .. ":"
+end
+
+-- id -> the ticket of a slot this Lua state holds; weak: a ticket whose
+-- holder was dropped is collected, and its slot found gone.
+local live = setmetatable({}, { __mode = "v" })
+local last_gc = -math.huge
+
+local function is_mine(id)
+  local p = id_prefix()
+  return id:sub(1, #p) == p
+end
+
+-- ---------------------------------------------------------------------------
+-- Per-key state (in a store): { ends = {t...} ascending in [first, last],
+-- inflight = { [id] = lease deadline }, n_inflight, span (the longest
+-- window a policy on this key counts), queue = { {id, due}... } (shared
+-- dicts only: the head waiter of each worker, first come first served) }.
+
+local function new_state()
+  return { ends = {}, first = 1, last = 0, inflight = {}, n_inflight = 0, queue = {}, span = 1 }
+end
+
+-- Drops what has left the state: ends older than its longest window, slots
+-- whose holder has gone, queue entries (of other workers) that went stale.
+-- Renews the leases of this state's holders that live. Returns true when a
+-- slot of this Lua state has been held past its lease (its holder may have
+-- been dropped and not yet collected).
+local function prune(st, now, shared)
   local ends, i = st.ends, st.first
   -- an end counts MARGIN longer than its longest window
-  while i <= st.last and ends[i] <= now - longest - MARGIN do
+  while i <= st.last and ends[i] <= now - st.span - MARGIN do
     ends[i] = nil
     i = i + 1
   end
   if i > st.last then i, st.last = 1, 0 end
   st.first = i
+  local suspect = false
   for id, deadline in pairs(st.inflight) do
-    if deadline < now then
+    local t = live[id]
+    local gone
+    if t then
+      gone = t.co ~= nil and coroutine.status(t.co) == "dead" -- it ended without release
+      if not gone then
+        if now - t.since > t.hold then suspect = true end
+        if deadline - now < t.hold / 2 then st.inflight[id] = now + t.hold end
+      end
+    else
+      -- in this Lua state's own store every holder is this Lua state's; in
+      -- a shared dict another worker's lease lasts until it runs out
+      gone = not shared or deadline < now or is_mine(id)
+    end
+    if gone then
       st.inflight[id] = nil
       st.n_inflight = st.n_inflight - 1
     end
   end
-  local q, kept = st.queue, {}
-  for _, w in ipairs(q) do
-    if w[2] >= now - STALE then kept[#kept + 1] = w end -- w[2]: when it said it would be back
+  local q = st.queue
+  if q[1] then
+    local n = 0
+    for k = 1, #q do
+      local w = q[k]
+      if w[2] >= now - STALE then
+        n = n + 1
+        q[n] = w
+      end
+    end
+    for k = #q, n + 1, -1 do q[k] = nil end
   end
-  st.queue = kept
+  return suspect
 end
 
-local function empty(st)
-  return st.last < st.first and st.n_inflight == 0 and #st.queue == 0
+local function state_empty(st)
+  return st.last < st.first and st.n_inflight == 0 and st.queue[1] == nil
 end
 
--- One decision, under the store's lock: start attempt `id` now (returns 0),
--- or the seconds to wait before looking again.
-local function try_start(st, policy, id, now, deadline)
+-- One decision, under the store's lock, for the head waiter `id`: start now
+-- (returns 0), or the seconds before its window opens (0 if it is only
+-- blocked by attempts in flight) and whether attempts in flight block it;
+-- third, whether a slot is held past its lease.
+local function try_start(st, policy, id, now, hold, shared)
   local longest = policy.per_minute and 60 or 1
-  prune(st, now, longest)
-  -- first come, first served among the waiters of this key
-  local pos
-  for i, w in ipairs(st.queue) do
-    if w[1] == id then pos = i; break end
+  if longest > st.span then st.span = longest end
+  local suspect = prune(st, now, shared)
+  if shared then
+    -- first come, first served among the workers' head waiters of this key
+    local q, pos = st.queue, nil
+    for k = 1, #q do
+      if q[k][1] == id then pos = k; break end
+    end
+    if not pos then
+      pos = #q + 1
+      q[pos] = { id, now }
+    end
+    if pos > 1 then
+      -- not its turn: at most one start per 1/per_second ahead of it
+      local gap = policy.per_second and 1 / policy.per_second or POLL
+      local wait = math.max(POLL, (pos - 1) * gap / 2)
+      q[pos][2] = now + wait
+      return wait, false, suspect
+    end
   end
-  if not pos then
-    st.queue[#st.queue + 1] = { id, now }
-    pos = #st.queue
-  end
-  local me = st.queue[pos]
-  if pos > 1 then
-    -- not its turn: at most one start per 1/per_second ahead of it, so it
-    -- looks again after half that (a batch of 1000 calls to one Kontent
-    -- environment must not wake 1000 tasks every few milliseconds)
-    local gap = policy.per_second and 1 / policy.per_second or POLL
-    local wait = math.max(POLL, (pos - 1) * gap / 2)
-    me[2] = now + wait
-    return wait
-  end
-  me[2] = now + POLL
-  local wait = 0
-  if policy.concurrency_per_key and st.n_inflight >= policy.concurrency_per_key then
-    wait = POLL
-  end
+  local wait, busy = 0, false
+  if policy.concurrency_per_key and st.n_inflight >= policy.concurrency_per_key then busy = true end
   for _, w in ipairs(WINDOWS) do
     local limit = policy[w.field]
     if limit then
       -- attempts in flight have not ended: they count in every window
       local room = limit - st.n_inflight
       if room <= 0 then
-        wait = math.max(wait, POLL)
+        busy = true
       else
         -- the room-th most recent end must leave the window first
         local idx = st.last - room + 1
         local free_at = idx >= st.first and st.ends[idx] + w.span + MARGIN
-        if free_at and free_at > now then wait = math.max(wait, free_at - now) end
+        if free_at and free_at - now > wait then wait = free_at - now end
       end
     end
   end
-  if wait > 0 then
-    -- a waiter that woke a hair early (a clock of whole milliseconds, a
-    -- rounded sum) must not spin on a wait of next to nothing
-    wait = math.max(wait, POLL)
-    me[2] = now + wait
-    return wait
+  if wait == 0 and not busy then
+    if shared then table.remove(st.queue, 1) end
+    st.inflight[id] = now + hold
+    st.n_inflight = st.n_inflight + 1
+    return 0, false, suspect
   end
-  table.remove(st.queue, 1)
-  st.inflight[id] = deadline
-  st.n_inflight = st.n_inflight + 1
-  return 0
+  -- a waiter that woke a hair early (a clock of whole milliseconds, a
+  -- rounded sum) must not spin on a wait of next to nothing
+  if wait > 0 and wait < POLL then wait = POLL end
+  if shared then st.queue[1][2] = now + math.max(wait, POLL) end
+  return wait, busy, suspect
 end
 
 local function finish(st, id, now, counted)
@@ -196,41 +356,89 @@ local function finish(st, id, now, counted)
 end
 
 -- ---------------------------------------------------------------------------
--- Stores: this Lua state, or an OpenResty lua_shared_dict.
+-- The sweep: a timetable of states and queues to look at later, so that
+-- those of keys no longer used are freed too.
 
-local local_states = {}
-local local_count = 0
+local timetable, tseq = {}, 0
+local local_states, local_count = {}, 0
+local gates, gate_count = {}, 0
+local gate_head -- (below)
 
-local local_store = {}
+local function look_later(at, kind, obj, key)
+  tseq = tseq + 1
+  heap_push(timetable, { at, tseq, kind, obj, key })
+end
+
+-- A state of the local store that still holds something looks again when
+-- its last end leaves its window (or, with attempts in flight, soon).
+-- A state of the local store is looked at when its last end leaves its
+-- window (with attempts in flight or nothing logged, a little later).
+local function watch_state(st, key, now)
+  local at = st.last >= st.first and st.n_inflight == 0 and st.ends[st.last] + st.span + MARGIN
+    or now + GATE_CHECK
+  look_later(at, "state", st, key)
+end
+
+-- Frees the states and queues of this Lua state that hold nothing any more
+-- (amortised: each is looked at once per GATE_CHECK at most).
+local function sweep(now)
+  while timetable[1] and timetable[1][1] <= now do
+    local e = heap_pop(timetable)
+    local kind, obj, key = e[3], e[4], e[5]
+    if kind == "state" then
+      if local_states[key] == obj then
+        prune(obj, now, false)
+        if state_empty(obj) then
+          local_states[key] = nil
+          local_count = local_count - 1
+        else
+          watch_state(obj, key, now)
+        end
+      end
+    elseif gates[key] == obj then
+      -- waiters that have gone are dropped; a queue left empty goes
+      gate_head(key, obj, now)
+      if obj.first > obj.last then
+        gates[key] = nil
+        gate_count = gate_count - 1
+      else
+        look_later(now + GATE_CHECK, "gate", obj, key)
+      end
+    end
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- Stores: this Lua state, or an OpenResty lua_shared_dict. `update(key, fn)`
+-- runs fn(state) under the store's lock and returns what it returns.
+
+local local_store = { shared = false }
 
 function local_store.update(key, fn)
   local st = local_states[key]
   if not st then
+    -- kept while the key is used; the sweep frees it once it holds nothing
     st = new_state()
     local_states[key] = st
     local_count = local_count + 1
+    watch_state(st, key, runtime.now())
   end
-  local r = fn(st)
-  if empty(st) then
-    local_states[key] = nil
-    local_count = local_count - 1
-  end
-  return r
+  return fn(st)
 end
 
--- Serialised state for a shared dict: "E t t t|I id=d id=d|Q id=s id=s".
+-- Serialised state for a shared dict: "E t t t|I id=d id=d|Q id=s id=s|S span".
 local function encode(st)
   local e, i, q = {}, {}, {}
   for k = st.first, st.last do e[#e + 1] = string.format("%.4f", st.ends[k]) end
   for id, d in pairs(st.inflight) do i[#i + 1] = id .. "=" .. string.format("%.4f", d) end
   for _, w in ipairs(st.queue) do q[#q + 1] = w[1] .. "=" .. string.format("%.4f", w[2]) end
-  return table.concat(e, " ") .. "|" .. table.concat(i, " ") .. "|" .. table.concat(q, " ")
+  return table.concat(e, " ") .. "|" .. table.concat(i, " ") .. "|" .. table.concat(q, " ") .. "|" .. st.span
 end
 
 local function decode(s)
   local st = new_state()
   if not s then return st end
-  local e, i, q = s:match("^([^|]*)|([^|]*)|([^|]*)$")
+  local e, i, q, span = s:match("^([^|]*)|([^|]*)|([^|]*)|?(%d*)$")
   for t in (e or ""):gmatch("%S+") do
     st.last = st.last + 1
     st.ends[st.last] = tonumber(t)
@@ -240,6 +448,7 @@ local function decode(s)
     st.n_inflight = st.n_inflight + 1
   end
   for id, t in (q or ""):gmatch("(%S+)=(%S+)") do st.queue[#st.queue + 1] = { id, tonumber(t) } end
+  st.span = tonumber(span) or 1
   return st
 end
 
@@ -252,7 +461,7 @@ local function dict_store(name)
   if not dict then
     return nil, "rate_limit_dict '" .. tostring(name) .. "' is not a lua_shared_dict"
   end
-  local store = {}
+  local store = { shared = true, name = name }
   function store.update(key, fn)
     local lock = "envclone:lock:" .. key
     local spins = 0
@@ -263,37 +472,160 @@ local function dict_store(name)
       end
       ngx.sleep(0.001)
     end
-    local ok, r = pcall(function()
+    local ok, a, b, c = pcall(function()
       local st = decode(dict:get("envclone:rl:" .. key))
-      local res = fn(st)
-      if empty(st) then
+      local r1, r2, r3 = fn(st)
+      if state_empty(st) then
         dict:delete("envclone:rl:" .. key)
       else
         -- the log is never needed longer than its longest window
         local okset, err = dict:set("envclone:rl:" .. key, encode(st), 62)
         if not okset then error("envclone: rate_limit_dict '" .. name .. "': " .. tostring(err)) end
       end
-      return res
+      return r1, r2, r3
     end)
     dict:delete(lock)
-    if not ok then error(r, 0) end
-    return r
+    if not ok then error(a, 0) end
+    return a, b, c
   end
   return store
 end
 
--- ---------------------------------------------------------------------------
+-- Slots held in shared dicts, renewed from a timer while any is held.
+local dict_held = setmetatable({}, { __mode = "k" })
+local renewing = false
 
-local serial = 0
-local function next_id()
-  serial = serial + 1
-  local ngx = rawget(_G, "ngx")
-  local pid = type(ngx) == "table" and ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0
-  return pid .. ":" .. serial
+local function renew(premature)
+  renewing = false
+  if premature then return end
+  local any = false
+  for t in pairs(dict_held) do
+    any = true
+    pcall(t.store.update, t.key, function(st)
+      if st.inflight[t.id] then st.inflight[t.id] = runtime.now() + t.hold end
+    end)
+  end
+  if any then
+    local ok, timer = pcall(rawget(_G, "ngx").timer.at, RENEW_EVERY, renew)
+    renewing = ok and timer and true or false
+  end
 end
 
+local function hold_in_dict(ticket)
+  dict_held[ticket] = true
+  if renewing then return end
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.timer and ngx.timer.at then
+    local ok, timer = pcall(ngx.timer.at, RENEW_EVERY, renew)
+    renewing = ok and timer and true or false
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- Waiters and their queue (a "gate" per key, in this Lua state).
+--
+-- A waiter: { seq (its index in the gate), due (when it looks again at the
+-- latest), runner (its batch, else its coroutine), co, sched, sema, dropped }.
+-- A gate: { q = { [seq] = waiter }, first, last }.
+
+local MAIN = setmetatable({}, { __name = "envclone.limiter.main" })
+
+-- Runners found gone (weak keys: a dropped batch is still collected).
+local gone_runners = setmetatable({}, { __mode = "k" })
+
+local semaphore -- ngx.semaphore, loaded on first use inside nginx
+
+local function new_waiter(now)
+  local co = coroutine.running()
+  local sched = runtime.scheduler()
+  local w = { due = now, co = co, sched = sched, runner = sched or co or MAIN }
+  if sched and sched.wake then
+    w.wake = true
+  elseif co ~= nil and runtime.in_openresty() then
+    if semaphore == nil then
+      local ok, m = pcall(require, "ngx.semaphore")
+      semaphore = ok and m or false
+    end
+    if semaphore then
+      w.sema = semaphore.new(0)
+      w.wake = true
+    end
+  end
+  return w
+end
+
+-- Asks waiter w to look again now (nothing happens for one nobody can wake:
+-- it looks at its own pace).
+local function wake(w, now)
+  if not w.wake then return end
+  w.due = now -- it must show up within STALE, or it has gone
+  if w.sema then
+    if w.sema:count() <= 0 then w.sema:post(1) end
+  else
+    w.sched:wake(w.co)
+  end
+end
+
+local function park(w, seconds)
+  if w.sema then
+    w.sema:wait(seconds)
+  elseif w.wake then
+    w.sched:sleep(seconds) -- ended early by w.sched:wake
+  else
+    runtime.sleep(seconds)
+  end
+end
+
+local function enqueue(key, w, now)
+  local g = gates[key]
+  if not g then
+    -- kept while the key is used; the sweep frees it once it is empty
+    g = { q = {}, first = 1, last = 0 }
+    gates[key] = g
+    gate_count = gate_count + 1
+    look_later(now + GATE_CHECK, "gate", g, key)
+  end
+  g.last = g.last + 1
+  g.q[g.last] = w
+  w.seq, w.dropped = g.last, nil
+  return g
+end
+
+-- The first waiter of gate g that has not gone (nil: none). Waiters that
+-- have gone are dropped on the way, and woken: one that was only late
+-- queues again. A new head other than `me` is woken.
+function gate_head(_, g, now, me)
+  local q, moved = g.q, false
+  while g.first <= g.last do
+    local w = q[g.first]
+    if w then
+      if not gone_runners[w.runner] and w.due + STALE >= now then
+        if moved and w ~= me then wake(w, now) end
+        return w
+      end
+      -- it missed a look it promised: its runner has gone, every waiter of it too
+      gone_runners[w.runner] = true
+      w.dropped = true
+      wake(w, now)
+    end
+    q[g.first] = nil
+    g.first = g.first + 1
+    moved = true
+  end
+  g.first, g.last = 1, 0
+  return nil
+end
+
+-- Waiter w leaves gate g (it starts, or raised); a new head is woken.
+local function leave(key, g, w, now)
+  if g.q[w.seq] == w then g.q[w.seq] = nil end
+  if w.seq == g.first then gate_head(key, g, now, w) end
+end
+
+-- ---------------------------------------------------------------------------
+
 --- The limiter of one client: its policy, its store and the key prefix
--- (vendor and host).
+-- (vendor and origin).
 -- @tparam string vendor
 -- @tparam string base_url
 -- @param rate_limit the client's `rate_limit` option
@@ -308,8 +640,8 @@ function limiter.new(vendor, base_url, rate_limit, dict, timeout)
   if not policy or not (policy.per_second or policy.per_minute or policy.concurrency_per_key) then
     return false
   end
-  return { policy = policy, prefix = vendor .. " " .. base_url .. " ", dict = dict,
-    hold = timeout + INFLIGHT_GRACE }
+  return { policy = policy, prefix = vendor .. " " .. limiter.origin(base_url) .. " ", dict = dict,
+    hold = timeout + LEASE_GRACE }
 end
 
 local function store_of(lim)
@@ -320,6 +652,26 @@ local function store_of(lim)
   local store, err = dict_store(lim.dict)
   if not store then error("envclone: " .. err, 0) end
   return store
+end
+
+-- How long a waiter that is not the head parks.
+local function nap_behind(w, head, g, policy, now)
+  local wait
+  if w.wake then
+    wait = NAP
+  else
+    -- nobody will wake it: at most one start per 1/per_second ahead of it,
+    -- so it looks again after half that (a batch of 1000 calls to one
+    -- Kontent environment must not wake 1000 tasks every few milliseconds)
+    local gap = policy.per_second and 1 / policy.per_second or POLL
+    wait = math.max(POLL, (w.seq - g.first) * gap / 2)
+  end
+  if head.runner ~= w.runner then
+    -- the head belongs to another batch or request, which may go without a
+    -- word: look again soon after it should have shown up
+    wait = math.min(wait, math.max(POLL, head.due + STALE + POLL - now))
+  end
+  return wait
 end
 
 --- Waits until an attempt may start under the client's limits, and
@@ -333,16 +685,61 @@ function limiter.acquire(lim, args)
   local value = policy.key and type(args) == "table" and rawget(args, policy.key)
   local key = lim.prefix .. (type(value) == "string" and value or "")
   local store = store_of(lim)
-  local id = next_id()
+  local shared = store.shared
+  local id = id_prefix()
+  serial = serial + 1
+  id = id .. serial
+  local now = runtime.now()
+  sweep(now)
+  local w = new_waiter(now)
+  enqueue(key, w, now)
   while true do
-    -- the clock is read under the store's lock: the decision is about the
-    -- log as it is at that moment (another worker may have just added to it)
-    local wait = store.update(key, function(st)
-      local now = runtime.now()
-      return try_start(st, policy, id, now, now + lim.hold)
-    end)
-    if wait == 0 then return { key = key, id = id, store = store } end
-    runtime.sleep(wait)
+    -- it is here: its runner has not gone, and it is not late
+    gone_runners[w.runner] = nil
+    w.due = now
+    local g = gates[key]
+    if w.dropped or not g or g.q[w.seq] ~= w then
+      -- it came back after it had been given up: at the end of the queue
+      g = enqueue(key, w, now)
+    end
+    local head = gate_head(key, g, now, w)
+    local wait
+    if head == w then
+      -- the clock is read under the store's lock: the decision is about the
+      -- log as it is at that moment (another worker may have just added to it)
+      local ok, window, busy, suspect = pcall(store.update, key, function(st)
+        now = runtime.now()
+        return try_start(st, policy, id, now, lim.hold, shared)
+      end)
+      if not ok then
+        leave(key, g, w, runtime.now())
+        error(window, 0)
+      end
+      if suspect and now - last_gc >= GC_EVERY then
+        -- a slot held past its lease: if its holder was dropped, a
+        -- collection frees it for the next look
+        last_gc = now
+        collectgarbage()
+      end
+      if window == 0 and not busy then
+        local ticket = { key = key, id = id, store = store, co = w.co, since = now, hold = lim.hold }
+        live[id] = ticket
+        if shared then hold_in_dict(ticket) end
+        leave(key, g, w, now)
+        return ticket
+      end
+      wait = window
+      if busy then
+        -- the end of an attempt wakes it (in this Lua state's store); in a
+        -- shared dict another worker's end cannot
+        wait = math.max(wait, (w.wake and not shared) and HEAD_NAP or POLL)
+      end
+    else
+      wait = nap_behind(w, head, g, policy, now)
+    end
+    w.due = now + wait
+    park(w, wait)
+    now = runtime.now()
   end
 end
 
@@ -352,10 +749,23 @@ end
 --   server (validation failed, connection refused): it leaves the log
 function limiter.release(ticket, counted)
   if not ticket then return end
+  live[ticket.id] = nil
+  dict_held[ticket] = nil
+  local now = runtime.now()
   ticket.store.update(ticket.key, function(st) finish(st, ticket.id, runtime.now(), counted) end)
+  -- a slot is free: the key's head looks again
+  local g = gates[ticket.key]
+  if g then
+    local h = gate_head(ticket.key, g, now)
+    if h then wake(h, now) end
+  end
+  sweep(now)
 end
 
---- Number of keys with state in this Lua state (for tests: stays bounded).
+--- Number of keys with state in this Lua state's store (for tests: stays bounded).
 function limiter.local_keys() return local_count end
+
+--- Number of keys with waiters queued in this Lua state (for tests).
+function limiter.queued_keys() return gate_count end
 
 return limiter
