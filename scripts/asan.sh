@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
 # LeakSanitizer at exit): builds the core with -DENVCLONE_SANITIZE=ON into
-# its own directory, runs the C unit test, then the whole busted suite in
+# its own directory, runs the C unit tests, then the whole busted suite in
 # lua5.4 with gcc's libasan preloaded (the lua5.4 binary is not built with
 # ASan; the preload makes every malloc of the process checked).  Any report
 # fails the run.  Registered as the ctest test `asan`.
@@ -32,8 +32,9 @@ if out=$(LD_PRELOAD="$preload" LUA_CPATH="$dir/?.so;;" lua5.4 -e 'require("leak_
 fi
 grep -q "LeakSanitizer: detected memory leaks" <<<"$out" || { echo "$out" >&2; exit 1; }
 
-echo "asan: C unit test"
+echo "asan: C unit tests"
 "$dir/test_marshal"
+"$dir/test_curl"
 
 echo "asan: busted suite"
 export ENVCLONE_BUILD="$dir" ENVCLONE_LUA=lua5.4 ENVCLONE_SANITIZER=asan
