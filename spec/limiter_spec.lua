@@ -334,6 +334,31 @@ describe("limiter on a virtual clock", function()
   end)
 end)
 
+-- issue 23, item 3: an error in your own code leaves the client usable
+describe("limiter and a host transport that raises", function()
+  it("an error raised by perform does not hold the environment's slot; it propagates as raised", function()
+    local calls = 0
+    local k = envclone.kontent{ api_key = "limiter-spec-key", base_url = "http://127.0.0.1:9/v2", timeout = 3,
+      retry = false, transport = { perform = function()
+        calls = calls + 1
+        if calls == 1 then error("boom") end
+        return nil, "socket went away"
+      end } }
+    local env = "8d20758c-d74c-4f59-ae04-ee928c0816b7"
+    local ok, raised = pcall(k.get_environment, k, { environment_id = env })
+    assert.is_false(ok)
+    assert.matches("limiter_spec.lua:%d+: boom$", raised)
+    -- the next call to that environment does not wait for the slot (it used
+    -- to wait for the client's timeout plus a second)
+    local t0 = runtime.now()
+    local res, err = k:get_environment{ environment_id = env }
+    assert.is_nil(res)
+    assert.are.equal("transport", err.kind)
+    assert.is_true(runtime.now() - t0 < 0.5, string.format("waited %.2f s", runtime.now() - t0))
+    assert.are.equal(2, calls)
+  end)
+end)
+
 describe("limiter against the emulator (Kontent's limits enforced)", function()
   local e, ENV
   setup(function()

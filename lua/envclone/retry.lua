@@ -143,6 +143,18 @@ function retry.perform(transport, req)
   return req:parse(resp)
 end
 
+-- One exchange: through the batch's loop (inside a batch task), the
+-- client's libcurl handle (`transport` nil) or the transport table.
+local function exchange(transport, req)
+  local scheduler = runtime.scheduler()
+  if scheduler then return scheduler:send(transport, req) end
+  if transport == nil then return req:send() end
+  return retry.perform(transport, req)
+end
+
+-- pcall may span a yield (a batch task's send) everywhere but in PUC Lua 5.1
+local pcall_yields = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
+
 --- One attempt of `req`: waits for the client's rate limits, then sends it
 -- through the batch's loop (inside a batch task), the client's libcurl
 -- handle (`transport` nil) or the transport table.
@@ -153,17 +165,22 @@ end
 -- @return result, or nil and an error object
 function retry.attempt(client, transport, req, args)
   local ticket = client._limit and limiter.acquire(client._limit, args)
-  local scheduler = runtime.scheduler()
-  local res, err
-  if scheduler then
-    res, err = scheduler:send(transport, req)
-  elseif transport == nil then
-    res, err = req:send()
+  if not ticket then return exchange(transport, req) end
+  -- The limiter's slot is the attempt's: released when the exchange ends,
+  -- also by an error raised in it (a host transport's perform), which then
+  -- goes on as raised, leaving the client usable.
+  local ok, res, err
+  if pcall_yields or not runtime.scheduler() then
+    ok, res, err = pcall(exchange, transport, req)
   else
-    res, err = retry.perform(transport, req)
+    ok, res, err = true, exchange(transport, req)
+  end
+  if not ok then
+    limiter.release(ticket, true)
+    error(res, 0)
   end
   -- an attempt that surely never reached the server leaves the limiter's log
-  if ticket then limiter.release(ticket, res ~= nil or err.sent ~= false) end
+  limiter.release(ticket, res ~= nil or err.sent ~= false)
   return res, err
 end
 
