@@ -192,12 +192,15 @@ for _, name in ipairs(files) do
     end
   end
 end
-local fnames = {}
-for f in pairs(declared_in) do
-  fnames[#fnames + 1] = f
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  return keys
 end
-table.sort(fnames)
-for _, f in ipairs(fnames) do
+for _, f in ipairs(sorted_keys(declared_in)) do
   local home = defined_in[f]
   for _, where in ipairs(declared_in[f]) do
     if where:match("%.c$") and where ~= home then
@@ -207,11 +210,7 @@ for _, f in ipairs(fnames) do
     end
   end
 end
-local dnames = {}
-for f in pairs(defined_in) do
-  dnames[#dnames + 1] = f
-end
-table.sort(dnames)
+local dnames = sorted_keys(defined_in)
 for _, f in ipairs(dnames) do
   local header = defined_in[f]:gsub("%.c$", ".h")
   local ok = false
