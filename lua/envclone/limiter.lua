@@ -59,7 +59,9 @@
 -- **State** lives in this Lua state (one process, or one nginx worker),
 -- shared by every client of one vendor aimed at the same origin; inside
 -- OpenResty a client with `rate_limit_dict = "NAME"` keeps it in that
--- `lua_shared_dict` instead, so all workers share one limit.
+-- `lua_shared_dict` instead, so all workers share one limit, and so does
+-- every request when `lua_code_cache` is off (each request then has a Lua
+-- VM of its own: a client without the dict logs a warning once per worker).
 -- A key's state is freed once its log has emptied and nothing waits or is in
 -- flight, whether or not the key is used again. Waiting uses the batch's
 -- loop, nginx's semaphores or `envclone.runtime.sleep`, never blocking a
@@ -640,6 +642,7 @@ function limiter.new(vendor, base_url, rate_limit, dict, timeout)
   if not policy or not (policy.per_second or policy.per_minute or policy.concurrency_per_key) then
     return false
   end
+  if dict == nil then limiter.warn_code_cache(vendor) end
   return { policy = policy, prefix = vendor .. " " .. limiter.origin(base_url) .. " ", dict = dict,
     hold = timeout + LEASE_GRACE }
 end
@@ -760,6 +763,43 @@ function limiter.release(ticket, counted)
     if h then wake(h, now) end
   end
   sweep(now)
+end
+
+-- ---------------------------------------------------------------------------
+-- lua_code_cache off: every request has a Lua VM of its own, so state kept
+-- in the VM does not survive from one request to the next. Two VMs loading
+-- this module in one nginx worker process tell it: the worker's environment
+-- (a process-wide place every VM reads) keeps the last one's mark.
+
+local code_cache_off = false
+do
+  local ngx = rawget(_G, "ngx")
+  local ok_ffi, ffi = pcall(require, "ffi")
+  if type(ngx) == "table" and ngx.worker and ngx.worker.pid and ok_ffi then
+    pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
+    local pid = tostring(ngx.worker.pid())
+    local mark = os.getenv("ENVCLONE_LIMITER_VM")
+    if mark and mark:match("^(%d+) ") == pid and mark ~= pid .. " " .. VM then code_cache_off = true end
+    pcall(function() ffi.C.setenv("ENVCLONE_LIMITER_VM", pid .. " " .. VM, 1) end)
+  end
+end
+
+--- Logs, once per nginx worker, that a client of `vendor` keeps its limits
+-- in a Lua VM that lasts one request (`lua_code_cache off`); called for a
+-- limited client without `rate_limit_dict`.
+-- @tparam string vendor
+function limiter.warn_code_cache(vendor)
+  local ngx = rawget(_G, "ngx")
+  if not code_cache_off or type(ngx) ~= "table" or not ngx.log then return end
+  local pid = tostring(ngx.worker.pid())
+  if os.getenv("ENVCLONE_LIMITER_WARNED") == pid then return end
+  local ok = pcall(function()
+    require("ffi").C.setenv("ENVCLONE_LIMITER_WARNED", pid, 1)
+  end)
+  if not ok then return end
+  ngx.log(ngx.WARN, "envclone: lua_code_cache is off (this worker runs Lua in more than one VM), so the ",
+    vendor, " rate limits a client keeps in its VM do not hold from one request to the next; give the ",
+    "client rate_limit_dict = \"<a lua_shared_dict>\" to keep them in shared memory")
 end
 
 --- Number of keys with state in this Lua state's store (for tests: stays bounded).
