@@ -5,9 +5,9 @@
 --
 -- Needs the built core (BUILD_DIR/envclone/core.so) and `ldoc` (Debian lua-ldoc).
 -- Both modes first stage the reference's sources in BUILD_DIR/doc-src:
---   * every lua/envclone/*.lua (new modules are picked up with no change
---     here) and the emulator's entry module (lua/envclone/emulator/init.lua;
---     its internals are left out);
+--   * every lua/envclone/*.lua and lua/envclone/cli/*.lua (new modules are
+--     picked up with no change here), and the emulator's entry modules
+--     (lua/envclone/emulator/init.lua and main.lua; its internals are left out);
 --   * doc/*.luadoc (the C core's exports, written by hand);
 --   * clients.luadoc, generated from the operation table: one method per
 --     operation with its fields, so the reference cannot drift from the table.
@@ -76,6 +76,12 @@ for _, path in ipairs(list(q(src) .. "/lua/envclone/*.lua")) do
   local name = base == "init" and "envclone" or "envclone." .. base
   write(stage .. "/envclone/" .. base .. ".lua", read(path))
   expected[name] = "lua/envclone/" .. base .. ".lua"
+end
+assert(sh("mkdir -p " .. q(stage .. "/envclone/cli")))
+for _, path in ipairs(list(q(src) .. "/lua/envclone/cli/*.lua")) do
+  local base = path:match("([^/]+)%.lua$")
+  write(stage .. "/envclone/cli/" .. base .. ".lua", read(path))
+  expected[base == "init" and "envclone.cli" or "envclone.cli." .. base] = "lua/envclone/cli/" .. base .. ".lua"
 end
 local emulator_entry = src .. "/lua/envclone/emulator/init.lua"
 if io.open(emulator_entry) then

@@ -1,0 +1,215 @@
+--- Argument parsing: argv into the vendor, the operation, its arguments and
+-- the options; bad command lines raise usage errors (envclone.cli.exit).
+-- @module envclone.cli.args
+
+local envclone = require("envclone")
+local exit = require("envclone.cli.exit")
+local json = require("envclone.cli.json")
+local names = require("envclone.cli.names")
+local ops = require("envclone.cli.ops")
+
+local usage_error = exit.usage_error
+
+local args = {}
+
+--- The options shared by every operation: `{ flag, metavar or nil, help, wait = true }`
+-- (`wait`: shown only for operations with a waiter).
+-- @table options
+args.options = {
+  { "--output", "FORMAT", "json or text (default: text on a terminal, json otherwise)" },
+  { "--wait", nil, "wait until the operation is done (operations with a waiter only)", wait = true },
+  { "--wait-timeout", "SECONDS", "give up waiting after this long (default 600)", wait = true },
+  { "--poll-interval", "SECONDS", "first delay between polls while waiting (default 2)", wait = true },
+  { "--base-url", "URL", "API base URL (default: the vendor's, or $ENVCLONE_<VENDOR>_URL)" },
+  { "--timeout", "SECONDS", "per attempt (default 30)" },
+  { "--no-retry", nil, "one attempt only" },
+  { "--credentials", "FILE", "read credentials from FILE (NAME=value lines; must be mode 0600)" },
+  { "--help", nil, "this help (also -h)" },
+}
+local option_by_flag = {}
+for _, o in ipairs(args.options) do option_by_flag[o[1]] = o end
+
+-- Turns the text `value` into the Lua value `field` wants.
+local function convert(field, value, shown)
+  if field.type == "boolean" then
+    if value == "true" then return true elseif value == "false" then return false end
+    usage_error(shown .. " must be true or false")
+  elseif field.type == "array of strings" then
+    if value:match("^%s*%[") then
+      local t, err = json.decode(value)
+      if type(t) ~= "table" then usage_error(shown .. ": not a JSON array: " .. tostring(err or "")) end
+      return envclone.array(t)
+    end
+    local items = {}
+    for item in value:gmatch("[^,]+") do items[#items + 1] = item end
+    return envclone.array(items)
+  elseif field.type == "table (object)" then
+    local t, err = json.decode(value)
+    if type(t) ~= "table" then
+      usage_error(shown .. " must be a JSON object: " .. tostring(err or "not an object"))
+    end
+    return t
+  end
+  return value
+end
+
+-- flag name (without "--") -> { field = f, parent = object field or nil }
+local function flag_table(op)
+  local flags = {}
+  for _, f in ipairs(op.fields) do
+    flags[names.kebab(f.name)] = { field = f }
+    for _, m in ipairs(f.members or {}) do
+      flags[names.kebab(f.name) .. "." .. names.kebab(m.name)] = { field = m, parent = f }
+    end
+  end
+  return flags
+end
+
+local function number_option(flag, v)
+  local n = tonumber(v)
+  if not n or n <= 0 or n ~= n or n == math.huge then
+    usage_error(flag .. " must be a positive number of seconds, got '" .. v .. "'")
+  end
+  return n
+end
+
+--- Parses the arguments of one operation (or of a help request).
+-- @tparam table argv the arguments
+-- @treturn table `{ vendor =, op = (the row), args = (for the library), opts = (the options), hint = }`;
+--   raises a usage error
+function args.parse(argv)
+  local p = { args = {}, opts = {} }
+  local flags
+  local hint
+  local i = 1
+  local function value_of(flag, inline)
+    if inline then return inline end
+    local v = argv[i + 1]
+    if v == nil then usage_error(flag .. " needs a value", hint) end
+    i = i + 1
+    return v
+  end
+  while i <= #argv do
+    local a = argv[i]
+    local flag, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    flag = flag or a
+    local o = option_by_flag[flag]
+    if a == "-h" or flag == "--help" then
+      p.opts.help = true
+    elseif o then
+      local key = flag:sub(3):gsub("-", "_")
+      if o[2] == nil then
+        if inline then usage_error(flag .. " takes no value", hint) end
+        p.opts[key] = true
+      elseif key == "wait_timeout" or key == "poll_interval" or key == "timeout" then
+        p.opts[key] = number_option(flag, value_of(flag, inline))
+      else
+        p.opts[key] = value_of(flag, inline)
+      end
+    elseif a:sub(1, 2) == "--" then
+      if not p.op then usage_error("unknown option " .. flag, hint) end
+      local name = flag:sub(3)
+      local negated = name:match("^no%-(.+)$")
+      local entry = flags[name] or (negated and flags[negated])
+      if not entry then
+        usage_error("unknown option " .. flag .. " for " .. p.vendor .. " " .. names.kebab(p.op.name), hint)
+      end
+      local f = entry.field
+      local v
+      if f.type == "boolean" then
+        if flags[name] then v = convert(f, inline or "true", flag) else
+          if inline then usage_error(flag .. " takes no value", hint) end
+          v = false
+        end
+      elseif not flags[name] then
+        usage_error("unknown option " .. flag, hint)
+      else
+        v = convert(f, value_of(flag, inline), flag)
+      end
+      if entry.parent then
+        local obj = p.args[entry.parent.name]
+        if obj == nil then obj = {}; p.args[entry.parent.name] = obj end
+        obj[f.name] = v
+      else
+        p.args[f.name] = v
+      end
+    elseif not p.vendor then
+      if not ops.by_vendor[a] then
+        usage_error("unknown vendor '" .. a .. "' (one of " .. table.concat(ops.vendors, ", ") .. ")")
+      end
+      p.vendor = a
+      hint = "try 'envclone " .. a .. " --help'"
+    elseif not p.op then
+      p.op = ops.find(p.vendor, a)
+      if not p.op then usage_error("unknown operation '" .. p.vendor .. " " .. a .. "'", hint) end
+      flags = flag_table(p.op)
+      hint = "try 'envclone " .. p.vendor .. " " .. names.kebab(p.op.name) .. " --help'"
+    else
+      -- the library's form: field=value with the vendor's own field name
+      local name, value = a:match("^([%w_]+)=(.*)$")
+      if not name then usage_error("expected --FIELD VALUE, FIELD=VALUE or an option, got '" .. a .. "'", hint) end
+      local f
+      for _, x in ipairs(p.op.fields) do if x.name == name then f = x end end
+      -- an unknown name is passed on: the library names it in its validation error
+      p.args[name] = f and convert(f, value, "field '" .. name .. "'") or value
+    end
+    i = i + 1
+  end
+  if p.opts.output and p.opts.output ~= "json" and p.opts.output ~= "text" then
+    usage_error("--output must be json or text", hint)
+  end
+  if p.op and not p.opts.help and (p.opts.wait_timeout or p.opts.poll_interval or p.opts.wait) then
+    if not ops.supports_wait(p.op) then
+      usage_error(p.vendor .. " " .. names.kebab(p.op.name) .. " has nothing to wait for", hint)
+    end
+    if not p.opts.wait then usage_error("--wait-timeout and --poll-interval go with --wait", hint) end
+  end
+  p.hint = hint
+  return p
+end
+
+--- Parses the arguments of `envclone batch` (argv[1] is "batch").
+-- @tparam table argv the arguments
+-- @treturn table `{ file =, opts = { help, max_in_flight, timeout, credentials, no_retry } }`;
+--   raises a usage error
+function args.parse_batch(argv)
+  local p = { opts = {} }
+  local i = 2
+  while i <= #argv do
+    local a = argv[i]
+    local flag, inline = a:match("^(%-%-[^=]+)=(.*)$")
+    flag = flag or a
+    local function value()
+      if inline then return inline end
+      i = i + 1
+      if argv[i] == nil then usage_error(flag .. " needs a value", "try 'envclone batch --help'") end
+      return argv[i]
+    end
+    if flag == "--help" or a == "-h" then
+      p.opts.help = true
+    elseif flag == "--max-in-flight" then
+      local n = tonumber(value())
+      if not n or n < 1 or n ~= math.floor(n) or n > 100000 then
+        usage_error("--max-in-flight needs a whole number from 1 to 100000")
+      end
+      p.opts.max_in_flight = n
+    elseif flag == "--timeout" then
+      p.opts.timeout = number_option(flag, value())
+    elseif flag == "--credentials" then
+      p.opts.credentials = value()
+    elseif flag == "--no-retry" then
+      p.opts.no_retry = true
+    elseif a:sub(1, 2) == "--" then
+      usage_error("unknown option " .. flag .. " for batch", "try 'envclone batch --help'")
+    elseif p.file then
+      usage_error("batch takes one FILE", "try 'envclone batch --help'")
+    else
+      p.file = a
+    end
+    i = i + 1
+  end
+  if not p.file and not p.opts.help then usage_error("batch needs a FILE", "try 'envclone batch --help'") end
+  return p
+end
+
+return args

@@ -1,0 +1,27 @@
+--- How the command line names things: the shell's kebab-case for the
+-- library's names, and each vendor's environment variables (envclone.envvars).
+-- @module envclone.cli.names
+
+local envvars = require("envclone.envvars")
+
+local names = {}
+
+--- Client option -> environment variable, per vendor (`envclone.envvars.credentials`).
+-- @table credential_env
+names.credential_env = envvars.credentials
+
+--- The environment variable holding a vendor's base URL (`ENVCLONE_KONTENT_URL`).
+-- @function url_env
+-- @tparam string vendor
+-- @treturn string
+names.url_env = envvars.url
+
+--- The command-line name of an operation or field: `clone_environment` ->
+-- `clone-environment`, `ecosystemId` -> `ecosystem-id`.
+-- @tparam string name
+-- @treturn string
+function names.kebab(name)
+  return (name:gsub("(%l)(%u)", "%1-%2"):gsub("_", "-"):lower())
+end
+
+return names

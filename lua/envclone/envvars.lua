@@ -1,0 +1,25 @@
+--- The environment variables of the command line: each vendor's credentials
+-- and base URL. Data only; the command line reads them, the emulator's
+-- command line prints them, and neither requires the other.
+-- @module envclone.envvars
+
+local envvars = {}
+
+--- Where each vendor's credentials come from: client option -> environment
+-- variable (the same names are the keys of a `--credentials` file).
+-- @table credentials
+envvars.credentials = {
+  versori = { token = "VERSORI_TOKEN", cookie = "VERSORI_COOKIE" },
+  qovery = { token = "QOVERY_TOKEN" },
+  kontent = { api_key = "KONTENT_API_KEY" },
+  droplit = { token = "DROPLIT_TOKEN" },
+}
+
+--- The environment variable holding a vendor's base URL (`ENVCLONE_KONTENT_URL`).
+-- @tparam string vendor
+-- @treturn string
+function envvars.url(vendor)
+  return "ENVCLONE_" .. vendor:upper() .. "_URL"
+end
+
+return envvars
