@@ -75,6 +75,7 @@ build = {
     ["envclone.cli.output"] = "lua/envclone/cli/output.lua",
     -- the emulator: Lua 5.4 only (bin/envclone-emulator runs lua5.4)
     ["envclone.emulator"] = "lua/envclone/emulator/init.lua",
+    ["envclone.emulator.main"] = "lua/envclone/emulator/main.lua",
     ["envclone.emulator.server"] = "lua/envclone/emulator/server.lua",
     ["envclone.emulator.faults"] = "lua/envclone/emulator/faults.lua",
     ["envclone.emulator.control"] = "lua/envclone/emulator/control.lua",

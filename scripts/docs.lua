@@ -83,10 +83,14 @@ for _, path in ipairs(list(q(src) .. "/lua/envclone/cli/*.lua")) do
   write(stage .. "/envclone/cli/" .. base .. ".lua", read(path))
   expected[base == "init" and "envclone.cli" or "envclone.cli." .. base] = "lua/envclone/cli/" .. base .. ".lua"
 end
-local emulator_entry = src .. "/lua/envclone/emulator/init.lua"
-if io.open(emulator_entry) then
-  write(stage .. "/envclone/emulator.lua", read(emulator_entry))
-  expected["envclone.emulator"] = "lua/envclone/emulator/init.lua"
+assert(sh("mkdir -p " .. q(stage .. "/envclone/emulator")))
+-- the emulator's entry modules: { module, source, staged as }
+for _, e in ipairs({ { "envclone.emulator", "lua/envclone/emulator/init.lua", "emulator.lua" },
+                     { "envclone.emulator.main", "lua/envclone/emulator/main.lua", "emulator/main.lua" } }) do
+  if io.open(src .. "/" .. e[2]) then
+    write(stage .. "/envclone/" .. e[3], read(src .. "/" .. e[2]))
+    expected[e[1]] = e[2]
+  end
 end
 for _, path in ipairs(list(q(src) .. "/doc/*.luadoc")) do
   write(stage .. "/" .. path:match("([^/]+)$"), read(path))

@@ -453,7 +453,7 @@ describe("envclone list and emulator", function()
   -- lua5.4 even when the specs run under LuaJIT): its lines come from a lua5.4 child.
   local function emulator_cli_env(url)
     local p = assert(io.popen("lua5.4 -e " .. emu.quote("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path "
-      .. "for _, l in ipairs(require('envclone.emulator').cli_env(" .. string.format("%q", url) .. ")) do "
+      .. "for _, l in ipairs(require('envclone.emulator.main').cli_env(" .. string.format("%q", url) .. ")) do "
       .. "print(l) end")))
     local lines = {}
     for l in p:lines() do lines[#lines + 1] = l end

@@ -11,6 +11,7 @@ local KEY = "emu-kontent-key"
 
 local in_process = _VERSION == "Lua 5.4"
 local emulator = in_process and require("envclone.emulator")
+local emulator_main = in_process and require("envclone.emulator.main") -- its command line
 
 describe("emulator: Kontent rate limit, in process", function()
   if not in_process then
@@ -102,11 +103,11 @@ describe("emulator: Kontent rate limit, in process", function()
   end)
 
   it("takes --kontent-rate-limit on|off and --no-kontent-rate-limit", function()
-    assert.is_false(assert(emulator.parse_args{ "--kontent-rate-limit", "off" }).kontent_rate_limit)
-    assert.is_true(assert(emulator.parse_args{ "--kontent-rate-limit=on" }).kontent_rate_limit)
-    assert.is_false(assert(emulator.parse_args{ "--no-kontent-rate-limit" }).kontent_rate_limit)
-    assert.is_nil(assert(emulator.parse_args{}).kontent_rate_limit)
-    local _, err = emulator.parse_args{ "--kontent-rate-limit", "maybe" }
+    assert.is_false(assert(emulator_main.parse_args{ "--kontent-rate-limit", "off" }).kontent_rate_limit)
+    assert.is_true(assert(emulator_main.parse_args{ "--kontent-rate-limit=on" }).kontent_rate_limit)
+    assert.is_false(assert(emulator_main.parse_args{ "--no-kontent-rate-limit" }).kontent_rate_limit)
+    assert.is_nil(assert(emulator_main.parse_args{}).kontent_rate_limit)
+    local _, err = emulator_main.parse_args{ "--kontent-rate-limit", "maybe" }
     assert.matches("on or off", err, 1, true)
   end)
 end)

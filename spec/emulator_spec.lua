@@ -161,7 +161,7 @@ describe("envclone emulator", function()
       assert.are.equal(503, (call("GET", url, { headers = KONTENT_AUTH })))
       f:stop()
       local p = io.popen("lua5.4 -e 'package.path=\"lua/?.lua;lua/?/init.lua;\"..package.path "
-        .. "os.exit(require(\"envclone.emulator\").main({\"--faults\", \"{bad\"}, "
+        .. "os.exit(require(\"envclone.emulator.main\").main({\"--faults\", \"{bad\"}, "
         .. "{ prog = \"envclone emulator\" }))' 2>&1; echo rc=$?")
       local out = p:read("a")
       p:close()

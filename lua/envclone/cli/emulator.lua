@@ -14,7 +14,7 @@ local emulator = {}
 function emulator.run(argv, errout)
   local rest = {}
   for i = 2, #argv do rest[#rest + 1] = argv[i] end
-  local ok, main = pcall(require, "envclone.emulator")
+  local ok, main = pcall(require, "envclone.emulator.main")
   if not ok then
     errout:write("envclone: the emulator is not installed: ", tostring(main), "\n")
     return exit.codes.failure
