@@ -43,9 +43,9 @@ static void free_spare(ec_client *c)
     c->spare = NULL;
 }
 
-ec_easy *ec_client_easy(lua_State *L, ec_client *c)
+ec_easy *ec_client_easy_new(lua_State *L, ec_client *c)
 {
-    if (c->easy == NULL && (c->easy = ec_easy_new()) == NULL)
+    if ((c->easy = ec_easy_new()) == NULL)
         luaL_error(L, "envclone: could not create a libcurl handle");
     return c->easy;
 }
@@ -600,17 +600,6 @@ ec_client *ec_client_test(lua_State *L, int idx)
 {
     client_box *box = ec_testudata(L, idx, EC_CLIENT_MT);
     return box != NULL ? box->c : NULL;
-}
-
-int ec_client_serves(const ec_client *c, const ec_op *op)
-{
-    return strcmp(c->vendor->name, op->vendor) == 0;
-}
-
-void ec_client_check_op(lua_State *L, const ec_client *c, const ec_op *op)
-{
-    if (!ec_client_serves(c, op))
-        luaL_error(L, "envclone: %s.%s called on a %s client", op->vendor, op->name, c->vendor->name);
 }
 
 static const luaL_Reg client_methods[] = {

@@ -27,6 +27,7 @@
 #define EC_CLIENT_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "ec_compat.h"
 #include "ec_curl.h"
@@ -102,7 +103,11 @@ ec_reqbufs *ec_reqbufs_new(void);
 void ec_reqbufs_free(ec_reqbufs *b);
 
 /* The client's easy handle, made on first use (raises when it cannot be). */
-ec_easy *ec_client_easy(lua_State *L, ec_client *c);
+ec_easy *ec_client_easy_new(lua_State *L, ec_client *c);
+static inline ec_easy *ec_client_easy(lua_State *L, ec_client *c)
+{
+    return c->easy != NULL ? c->easy : ec_client_easy_new(L, c);
+}
 
 /* Lua: core.client(vendor, opts) -> client userdata (options checked here;
  * a wrong one raises, naming it). */
@@ -118,8 +123,16 @@ ec_client *ec_client_arg(lua_State *L, int idx);
 ec_client *ec_client_check(lua_State *L, int idx);
 ec_client *ec_client_test(lua_State *L, int idx);
 
-/* Does c serve op (the same vendor)?  ec_client_check_op raises when not. */
-int ec_client_serves(const ec_client *c, const ec_op *op);
-void ec_client_check_op(lua_State *L, const ec_client *c, const ec_op *op);
+/* Does c serve op (the same vendor)?  ec_client_check_op raises when not
+ * (inline: every call asks). */
+static inline int ec_client_serves(const ec_client *c, const ec_op *op)
+{
+    return strcmp(c->vendor->name, op->vendor) == 0;
+}
+static inline void ec_client_check_op(lua_State *L, const ec_client *c, const ec_op *op)
+{
+    if (!ec_client_serves(c, op))
+        luaL_error(L, "envclone: %s.%s called on a %s client", op->vendor, op->name, c->vendor->name);
+}
 
 #endif

@@ -212,13 +212,6 @@ void ec_exchange_free(ec_exchange *x)
     x->slist = NULL;
 }
 
-/* A large answer's buffer is not worth keeping for the next exchange. */
-void ec_exchange_trim(ec_exchange *x)
-{
-    if (x->body.cap > (size_t)256 * 1024)
-        ec_buf_free(&x->body);
-}
-
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     ec_exchange *x = ud;

@@ -76,7 +76,11 @@ void *ec_easy_curl(ec_easy *e);
  * credential); trimmed (a large answer's buffer is not kept). */
 void ec_exchange_init(ec_exchange *x);
 void ec_exchange_free(ec_exchange *x);
-void ec_exchange_trim(ec_exchange *x);
+static inline void ec_exchange_trim(ec_exchange *x)
+{
+    if (x->body.cap > (size_t)256 * 1024)
+        ec_buf_free(&x->body);
+}
 
 /* Makes e ready to carry m under settings s: the settings' options (only
  * when e last carried other settings), then the message's URL, method,

@@ -72,11 +72,6 @@ static int push_parsed(lua_State *L, const ec_request *r, const ec_response *res
 
 /* ---- exchanges over libcurl ---------------------------------------------- */
 
-int ec_request_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
-{
-    return ec_curl_setup(e, &r->client->settings, &r->policy, &r->b->msg, &r->b->ex, te);
-}
-
 int ec_request_finish(lua_State *L, ec_easy *e, ec_request *r, int rc)
 {
     ec_response resp = { 0 };

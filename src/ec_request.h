@@ -91,7 +91,10 @@ int ec_request_push_transport_error(lua_State *L, const ec_request *r, const ec_
 
 /* libcurl (ec_multi.c): makes e ready to carry r (ec_curl_setup): 0, or
  * -1 with te filled. */
-int ec_request_setup(ec_easy *e, ec_request *r, ec_transport_error *te);
+static inline int ec_request_setup(ec_easy *e, ec_request *r, ec_transport_error *te)
+{
+    return ec_curl_setup(e, &r->client->settings, &r->policy, &r->b->msg, &r->b->ex, te);
+}
 
 /* The transfer of r on e ended with CURLcode rc: pushes the parsed result,
  * or nil + the transport error; returns how many. */
