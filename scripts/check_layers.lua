@@ -1,6 +1,6 @@
 -- Checks that the includes of src/ point down the declared layers.
 --
---   lua5.4 scripts/check_layers.lua [SRC_DIR [LAYERS_FILE]]   (default: src, SRC_DIR/layers.txt)
+--   lua5.4 scripts/check_layers.lua [SRC_DIR [LAYERS_FILE [DOC]]]   (default: src, SRC_DIR/layers.txt)
 --
 -- LAYERS_FILE lists the layers bottom first, one line each (see
 -- src/layers.txt). For every file of SRC_DIR (*.c, *.h) it reads the
@@ -16,14 +16,27 @@
 --     there: a header may only promise what its own .c file keeps, so that a
 --     call follows its include (a header of a lower layer declaring a
 --     function of a higher one is a call upward the includes cannot show).
+-- With DOC (doc/ARCHITECTURE.md), its section "## C core (src/)" must list
+-- every name of LAYERS_FILE as a row "<layer> <name> ...", with its layer
+-- (the line of LAYERS_FILE it is on), and no other: the map cannot drift.
 -- Registered with ctest as `layers` (quick); spec/layers_spec.lua checks the
 -- checker on files made to break each rule.
 local src = arg[1] or "src"
 local layers_file = arg[2] or (src .. "/layers.txt")
+local doc_file = arg[3]
 
 local problems = {}
 local function problem(fmt, ...)
   problems[#problems + 1] = string.format(fmt, ...)
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  return keys
 end
 
 local function read(path)
@@ -56,6 +69,7 @@ end
 
 -- layer of each file, and the lua-free ones
 local level, lua_free, nlevels = {}, {}, 0
+local token_level = {} -- each name of the layers file (as written, without *) -> its layer
 for line in (read(layers_file) .. "\n"):gmatch("(.-)\n") do
   line = line:gsub("#.*", "")
   if line:match("%S") then
@@ -65,6 +79,7 @@ for line in (read(layers_file) .. "\n"):gmatch("(.-)\n") do
       if not name then
         problem("%s: line %d: cannot read '%s'", layers_file, nlevels, token)
       else
+        token_level[name] = nlevels
         local names = name:match("%.[ch]$") and { name } or { name .. ".h", name .. ".c" }
         local found = false
         for _, n in ipairs(names) do
@@ -192,14 +207,6 @@ for _, name in ipairs(files) do
     end
   end
 end
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do
-    keys[#keys + 1] = k
-  end
-  table.sort(keys)
-  return keys
-end
 for _, f in ipairs(sorted_keys(declared_in)) do
   local home = defined_in[f]
   for _, where in ipairs(declared_in[f]) do
@@ -220,6 +227,33 @@ for _, f in ipairs(dnames) do
   if not ok then
     problem("%s defines %s, which %s does not declare (make it static, or declare it there)", defined_in[f], f,
       header)
+  end
+end
+
+-- the map in the docs
+if doc_file then
+  local text = read(doc_file)
+  local section = text:match("\n## C core %(src/%)\n(.-)\n## ") or text:match("\n## C core %(src/%)\n(.*)$")
+  if not section then
+    problem("%s: no section \"## C core (src/)\"", doc_file)
+  else
+    local listed = {}
+    for line in (section .. "\n"):gmatch("(.-)\n") do
+      local n, name = line:match("^%s*(%d+)%s+(ec_[%w_]+%.?[ch]?)")
+      if n then
+        listed[name] = tonumber(n)
+        if not token_level[name] then
+          problem("%s lists %s, which %s does not", doc_file, name, layers_file)
+        elseif token_level[name] ~= tonumber(n) then
+          problem("%s puts %s on layer %s; %s on layer %d", doc_file, name, n, layers_file, token_level[name])
+        end
+      end
+    end
+    for _, name in ipairs(sorted_keys(token_level)) do
+      if not listed[name] then
+        problem("%s does not list %s (layer %d of %s)", doc_file, name, token_level[name], layers_file)
+      end
+    end
   end
 end
 

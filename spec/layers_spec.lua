@@ -3,9 +3,10 @@
 -- rule fails, naming the file and the rule.
 
 -- Runs the checker; returns its exit code and everything it printed.
-local function check(dir, layers)
+local function check(dir, layers, doc)
   local cmd = "lua5.4 scripts/check_layers.lua"
   if dir then cmd = cmd .. " '" .. dir .. "' '" .. layers .. "'" end
+  if doc then cmd = cmd .. " '" .. doc .. "'" end
   local pipe = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
   local out = pipe:read("*a")
   pipe:close()
@@ -52,8 +53,8 @@ local function with(changes)
 end
 
 describe("scripts/check_layers.lua", function()
-  it("passes src/ as it is", function()
-    local rc, out = check()
+  it("passes src/ as it is, and the map in doc/ARCHITECTURE.md", function()
+    local rc, out = check("src", "src/layers.txt", "doc/ARCHITECTURE.md")
     assert.are.equal(0, rc, out)
     assert.matches("all pointing down", out)
   end)
@@ -92,6 +93,25 @@ describe("scripts/check_layers.lua", function()
       assert.matches(case[3], out)
     end)
   end
+
+  local DOC = "# x\n\n## C core (src/)\n\n```\n 3 ec_c  top\n 2 ec_b  middle\n 1 ec_a *  bottom\n"
+    .. " 1 ec_compat.h  shims\n```\n\n## Lua\n"
+  it("checks the map: every name on its layer", function()
+    local dir = tree(GOOD, LAYERS)
+    local f = assert(io.open(dir .. "/doc.md", "w"))
+    f:write(DOC)
+    f:close()
+    local rc, out = check(dir, dir .. "/layers.txt", dir .. "/doc.md")
+    assert.are.equal(0, rc, out)
+    f = assert(io.open(dir .. "/doc.md", "w"))
+    f:write((DOC:gsub(" 2 ec_b ", " 3 ec_b "):gsub(" 1 ec_compat.h  shims\n", "")))
+    f:close()
+    rc, out = check(dir, dir .. "/layers.txt", dir .. "/doc.md")
+    remove(dir)
+    assert.are.equal(1, rc, out)
+    assert.matches("puts ec_b on layer 3; [^\n]* on layer 2", out)
+    assert.matches("does not list ec_compat.h", out)
+  end)
 
   it("fails on an include between two files of one layer", function()
     local dir = tree(with({ ["ec_e.h"] = "", ["ec_b.h"] = '#include "ec_e.h"\nint ec_b_two(void);\n' }),
