@@ -662,11 +662,11 @@ int ec_curl_setup(ec_easy *e, const ec_settings *s, const ec_policy *p, const ec
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->slist);
     set_url(e, m->url.data); /* never NULL: a built message has a URL */
     receive_buffer(e);
-    /* A create over https may meet HTTP/2: watch what the server says of
-     * a stream it does not answer (on_debug).  Only creates need it (an
+    /* A create over https may meet HTTP/2 (unless http_version = "1.1"):
+     * watch what the server says of a stream it does not answer (on_debug).  Only creates need it (an
      * idempotent call is retried anyway), and they open a connection and
      * make a TLS handshake each, beside which the watch costs little. */
-    int watch = p->creates && strncmp(m->url.data, "https", 5) == 0;
+    int watch = p->creates && s->http_version != EC_HTTP_1_1 && strncmp(m->url.data, "https", 5) == 0;
     if (watch != e->watch_h2) {
         curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, watch ? on_debug : NULL);
         curl_easy_setopt(h, CURLOPT_VERBOSE, (long)watch);
