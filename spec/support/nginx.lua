@@ -28,11 +28,13 @@ M.JIT_BUILD = os.getenv("ENVCLONE_JIT_BUILD") or "build-jit"
 
 local quote = emu.quote
 
---- Runs a shell command; returns its standard output.
+--- Runs a shell command; returns its standard output. LD_PRELOAD is
+-- cleared first: under scripts/asan.sh the suite's libasan preload would
+-- otherwise go into nginx, pgrep and the rest (pgrep stalls in it).
 -- @tparam string cmd
 -- @treturn string
 function M.sh(cmd)
-  local p = assert(io.popen(cmd, "r"))
+  local p = assert(io.popen("env -u LD_PRELOAD sh -c " .. quote(cmd), "r"))
   local out = p:read("*a")
   p:close()
   return out
