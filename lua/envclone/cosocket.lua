@@ -43,13 +43,7 @@ M.counters = { requests = 0, connects = 0, reused = 0, kept = 0, failures = 0 }
 --- Cap on one header line (libcurl's own limit).
 M.MAX_HEADER_LINE = core.limits.max_header_line
 
-local function ngx_api()
-  local ngx = rawget(_G, "ngx")
-  if runtime.in_openresty() and type(ngx.socket) == "table" and type(ngx.socket.tcp) == "function" then
-    return ngx
-  end
-  return nil
-end
+local ngx_api = runtime.cosockets_available
 
 --- Can this code use cosockets right now (inside nginx, in a phase that allows them)?
 -- @treturn boolean

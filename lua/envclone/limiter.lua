@@ -210,8 +210,7 @@ local VM = string.format("%x%s", math.floor(core.now() * 1e6) % 0x7fffffff,
 
 local serial = 0
 local function id_prefix()
-  local ngx = rawget(_G, "ngx")
-  local pid = type(ngx) == "table" and ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0
+  local pid = runtime.worker_pid() or 0
   return pid .. ":" .. VM .. ":"
 end
 
@@ -458,8 +457,8 @@ local LOCK_TTL = 0.5      -- seconds: a worker that dies holding the lock frees 
 local LOCK_SPINS = 2000   -- bounded: 2000 x 1 ms
 
 local function dict_store(name)
-  local ngx = rawget(_G, "ngx")
-  local dict = type(ngx) == "table" and ngx.shared and ngx.shared[name]
+  local ngx = runtime.ngx()
+  local dict = ngx and ngx.shared and ngx.shared[name]
   if not dict then
     return nil, "rate_limit_dict '" .. tostring(name) .. "' is not a lua_shared_dict"
   end
@@ -508,7 +507,7 @@ local function renew(premature)
     end)
   end
   if any then
-    local ok, timer = pcall(rawget(_G, "ngx").timer.at, RENEW_EVERY, renew)
+    local ok, timer = pcall(runtime.ngx().timer.at, RENEW_EVERY, renew)
     renewing = ok and timer and true or false
   end
 end
@@ -516,8 +515,8 @@ end
 local function hold_in_dict(ticket)
   dict_held[ticket] = true
   if renewing then return end
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.timer and ngx.timer.at then
+  local ngx = runtime.ngx()
+  if ngx and ngx.timer and ngx.timer.at then
     local ok, timer = pcall(ngx.timer.at, RENEW_EVERY, renew)
     renewing = ok and timer and true or false
   end
@@ -650,7 +649,7 @@ end
 local function store_of(lim)
   -- outside nginx there are no shared dicts and no other workers: the same
   -- client code runs in plain Lua (tests, scripts) with this process's store
-  if not lim.dict or type(rawget(_G, "ngx")) ~= "table" then return local_store end
+  if not lim.dict or not runtime.ngx() then return local_store end
   -- looked up on each call: a client built in init_by_lua has no ngx.shared yet
   local store, err = dict_store(lim.dict)
   if not store then error("envclone: " .. err, 0) end
@@ -773,11 +772,11 @@ end
 
 local code_cache_off = false
 do
-  local ngx = rawget(_G, "ngx")
+  local pid = runtime.worker_pid()
   local ok_ffi, ffi = pcall(require, "ffi")
-  if type(ngx) == "table" and ngx.worker and ngx.worker.pid and ok_ffi then
+  if pid and ok_ffi then
     pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
-    local pid = tostring(ngx.worker.pid())
+    pid = tostring(pid)
     local mark = os.getenv("ENVCLONE_LIMITER_VM")
     if mark and mark:match("^(%d+) ") == pid and mark ~= pid .. " " .. VM then code_cache_off = true end
     pcall(function() ffi.C.setenv("ENVCLONE_LIMITER_VM", pid .. " " .. VM, 1) end)
@@ -789,9 +788,9 @@ end
 -- limited client without `rate_limit_dict`.
 -- @tparam string vendor
 function limiter.warn_code_cache(vendor)
-  local ngx = rawget(_G, "ngx")
-  if not code_cache_off or type(ngx) ~= "table" or not ngx.log then return end
-  local pid = tostring(ngx.worker.pid())
+  local ngx = runtime.ngx()
+  if not code_cache_off or not ngx or not ngx.log then return end
+  local pid = tostring(runtime.worker_pid())
   if os.getenv("ENVCLONE_LIMITER_WARNED") == pid then return end
   local ok = pcall(function()
     require("ffi").C.setenv("ENVCLONE_LIMITER_WARNED", pid, 1)

@@ -15,16 +15,52 @@ local runtime = {}
 local yieldable = { rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true }
 
+--- The `ngx` table when the code runs inside nginx (OpenResty), else nil.
+-- This is envclone's one test of the host: every other "are we in nginx"
+-- goes through it or the functions below. (call.lua's fast path writes the
+-- same test out, `rawget(_G, "ngx") == nil`: a Lua call there would cost
+-- about 200 instructions on every call.)
+-- @treturn table|nil
+function runtime.ngx()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" then return ngx end
+  return nil
+end
+
 --- Is the OpenResty API usable here (ngx present, in a phase that allows
 -- cosockets and ngx.sleep)?
 -- @treturn boolean
 function runtime.in_openresty()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.sleep) ~= "function" or not ngx.get_phase then
+  local ngx = runtime.ngx()
+  if not ngx or type(ngx.sleep) ~= "function" or not ngx.get_phase then
     return false
   end
   return yieldable[ngx.get_phase()] == true
 end
+
+--- The `ngx` table when cosockets may be used right now (inside nginx, in a
+-- phase that allows them, `ngx.socket.tcp` present), else nil.
+-- @treturn table|nil
+function runtime.cosockets_available()
+  local ngx = runtime.ngx()
+  if runtime.in_openresty() and type(ngx.socket) == "table" and type(ngx.socket.tcp) == "function" then
+    return ngx
+  end
+  return nil
+end
+
+--- The nginx worker's process id, or nil outside nginx (or where nginx
+-- has no `ngx.worker.pid`).
+-- @treturn number|nil
+function runtime.worker_pid()
+  local ngx = runtime.ngx()
+  if ngx and ngx.worker and ngx.worker.pid then return ngx.worker.pid() end
+  return nil
+end
+
+--- May `pcall` span a yield (a batch task's sleeps and sends)? Everywhere
+-- but in PUC Lua 5.1 (LuaJIT and Lua 5.2+ yield across it).
+runtime.pcall_yields = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
 
 -- Coroutines run by a batch (envclone.batch), and the batch that runs
 -- each: weak keys, so a dropped batch's tasks are collected.
@@ -57,7 +93,7 @@ function runtime.sleep(seconds)
   if scheduler then
     scheduler:sleep(seconds)
   elseif runtime.in_openresty() then
-    rawget(_G, "ngx").sleep(seconds)
+    runtime.ngx().sleep(seconds)
   else
     core.sleep(seconds)
   end
