@@ -28,6 +28,8 @@
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
 local retry = require("envclone.retry")
+local call = require("envclone.call")
+local options = require("envclone.options")
 
 local batch = {}
 
@@ -78,30 +80,20 @@ function batch.callables(vendor_methods, metatables)
   return by_mt
 end
 
-local option_types = { max_in_flight = "number", on_progress = "function" }
+local option_kinds = { max_in_flight = "number", on_progress = "function" }
 
 --- A new batch (`envclone.batch`).
 -- @tparam[opt] table opts `max_in_flight` (16: requests on the wire at once,
 --   a positive integer), `on_progress(done, total, i, result)` (after each
 --   item finishes)
--- @tparam table env the client layer: `callables` (see batch.callables),
---   `call_options` (the per-call argument names the Lua layer owns),
---   `first_attempt_in_c(client)` and `check_call_args("vendor.operation",
---   args, level)` (raises on a per-call option the call would refuse)
+-- @tparam table env the client layer: `callables` (see batch.callables)
 -- @treturn table the batch
 function batch.new(opts, env)
   if opts ~= nil and type(opts) ~= "table" then
     error("envclone.batch: options must be a table, got " .. type(opts), 3)
   end
   opts = opts or {}
-  for k, v in pairs(opts) do
-    if not option_types[k] then
-      error("envclone.batch: unknown option '" .. tostring(k) .. "'", 3)
-    end
-    if type(v) ~= option_types[k] then
-      error("envclone.batch: option '" .. k .. "' must be a " .. option_types[k], 3)
-    end
-  end
+  options.check(opts, option_kinds, "envclone.batch", "option", 3)
   local n = opts.max_in_flight or DEFAULT_MAX_IN_FLIGHT
   if n < 1 or n ~= math.floor(n) or n == math.huge then
     error("envclone.batch: max_in_flight must be a positive integer", 3)
@@ -143,7 +135,7 @@ function Batch:add(what, operation, args)
     -- an operation's per-call options (wait, wait_timeout, retry, ...) are
     -- checked now, as the call checks them before sending: a programmer error
     if c[2] and type(args) == "table" then
-      self._env.check_call_args(callable[VENDOR] .. "." .. operation, args, 2)
+      call.check_args(callable[VENDOR] .. "." .. operation, args, 2)
     end
     local items, k = self._items, 4 * n
     items[k - 3], items[k - 2], items[k - 1], items[k] = c[1], what, args, c[2]
@@ -249,8 +241,7 @@ end
 local function run_plain(self, results)
   local total, max = self._n, self._max
   local items = self._items
-  local env = self._env
-  local call_options, first_attempt_in_c = env.call_options, env.first_attempt_in_c
+  local call_options = call.call_options
   local multi = core.multi{ max_connections = max }
   local sched = setmetatable({}, Plain)
   -- coroutines to resume, and with what (parallel arrays, used as a queue)
@@ -309,7 +300,7 @@ local function run_plain(self, results)
   end
 
   -- A call whose first attempt may skip the Lua layer (as outside a
-  -- batch: see first_attempt_in_c) goes straight onto the multi handle,
+  -- batch: see call.fast_handle) goes straight onto the multi handle,
   -- with no task and no request object (`m:fill`); only when it fails does
   -- a task take over, with the retry loop. Anything else runs as a task.
   local handle_of = {} -- client -> its core handle when its calls may start so, else false
@@ -333,7 +324,7 @@ local function run_plain(self, results)
         local k = 4 * nxt
         local fn, client, args, op_start = items[k - 3], items[k - 2], items[k - 1], items[k]
         if err == nil and op_start and handle_of[client] == nil then
-          handle_of[client] = first_attempt_in_c(client) and client._handle or false
+          handle_of[client] = call.fast_handle(client)
         else
           next_item = nxt + 1
           drop(nxt)
@@ -359,7 +350,7 @@ local function run_plain(self, results)
     else
       local op = row_of_start[op_start]
       spawn(i, function()
-        return retry.call(client, op, args, client._retry, err, req)
+        return call.run(client, op, args, nil, err, req)
       end)
     end
   end
@@ -501,7 +492,7 @@ Nginx.__index = Nginx
 
 --- Inside a task: ngx.sleep.
 function Nginx.sleep(_, seconds)
-  rawget(_G, "ngx").sleep(seconds)
+  runtime.ngx().sleep(seconds)
 end
 
 --- Inside a task: one exchange, once a slot is free.
@@ -523,7 +514,7 @@ function Nginx.send(self, transport, req)
 end
 
 local function run_nginx(self, results)
-  local ngx = rawget(_G, "ngx")
+  local ngx = runtime.ngx()
   local semaphore = require("ngx.semaphore")
   local sched = setmetatable({ sem = semaphore.new(self._max) }, Nginx)
   local threads = {}

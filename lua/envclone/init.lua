@@ -11,19 +11,17 @@
 -- @module envclone
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
+local options = require("envclone.options")
+-- the path of a call (the C fast path, request + transport, the batch
+-- scheduler), and the only reader of a client's private fields but the
+-- constructor below
+local call = require("envclone.call")
 
 -- Modules a plain call does not run are loaded on first use, so a process
 -- that makes one call parses only what that call needs (retries, waiters
 -- and the rate limiter load when a call fails, waits or is limited).
-local function lazy(name)
-  return setmetatable({}, { __index = function(proxy, key)
-    local m = require(name)
-    setmetatable(proxy, { __index = m })
-    return m[key]
-  end })
-end
-local retry = lazy("envclone.retry")
-local wait = lazy("envclone.wait")
+local retry = call.lazy("envclone.retry")
+local wait = call.lazy("envclone.wait")
 
 local envclone = {
   _VERSION = "envclone " .. core.version,
@@ -59,171 +57,24 @@ function envclone.wait(fn, opts)
   return wait.until_done(fn, opts) -- a tail call: its errors point at the caller
 end
 
--- pcall may span a yield (a batch task's sleeps and sends) everywhere but in
--- PUC Lua 5.1.
-local pcall_yields = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
-
--- Options the Lua layer owns; everything else goes to the C core, which
--- rejects what it does not know.
+-- Options the Lua layer owns (name -> kind, see envclone.options); everything
+-- else goes to the C core, which rejects what it does not know.
 local layer_options = { retry = true, on_retry = "function", log = "function", transport = true,
   pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true }
--- Per-call arguments the Lua layer owns.
-local call_options = { retry = true, wait = true, wait_timeout = "number", wait_interval = "number",
-  wait_grace = "number", on_progress = "function" }
-
--- Tables are read raw (next, rawget): a caller's __index or __pairs must not
--- run in the middle of a call. `level`: of a raise, as error's (default 4).
-local function split(t, owned, what, level)
-  local mine, rest = {}, {}
-  for k, v in next, t do
-    if owned[k] then
-      if owned[k] ~= true and v ~= nil and type(v) ~= owned[k] then
-        error(string.format("envclone: %s '%s' must be a %s, got %s", what, k, owned[k], type(v)), level or 4)
-      end
-      mine[k] = v
-    else
-      rest[k] = v
-    end
-  end
-  return mine, rest
-end
-
-local function has_any(t, owned)
-  for k in pairs(owned) do
-    if rawget(t, k) ~= nil then return true end
-  end
-  return false
-end
 
 local Client = {}
 local vendor_methods = {}   -- vendor -> method table
 
--- Operations that take `wait = true`, and the waiter that follows them
--- (the `waiter` column of the operation table).
-local waiters = {}
-for _, op in ipairs(core.operations) do
-  if op.waiter then waiters[op.vendor .. "." .. op.name] = op.waiter.name end
-end
+local waiters = call.waiters
 --- The operations that take `wait = true`: `"vendor.operation"` -> the
 -- waiter method that follows them (e.g. `"kontent.clone_environment"` ->
 -- `"wait_for_cloning"`). Read it; do not change it.
 envclone.waiters = waiters
 
--- The per-call options of operation `name` ("vendor.operation"), split
--- from its arguments: raises (at `level`, as error's) on one it cannot
--- honour, before anything is sent -- a create must never be made first and
--- refused after (the wait options are only read once the clone exists).
-local wait_numbers = { "wait_timeout", "wait_interval", "wait_grace" }
-local function check_call_options(opts, name, level)
-  if opts.wait ~= nil and type(opts.wait) ~= "boolean" then
-    error("envclone: argument 'wait' must be a boolean, got " .. type(opts.wait), level + 1)
-  end
-  if opts.wait and not waiters[name] then
-    error("envclone: wait = true is not supported by " .. name, level + 1)
-  end
-  for _, k in ipairs(wait_numbers) do
-    local v = opts[k]
-    -- NaN fails every comparison
-    if v ~= nil and not (v >= 0 and v < math.huge) then
-      error("envclone: argument '" .. k .. "' must be a finite, non-negative number of seconds, got "
-        .. tostring(v), level + 1)
-    end
-  end
-end
-
--- b:add's check of a call's arguments (`args` a table): what the call itself
--- checks before sending (make_method), its retry policy included.
-local function check_call_args(name, args, level)
-  if has_any(args, call_options) then
-    local opts = split(args, call_options, "argument", level + 1)
-    check_call_options(opts, name, level + 1)
-    if opts.retry ~= nil then
-      local ok, perr = pcall(retry.policy, opts.retry)
-      -- raised here, at the caller of b:add, not where retry.policy points
-      if not ok then error((tostring(perr):gsub("^[^\n]-:%d+: (envclone:)", "%1")), level + 1) end
-    end
-  end
-end
-
--- Does a call's first attempt skip the Lua layer (one C call over
--- libcurl, the retry loop only after a failure)? Not with a limiter, a log
--- hook or a transport other than libcurl, nor once closed: new_client puts
--- the clients that may in `fast_clients` (client -> its handle) and close()
--- takes them out. A table, because make_method reads it before any other
--- check on the path every call takes: a read cannot raise whatever `self`
--- is, and one read stands for getmetatable(self) and three fields (in Lua
--- 5.4 a call to a C function such as getmetatable costs about 500
--- instructions and a field read about 100, callgrind). Weak keys: a client
--- nobody holds is still collected.
-local fast_clients = setmetatable({}, { __mode = "k" })
-
-local function first_attempt_in_c(self)
-  return fast_clients[self] ~= nil and (self._transport == "curl" or rawget(_G, "ngx") == nil)
-end
-
-local function make_method(op)
-  local waiter = waiters[op.vendor .. "." .. op.name]
-  local call = op.call
-  return function(self, args)
-    -- The plain sequential call over libcurl (no limiter, no log hook): the
-    -- first attempt is one C call, and the retry loop takes over only when
-    -- it failed. The C core hands the call back untouched (no value at all)
-    -- when args hold a call option or it runs in a coroutine (a batch task).
-    -- first_attempt_in_c's test, written out: a Lua call costs about 200
-    -- instructions here.
-    local handle = fast_clients[self]
-    if handle ~= nil and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
-      local res, err, req = call(handle, args, call_options)
-      if res ~= nil or err ~= nil then
-        if req == nil then return res, err end
-        return retry.call(self, op, args, self._retry, err, req)
-      end
-    end
-    if getmetatable(self) == nil or self._handle == nil then
-      error("envclone: call " .. op.name .. " with ':' (client:" .. op.name .. "{...})", 2)
-    end
-    if self._closed then
-      error("envclone: the " .. op.vendor .. " client is closed", 2)
-    end
-    local policy = self._retry
-    local opts
-    if type(args) == "table" and has_any(args, call_options) then
-      opts, args = split(args, call_options, "argument", 3)
-      -- checked before anything is sent: never create first and complain after
-      check_call_options(opts, op.vendor .. "." .. op.name, 2)
-      if opts.retry ~= nil then policy = retry.policy(opts.retry, self._retry) end
-    end
-    local res, err = retry.call(self, op, args, policy)
-    if res == nil or not (opts and opts.wait) then
-      return res, err
-    end
-    local w = op.waiter
-    local new_id = type(res) == "table" and res[w.id_result] or nil
-    local wargs = { [w.id_arg] = new_id, timeout = opts.wait_timeout, interval = opts.wait_interval,
-      grace = opts.wait_grace, on_progress = opts.on_progress }
-    -- The clone exists: an error raised from here on (on_progress, or the
-    -- log hook on a poll) must not lose it. Protected where pcall may span
-    -- the waiter's yields (everywhere but a batch task under PUC Lua 5.1).
-    local ok, state, werr
-    if pcall_yields or runtime.scheduler() == nil then
-      ok, state, werr = pcall(self[waiter], self, wargs)
-      if not ok then error(retry.raised_after_create(state, op, res), 0) end
-    else
-      state, werr = self[waiter](self, wargs)
-    end
-    if not state then
-      -- the clone exists; only the wait failed (just the id: the full answer
-      -- holds Kontent's API key, and errors get logged)
-      werr.created = { [w.id_result] = new_id }
-      return nil, werr
-    end
-    return res, state
-  end
-end
-
+-- One method per operation: envclone.call decides each call's path.
 for _, op in ipairs(core.operations) do
   vendor_methods[op.vendor] = vendor_methods[op.vendor] or {}
-  vendor_methods[op.vendor][op.name] = make_method(op)
+  vendor_methods[op.vendor][op.name] = call.method(op)
 end
 
 -- The one waiter, made from an operation's `waiter` column: poll `w.poll`
@@ -236,33 +87,21 @@ end
 -- keeps polling while it lasts, for `unknown_timeout` seconds at most (60;
 -- a documented state seen again starts the count afresh), then fails with
 -- kind "state", reason "unknown_state" -- not the whole wait's timeout.
-local function finite_seconds(v)
-  return type(v) == "number" and v >= 0 and v < math.huge
-end
-
 local function make_waiter(vendor, w)
-  local allowed = { [w.id_arg] = true, timeout = true, interval = true, max_interval = true, grace = true,
-    unknown_timeout = true, on_progress = true }
+  -- timeout, interval, max_interval and on_progress: checked by wait.until_done
+  local allowed = { [w.id_arg] = true, timeout = true, interval = true, max_interval = true, grace = "seconds",
+    unknown_timeout = "seconds", on_progress = true }
+  local where = "envclone: " .. w.name
   local not_yet = { [w.state_field] = "not_visible_yet" }
   local documented = table.concat({ w.pending, w.done, w.failed }, ", ")
   return function(self, args)
     if type(args) ~= "table" then
       error("envclone: " .. w.name .. " takes a table of arguments", 2)
     end
-    for k in pairs(args) do
-      if not allowed[k] then
-        error("envclone: " .. w.name .. ": unknown argument '" .. tostring(k) .. "'", 2)
-      end
-    end
+    options.check(args, allowed, where, "argument", 2)
     local id = args[w.id_arg]
     local grace = args.grace or 30
-    if not finite_seconds(grace) then
-      error("envclone: " .. w.name .. ": grace must be a finite, non-negative number of seconds", 2)
-    end
     local unknown_timeout = args.unknown_timeout or 60
-    if not finite_seconds(unknown_timeout) then
-      error("envclone: " .. w.name .. ": unknown_timeout must be a finite, non-negative number of seconds", 2)
-    end
     local poll = self[w.poll]
     local start = runtime.now()
     local unknown_since -- when the current run of undocumented states began
@@ -295,7 +134,7 @@ local function make_waiter(vendor, w)
       end
       return false, state
     end, { timeout = args.timeout, interval = args.interval, max_interval = args.max_interval,
-      on_progress = args.on_progress, what = w.name, vendor = vendor })
+      on_progress = args.on_progress, what = w.name, vendor = vendor, state_field = w.state_field })
   end
 end
 
@@ -323,35 +162,10 @@ end
 
 local transports = { auto = true, curl = true, cosocket = true }
 
---- The transport of one call: nil for libcurl (the C core performs the
--- request itself), else a table with `perform(request)`. "auto" is decided
--- per call, so a client built in init_by_lua still works in a request
--- handler; inside nginx it never falls back to blocking libcurl (where
--- cosockets are not allowed the cosocket transport answers "unavailable").
-function Client._transport_for(self)
-  local t = self._transport
-  if t == "curl" or (t == "auto" and type(rawget(_G, "ngx")) ~= "table") then
-    return nil
-  end
-  if type(t) == "table" then return t end
-  local c = self._cosocket
-  if not c then
-    c = require("envclone.cosocket").transport(self._pool)
-    self._cosocket = c
-  end
-  return c
-end
-
 --- Closes the client: frees its connection and wipes its credentials (once
 -- no call made before is in flight: their answers are masked with them).
 function Client.close(self)
-  self._closed = true
-  fast_clients[self] = nil
-  if self._handle then self._handle:close() end
-end
-
-local function client_tostring(self)
-  return tostring(self._handle)
+  return call.close(self)
 end
 
 local metatables = {}
@@ -359,7 +173,7 @@ for vendor, methods in pairs(vendor_methods) do
   for k, v in pairs(Client) do methods[k] = v end
   metatables[vendor] = {
     __index = methods,
-    __tostring = client_tostring,
+    __tostring = call.tostring,
     __close = Client.close,
     __name = "envclone." .. vendor,
   }
@@ -369,8 +183,7 @@ end
 local batch_env
 local function get_batch_env()
   if not batch_env then
-    batch_env = { callables = require("envclone.batch").callables(vendor_methods, metatables),
-      call_options = call_options, first_attempt_in_c = first_attempt_in_c, check_call_args = check_call_args }
+    batch_env = { callables = require("envclone.batch").callables(vendor_methods, metatables) }
   end
   return batch_env
 end
@@ -387,7 +200,8 @@ local function new_client(vendor, opts, level)
   if opts ~= nil and type(opts) ~= "table" then
     error("envclone." .. vendor .. ": options must be a table, got " .. type(opts), level)
   end
-  local mine, rest = split(opts or {}, layer_options, "option")
+  local rest = {}
+  local mine = options.check(opts or {}, layer_options, "envclone", "option", level, rest)
   local ok, handle = pcall(core.client, vendor, rest)
   if not ok then error(handle, level) end
   local transport = mine.transport or "auto"
@@ -398,7 +212,7 @@ local function new_client(vendor, opts, level)
   -- cosockets speak HTTP/1.1 (envclone.http1): a client that would use them
   -- cannot honour http_version = "2"
   if rest.http_version == "2" and (transport == "cosocket"
-    or (transport == "auto" and type(rawget(_G, "ngx")) == "table")) then
+    or (transport == "auto" and runtime.ngx() ~= nil)) then
     error("envclone." .. vendor .. ": http_version = \"2\" needs transport = 'curl': the cosocket transport "
       .. "speaks HTTP/1.1 only", level)
   end
@@ -421,7 +235,7 @@ local function new_client(vendor, opts, level)
     _closed = false,
   }, metatables[vendor])
   if not limit and mine.log == nil and (transport == "auto" or transport == "curl") then
-    fast_clients[client] = handle -- the first attempt may skip the Lua layer (first_attempt_in_c)
+    call.allow_fast_path(client, handle) -- the first attempt may skip the Lua layer
   end
   return client
 end

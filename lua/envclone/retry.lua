@@ -3,7 +3,7 @@
 -- @module envclone.retry
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
-local limiter = require("envclone.limiter")
+local options = require("envclone.options")
 
 local retry = {}
 
@@ -16,8 +16,8 @@ retry.defaults = {
   max_retry_after = 60, -- a longer Retry-After ends the retries instead
 }
 
-local policy_keys = { max_attempts = "number", base_delay = "number", max_delay = "number",
-  max_retry_after = "number" }
+local policy_keys = { max_attempts = "non-negative", base_delay = "non-negative", max_delay = "non-negative",
+  max_retry_after = "non-negative" }
 
 --- Builds a policy from a user table (raises on a malformed one: that is a
 -- programmer error). `false` turns retries off.
@@ -35,15 +35,7 @@ function retry.policy(user, base)
   end
   local p = {}
   for k, v in pairs(base) do p[k] = v end
-  for k, v in pairs(user) do
-    if not policy_keys[k] then
-      error("envclone: unknown retry option '" .. tostring(k) .. "'", 3)
-    end
-    if type(v) ~= "number" or v ~= v or v < 0 then
-      error("envclone: retry." .. k .. " must be a non-negative number", 3)
-    end
-    p[k] = v
-  end
+  for k, v in pairs(options.check(user, policy_keys, "envclone", "retry option", 3)) do p[k] = v end
   if p.max_attempts < 1 then p.max_attempts = 1 end
   return p
 end
@@ -114,8 +106,7 @@ local state
 -- @treturn number
 function retry.random()
   if not state then
-    local ngx = rawget(_G, "ngx")
-    local pid = type(ngx) == "table" and ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0
+    local pid = runtime.worker_pid() or 0
     local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
     state = math.floor((core.now() % 1) * 1e9 + os.time() + pid * 7919 + addr) % 2147483646 + 1
   end
@@ -143,74 +134,23 @@ function retry.perform(transport, req)
   return req:parse(resp)
 end
 
--- One exchange: through the batch's loop (inside a batch task), the
--- client's libcurl handle (`transport` nil) or the transport table.
-local function exchange(transport, req)
-  local scheduler = runtime.scheduler()
-  if scheduler then return scheduler:send(transport, req) end
-  if transport == nil then return req:send() end
-  return retry.perform(transport, req)
-end
-
--- pcall may span a yield (a batch task's send) everywhere but in PUC Lua 5.1
-local pcall_yields = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
-
---- One attempt of `req`: waits for the client's rate limits, then sends it
--- through the batch's loop (inside a batch task), the client's libcurl
--- handle (`transport` nil) or the transport table.
--- @tparam table client the Lua client
--- @param transport nil (libcurl) or a table with `perform(request)`
--- @param req request userdata (`op.request`)
--- @tparam table args the call's arguments (the limiter's key is read from them)
--- @return result, or nil and an error object
-function retry.attempt(client, transport, req, args)
-  local ticket = client._limit and limiter.acquire(client._limit, args)
-  if not ticket then return exchange(transport, req) end
-  -- The limiter's slot is the attempt's: released when the exchange ends,
-  -- also by an error raised in it (a host transport's perform), which then
-  -- goes on as raised, leaving the client usable.
-  local ok, res, err
-  if pcall_yields or not runtime.scheduler() then
-    ok, res, err = pcall(exchange, transport, req)
-  else
-    ok, res, err = true, exchange(transport, req)
-  end
-  if not ok then
-    limiter.release(ticket, true)
-    error(res, 0)
-  end
-  -- an attempt that surely never reached the server leaves the limiter's log
-  limiter.release(ticket, res ~= nil or err.sent ~= false)
-  return res, err
-end
-
---- Calls op until it succeeds or must stop. The request is built once (the
--- C core validates it: nothing is sent on bad input) and sent again as is.
--- Every attempt, retries and waiter polls included, counts against the
--- client's rate limits.
--- @tparam table client the Lua client (fields _handle, _retry, _hooks, _limit)
+--- The retry loop of one call, from its first attempt's outcome (`res`, or
+-- `err` and `req`): sends `req` again while `policy` allows and the error
+-- is retryable, after the back-off. `envclone.call` decides the path and
+-- makes the first attempt (`call.run`); every later one is
+-- `attempt_fn(limit, transport, req, args)` (`call.attempt`).
 -- @tparam table op operation descriptor
 -- @tparam table args operation arguments
--- @tparam[opt] table policy for this call (default: the client's, else `retry.defaults`)
--- @param[opt] first_err the error of a first attempt the caller already
---   made over libcurl (`op.call`: the client's fast path)
--- @param[opt] first_req the request of that attempt
+-- @tparam table policy the call's retry policy
+-- @tparam table hooks the client's `on_retry` and `log` hooks
+-- @tparam function attempt_fn one more attempt: `attempt_fn(limit, transport, req, args)`
+-- @param limit the client's limiter, or false
+-- @param transport nil (libcurl) or a table with `perform(request)`
+-- @param res the first attempt's result, or nil
+-- @param err its error
+-- @param req its request (nil when it was not built: a validation error)
 -- @return result, or nil and an error object with `attempts` set
-function retry.call(client, op, args, policy, first_err, first_req)
-  policy = policy or client._retry or retry.defaults
-  local hooks = client._hooks
-  local transport = client:_transport_for()
-  local res, err, req
-  if first_err then
-    err, req = first_err, first_req
-  elseif transport == nil and not client._limit and not runtime.scheduler() then
-    -- libcurl, nothing to wait for: build, send and parse in one C call;
-    -- the request comes back only when the exchange failed
-    res, err, req = op.call(client._handle, args)
-  else
-    req, err = op.request(client._handle, args)
-    if req then res, err = retry.attempt(client, transport, req, args) end
-  end
+function retry.loop(op, args, policy, hooks, attempt_fn, limit, transport, res, err, req)
   local attempt, maybe_applied = 1, false
   while true do
     if res ~= nil then
@@ -259,7 +199,7 @@ function retry.call(client, op, args, policy, first_err, first_req)
     if hooks.on_retry then hooks.on_retry(err, attempt, delay) end
     runtime.sleep(delay)
     attempt = attempt + 1
-    res, err = retry.attempt(client, transport, req, args)
+    res, err = attempt_fn(limit, transport, req, args)
   end
 end
 

@@ -3,26 +3,13 @@
 -- @module envclone.wait
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
+local options = require("envclone.options")
 
 local wait = {}
 
-local option_types = { timeout = "number", interval = "number", max_interval = "number",
-  backoff = "number", on_progress = "function", what = "string", vendor = "string" }
-
 -- A misspelt option would silently mean "wait the default 600 s": refuse it.
-local function check_options(opts, level)
-  for k, v in pairs(opts) do
-    if not option_types[k] then
-      error("envclone.wait: unknown option '" .. tostring(k) .. "'", level + 1)
-    end
-    if type(v) ~= option_types[k] then
-      error("envclone.wait: option '" .. k .. "' must be a " .. option_types[k], level + 1)
-    end
-    if option_types[k] == "number" and not (v >= 0 and v < math.huge) then
-      error("envclone.wait: option '" .. k .. "' must be a finite, non-negative number", level + 1)
-    end
-  end
-end
+local option_kinds = { timeout = "seconds", interval = "seconds", max_interval = "seconds",
+  backoff = "finite", on_progress = "function", what = "string", vendor = "string", state_field = "string" }
 
 --- Polls `fn` until it reports done.
 -- `fn(poll)` returns `true, value` when done, `false, state` to keep
@@ -34,11 +21,12 @@ end
 --   `on_progress(state, elapsed, poll, err, next_delay)` after each poll, the
 --   last one included (state: the done value on the last poll; err: a failure
 --   of that poll; next_delay: seconds until the next poll, nil when no poll
---   follows), `what` (names the wait in errors)
+--   follows), `what` (names the wait in errors), `state_field` (the field
+--   of a table state the timeout's message shows; a waiter passes its row's)
 -- @return value, or nil and an error (kind "timeout" when the deadline passed)
 function wait.until_done(fn, opts)
   opts = opts or {}
-  check_options(opts, 2)
+  options.check(opts, option_kinds, "envclone.wait", "option", 2)
   local timeout = opts.timeout or 600
   local interval = opts.interval or 2
   local max_interval = math.max(opts.max_interval or 30, interval)
@@ -76,7 +64,8 @@ function wait.until_done(fn, opts)
       return nil, core.error{
         kind = "timeout", vendor = opts.vendor, operation = opts.what or "wait",
         message = string.format("gave up after %.1f s and %d polls (last state: %s)",
-          elapsed, poll, type(last_state) == "table" and (last_state.cloning_state or "?")
+          elapsed, poll, type(last_state) == "table"
+            and (opts.state_field and last_state[opts.state_field] or "?")
             or tostring(last_state)),
         state = last_state, attempts = poll, retryable = true,
       }

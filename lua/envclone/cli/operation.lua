@@ -56,7 +56,7 @@ function operation.run(p, out, errout, tty)
     args.wait = true
     args.wait_timeout = p.opts.wait_timeout
     args.wait_interval = p.opts.poll_interval
-    if tty.err then args.on_progress = output.progress_writer(errout) end
+    if tty.err then args.on_progress = output.progress_writer(errout, op) end
   end
   local res, extra = client[op.name](client, args)
   client:close()

@@ -60,8 +60,11 @@ end
 -- @tparam[opt] number waited seconds since the call started
 function output.summary(out, op, res, state, waited)
   local head = op.vendor .. " " .. names.kebab(op.name) .. ": ok"
-  if state and type(state) == "table" and state.cloning_state then
-    head = head .. string.format(", cloning %s after %.0f s", tostring(state.cloning_state), waited or 0)
+  -- the waiter's row names the state's field (Kontent: cloning_state, shown as "cloning done")
+  local field = op.waiter and op.waiter.state_field
+  if field and type(state) == "table" and state[field] then
+    head = head .. string.format(", %s %s after %.0f s", (field:gsub("_state$", "")), tostring(state[field]),
+      waited or 0)
   end
   out:write(head, "\n")
   if type(res) ~= "table" then return end
@@ -83,11 +86,14 @@ end
 
 --- The live line while waiting (the waiter's `on_progress`): state, elapsed time, next poll.
 -- @param errout file (a terminal)
+-- @tparam table op the operation's row (its `waiter` names the state's field)
 -- @treturn function
-function output.progress_writer(errout)
+function output.progress_writer(errout, op)
+  local field = op.waiter.state_field
+  local label = field:gsub("_state$", "")
   return function(state, elapsed, poll, err, next_delay)
-    local what = type(state) == "table" and state.cloning_state or (err and "poll failed" or "starting")
-    local line = string.format("waiting: cloning %s, %.1fs elapsed, poll %d", tostring(what), elapsed, poll)
+    local what = type(state) == "table" and state[field] or (err and "poll failed" or "starting")
+    local line = string.format("waiting: %s %s, %.1fs elapsed, poll %d", label, tostring(what), elapsed, poll)
     if next_delay then line = line .. string.format(", next poll in %.1fs", next_delay) end
     errout:write("\r\27[K", line)
     errout:flush()
