@@ -27,7 +27,7 @@
 --
 -- The files: this entry (options, `b:add`, results, the choice of loop);
 -- `envclone.batch.plain` (the loop over one libcurl multi handle),
--- `envclone.batch.nginx` (one ngx.thread per item), `envclone.batch.heap`
+-- `envclone.batch.nginx` (one ngx.thread per item), `envclone.heap`
 -- (the plain loop's timers).
 -- @module envclone.batch
 local core = require("envclone.core")

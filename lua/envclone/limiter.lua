@@ -69,6 +69,7 @@
 -- @module envclone.limiter
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
+local heap = require("envclone.heap")
 
 local limiter = {}
 
@@ -167,38 +168,8 @@ function limiter.origin(url)
 end
 
 -- ---------------------------------------------------------------------------
--- A small binary heap of { at, seq, ... } entries (the sweep's timetable).
-
-local function heap_push(h, e)
-  local n = #h + 1
-  h[n] = e
-  while n > 1 do
-    local p = (n - n % 2) / 2
-    local a, b = h[p], h[n]
-    if a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) then break end
-    h[p], h[n] = b, a
-    n = p
-  end
-end
-
-local function heap_pop(h)
-  local top, last = h[1], h[#h]
-  h[#h] = nil
-  local n = #h
-  if n > 0 then
-    h[1] = last
-    local i = 1
-    while true do
-      local l, r, m = 2 * i, 2 * i + 1, i
-      if l <= n and (h[l][1] < h[m][1] or (h[l][1] == h[m][1] and h[l][2] < h[m][2])) then m = l end
-      if r <= n and (h[r][1] < h[m][1] or (h[r][1] == h[m][1] and h[r][2] < h[m][2])) then m = r end
-      if m == i then break end
-      h[i], h[m] = h[m], h[i]
-      i = m
-    end
-  end
-  return top
-end
+-- The sweep's timetable: { at, seq, ... } entries on a heap (envclone.heap).
+local heap_push, heap_pop = heap.push, heap.pop
 
 -- ---------------------------------------------------------------------------
 -- Attempt ids and the slots this Lua state holds.

@@ -8,7 +8,7 @@ local core = require("envclone.core")
 local runtime = require("envclone.runtime")
 local retry = require("envclone.retry")
 local call = require("envclone.call")
-local heap = require("envclone.batch.heap")
+local heap = require("envclone.heap")
 
 local plain = {}
 

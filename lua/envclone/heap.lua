@@ -1,16 +1,17 @@
---- The batch runner's timers: a binary min-heap of entries `{ due, seq, task }`,
--- ordered by `due`, then by `seq` (the order they were pushed).
--- @module envclone.batch.heap
+--- Timetables: a binary min-heap of entries `{ due, seq, ... }`, ordered by
+-- `due`, then by `seq` (the order they were pushed). The batch runner's
+-- timers and the limiter's sweep both keep one.
+-- @module envclone.heap
 local heap = {}
 
---- Pushes entry `e` (`{ due, seq, task }`) onto heap `h`.
+--- Pushes entry `e` (`{ due, seq, ... }`) onto heap `h`.
 -- @tparam table h
 -- @tparam table e
 function heap.push(h, e)
   local n = #h + 1
   h[n] = e
   while n > 1 do
-    local p = math.floor(n / 2)
+    local p = (n - n % 2) / 2
     local a, b = h[p], h[n]
     if a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) then break end
     h[p], h[n] = b, a
