@@ -17,6 +17,7 @@
 #include "ec_mask.h"
 #include "ec_multi.h"
 #include "ec_ops.h"
+#include "ec_policy.h"
 #include "ec_request.h"
 #include "ec_transport.h"
 
@@ -234,6 +235,18 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* core.retry_after_seconds(text) -> the seconds a Retry-After value asks
+ * for (delay-seconds, or an HTTP-date against the wall clock), or nil:
+ * ec_retry_after_seconds, for the Lua layer. */
+static int l_retry_after_seconds(lua_State *L)
+{
+    long long secs;
+    if (!ec_retry_after_seconds(luaL_checkstring(L, 1), (long long)time(NULL), &secs))
+        return 0;
+    lua_pushinteger(L, (lua_Integer)secs);
+    return 1;
+}
+
 /* core.transport_version() -> "libcurl/7.88.1 OpenSSL/3.0.x ...": a
  * function, so that require does not initialise libcurl. */
 static int l_transport_version(lua_State *L)
@@ -254,6 +267,7 @@ static const luaL_Reg core_functions[] = {
     { "http1_head", ec_http1_lua_new },
     { "sleep", l_sleep },
     { "now", l_now },
+    { "retry_after_seconds", l_retry_after_seconds },
     { NULL, NULL }
 };
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Decodes body (ec_jsondec.c); pushes the value, or nothing and writes a reason. */
 static int decode_json(lua_State *L, const char *body, size_t len, char *why, size_t whylen)
@@ -121,15 +122,17 @@ static void html_title(const char *body, size_t n, char *out, size_t outlen)
     }
 }
 
+/* err.retry_after: the seconds Retry-After asks for, whether it gave
+ * seconds or a date (ec_retry_after_seconds); a date is also kept as
+ * written, in err.retry_after_date */
 static void set_retry_after(lua_State *L, const char *header)
 {
     if (header == NULL)
         return;
-    char *end;
-    long secs = strtol(header, &end, 10);
-    if (end != header && *end == '\0' && secs >= 0)
-        ec_error_int(L, "retry_after", secs);
-    else
+    long long secs;
+    if (ec_retry_after_seconds(header, (long long)time(NULL), &secs))
+        ec_error_int(L, "retry_after", (long)secs);
+    if (header[0] < '0' || header[0] > '9')
         ec_error_str(L, "retry_after_date", header);
 }
 

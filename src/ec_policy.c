@@ -3,6 +3,7 @@
  */
 #include "ec_policy.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Connection reuse: only GETs go out on a reused connection.  libcurl (and
@@ -99,4 +100,77 @@ ec_failure ec_policy_transport(const ec_policy *p, const ec_transport_error *te)
     /* only a request that may have reached the server may have acted */
     f.verdict.maybe_applied = f.sent && !p->safe;
     return f;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H.
+ * Hinnant's days_from_civil); a day past the month's end runs on into
+ * the next month, as mktime does. */
+static long long days_from_civil(long long y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+static int two(const char *s)
+{
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* "D Mon YYYY HH:MM:SS" at s (D: the one or two digits there); 1 and *t
+ * when it is */
+static int date_at(const char *s, long long *t)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int dl = digits(s, 2) ? 2 : digits(s, 1) ? 1 : 0;
+    if (dl == 0)
+        return 0;
+    int day = dl == 2 ? two(s) : s[0] - '0';
+    const char *p = s + dl;
+    if (p[0] != ' ' || p[4] != ' ' || !digits(p + 5, 4) || p[9] != ' ' || !digits(p + 10, 2) || p[12] != ':'
+        || !digits(p + 13, 2) || p[15] != ':' || !digits(p + 16, 2))
+        return 0;
+    int month = 0;
+    for (int i = 0; i < 12; i++)
+        if (strncmp(p + 1, months + 3 * i, 3) == 0)
+            month = i + 1;
+    int hour = two(p + 10), min = two(p + 13), sec = two(p + 16);
+    if (month == 0 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+        return 0;
+    long long year = (long long)two(p + 5) * 100 + two(p + 7);
+    *t = days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
+    return 1;
+}
+
+int ec_retry_after_seconds(const char *value, long long now, long long *secs)
+{
+    if (value == NULL || value[0] == '\0')
+        return 0;
+    char *end;
+    long long n = strtoll(value, &end, 10);
+    if (value[0] >= '0' && value[0] <= '9' && *end == '\0') {
+        *secs = n;
+        return 1;
+    }
+    size_t len = strlen(value);
+    for (size_t i = 0; i + 19 <= len; i++) {
+        long long t;
+        /* a day starts a run of digits: in "3000000000 Jan ..." no day is found */
+        if ((i == 0 || value[i - 1] < '0' || value[i - 1] > '9') && date_at(value + i, &t)) {
+            *secs = t > now ? t - now : 0;
+            return 1;
+        }
+    }
+    return 0;
 }

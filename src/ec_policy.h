@@ -51,4 +51,12 @@ int ec_policy_transport_known(const char *code);
 
 ec_failure ec_policy_transport(const ec_policy *p, const ec_transport_error *te);
 
+/* A Retry-After value (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date
+ * ("Wed, 21 Oct 2015 07:28:00 GMT", read as its day, month, year and
+ * time, in UTC) taken against `now` (seconds since the epoch).  Returns 1
+ * and the seconds to wait in *secs (0 for a date in the past), or 0 when
+ * the value is neither.  The one reading of the header: the error's
+ * `retry_after` and core.retry_after_seconds for the Lua layer. */
+int ec_retry_after_seconds(const char *value, long long now, long long *secs);
+
 #endif

@@ -40,26 +40,14 @@ function retry.policy(user, base)
   return p
 end
 
-local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
-  Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
-
---- Seconds until an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"), or nil.
+--- Seconds until an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"; 0 when
+-- past), or nil: the C core's one reading of Retry-After
+-- (`core.retry_after_seconds`, src/ec_policy.c), which also fills
+-- `err.retry_after` for dates.
 -- @tparam string date
--- @treturn number|nil
+-- @treturn integer|nil
 function retry.seconds_until(date)
-  local d, mon, y, h, m, s = tostring(date):match("(%d+) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d)")
-  if not d or not months[mon] then return nil end
-  local t = { year = tonumber(y), month = months[mon], day = tonumber(d),
-    hour = tonumber(h), min = tonumber(m), sec = tonumber(s), isdst = false }
-  -- a server's header must not make os.time raise ("field 'day' is out-of-bound")
-  if t.day < 1 or t.day > 31 or t.hour > 23 or t.min > 59 or t.sec > 60 then return nil end
-  -- os.time reads local time; correct by the local offset from UTC
-  local now = os.time()
-  local ok, when = pcall(os.time, t)
-  if not ok or not when then return nil end
-  local utc_offset = os.difftime(now, os.time(os.date("!*t", now)))
-  local secs = os.difftime(when + utc_offset, now)
-  return secs > 0 and secs or 0
+  return core.retry_after_seconds(tostring(date))
 end
 
 --- The server's requested delay in seconds, or nil.
@@ -184,9 +172,6 @@ function retry.loop(op, args, policy, hooks, attempt_fn, limit, transport, res, 
     -- "already production" must not hide that
     maybe_applied = maybe_applied or err.maybe_applied == true
     err.maybe_applied = maybe_applied
-    if err.retry_after == nil and err.retry_after_date then
-      err.retry_after = retry.seconds_until(err.retry_after_date)
-    end
     if hooks.log then
       hooks.log("debug", tostring(err), { attempt = attempt, kind = err.kind, status = err.status })
     end

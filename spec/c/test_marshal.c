@@ -8,6 +8,7 @@
 #include "ec_json.h"
 #include "ec_marshal.h"
 #include "ec_parse.h"
+#include "ec_policy.h"
 #include "check.h"
 
 #include <stdio.h>
@@ -468,6 +469,24 @@ static void test_regressions(void)
     free_client(&k);
 }
 
+/* Retry-After, read once for every path (ec_policy.c) */
+static void test_retry_after(void)
+{
+    const long long now = 1445412480; /* Wed, 21 Oct 2015 07:28:00 GMT */
+    long long s = -1;
+    CHECK(ec_retry_after_seconds("120", now, &s) && s == 120, "delay-seconds: %lld", s);
+    CHECK(ec_retry_after_seconds("0", now, &s) && s == 0, "zero");
+    CHECK(ec_retry_after_seconds("Wed, 21 Oct 2015 07:28:30 GMT", now, &s) && s == 30, "a date 30 s ahead: %lld", s);
+    CHECK(ec_retry_after_seconds("Wed, 21 Oct 2015 07:27:00 GMT", now, &s) && s == 0, "a date in the past");
+    CHECK(ec_retry_after_seconds("Thu, 01 Jan 1970 00:00:00 GMT", 0, &s) && s == 0, "the epoch");
+    CHECK(ec_retry_after_seconds("Fri, 29 Feb 2016 00:00:00 GMT", 1456704000 - 10, &s) && s == 10, "a leap day");
+    CHECK(ec_retry_after_seconds("Sat, 1 Jan 2000 00:00:01 GMT", 946684800, &s) && s == 1, "a one-digit day");
+    const char *bad[] = { "", "-5", "5s", " 5", "x", "Wed, 99 Oct 2015 07:28:00 GMT", "3000000000 Jan 2020 00:00:00",
+                          "Wed, 21 Okt 2015 07:28:00 GMT", "Wed, 21 Oct 2015 24:00:00 GMT", "Wed, 21 Oct 2015 07:28" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(!ec_retry_after_seconds(bad[i], now, &s), "not a Retry-After: '%s'", bad[i]);
+}
+
 int main(void)
 {
     L = luaL_newstate();
@@ -478,6 +497,7 @@ int main(void)
     test_responses();
     test_utf8();
     test_regressions();
+    test_retry_after();
     lua_close(L);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
