@@ -142,10 +142,10 @@ static int date_at(const char *s, long long *t)
         || !digits(p + 13, 2) || p[15] != ':' || !digits(p + 16, 2))
         return 0;
     int month = 0;
-    for (int i = 0; i < 12; i++)
+    for (size_t i = 0; i < 12; i++)
         if (strncmp(p + 1, months + 3 * i, 3) == 0)
-            month = i + 1;
-    int hour = two(p + 10), min = two(p + 13), sec = two(p + 16);
+            month = (int)i + 1;
+    long long hour = two(p + 10), min = two(p + 13), sec = two(p + 16);
     if (month == 0 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
         return 0;
     long long year = (long long)two(p + 5) * 100 + two(p + 7);
