@@ -109,6 +109,22 @@ describe("envclone batch FILE", function()
     assert.are.equal(3, #e:requests())
   end)
 
+  it("--max-in-flight takes a whole number only: 16.0, 1e3, 0x10 are usage errors, nothing sent", function()
+    local file = write_file(cjson.encode(calls_json(4)))
+    for _, n in ipairs{ "16.0", "1e3", "0x10", "4.5", " 4", "+4", "100001", "inf", "nan" } do
+      for _, args in ipairs{ { "batch", file, "--max-in-flight", n }, { "batch", file, "--max-in-flight=" .. n } } do
+        local code, out, err = run(env_all(), args)
+        assert.are.equal(2, code, n .. ": " .. err)
+        assert.are.equal("", out)
+        assert.matches("^envclone: %-%-max%-in%-flight needs a whole number from 1 to 100000[^\n]*\n$", err)
+      end
+    end
+    local code, _, err = run(env_all(), { "batch", file, "--max-in-flight", "16" })
+    os.remove(file)
+    assert.are.equal(0, code, err)
+    assert.are.equal(4, e:stats().requests)
+  end)
+
   it("refuses a file that is not a batch with the usage status, before sending anything", function()
     local cases = {
       "not json",

@@ -73,6 +73,17 @@ local function number_option(flag, v)
   return n
 end
 
+-- A whole number written in decimal digits, from `min` to `max`: "16.0",
+-- "1e3", "0x10" are refused (tonumber accepts them, the library does not).
+local function integer_option(flag, v, min, max)
+  local n = v:match("^%d+$") and tonumber(v)
+  if not n or n < min or n > max then
+    usage_error(flag .. " needs a whole number from " .. min .. " to " .. max .. ", got '" .. v .. "'",
+      "try 'envclone batch --help'")
+  end
+  return n
+end
+
 --- Parses the arguments of one operation (or of a help request).
 -- @tparam table argv the arguments
 -- @treturn table `{ vendor =, op = (the row), args = (for the library), opts = (the options), hint = }`;
@@ -188,11 +199,7 @@ function args.parse_batch(argv)
     if flag == "--help" or a == "-h" then
       p.opts.help = true
     elseif flag == "--max-in-flight" then
-      local n = tonumber(value())
-      if not n or n < 1 or n ~= math.floor(n) or n > 100000 then
-        usage_error("--max-in-flight needs a whole number from 1 to 100000")
-      end
-      p.opts.max_in_flight = n
+      p.opts.max_in_flight = integer_option(flag, value(), 1, 100000)
     elseif flag == "--timeout" then
       p.opts.timeout = number_option(flag, value())
     elseif flag == "--credentials" then
