@@ -212,6 +212,17 @@ describe("envclone help", function()
     end
   end)
 
+  it("--version prints envclone's version and libcurl's, exit 0, nothing sent", function()
+    local core = require("envclone.core")
+    local code, out, err = run(bare_env(), { "--version" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("", err)
+    assert.are.equal("envclone " .. core.version .. "\n" .. core.transport_version() .. "\n", out)
+    assert.are.equal(envclone._VERSION, "envclone " .. core.version)
+    assert.matches("^libcurl/", core.transport_version())
+    assert.are.equal(0, e:stats().requests)
+  end)
+
   it("no field flag is shadowed by a command-line option", function()
     local _, out = run(bare_env(), { "--help" })
     local options = {}

@@ -84,7 +84,8 @@ function help.top(out)
     "       envclone VENDOR OPERATION --help the operation's fields\n",
     "       envclone list                    every operation on one line\n",
     "       envclone batch FILE [--max-in-flight N]  a JSON array of calls run together (see --help)\n",
-    "       envclone emulator [--port N] [--faults PLAN]  the local emulator (see --help)\n\n",
+    "       envclone emulator [--port N] [--faults PLAN]  the local emulator (see --help)\n",
+    "       envclone --version               envclone's and libcurl's versions\n\n",
     "Vendors and operations:\n")
   for _, vendor in ipairs(ops.vendors) do
     local list = {}

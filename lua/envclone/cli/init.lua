@@ -68,6 +68,11 @@ function cli.main(argv, out, errout, tty)
     help.list(out)
     return EXIT.ok
   end
+  if argv[1] == "--version" and argv[2] == nil then
+    local core = require("envclone.core")
+    out:write("envclone ", core.version, "\n", core.transport_version(), "\n")
+    return EXIT.ok
+  end
   if argv[1] == "help" then argv = { "--help" } end
   local ok, p = pcall(require("envclone.cli.args").parse, argv)
   if not ok then return exit.report_usage(errout, p) end
