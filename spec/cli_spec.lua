@@ -262,6 +262,29 @@ describe("envclone exit codes", function()
     assert.are.equal(0, e:stats().requests)
   end)
 
+  it("2: an unknown flag close to a known one gets a did-you-mean, nothing sent", function()
+    local id = e.seed.kontent.environment_id
+    for _, case in ipairs{
+      { { "kontent", "rename-environment", "--environment-id", id, "--nmae", "x" }, "--nmae", "--name" },
+      { { "kontent", "rename-environment", "--environment-id", id, "--nmae=x" }, "--nmae", "--name" },
+      { { "kontent", "get-environment", "--enviroment-id", id }, "--enviroment-id", "--environment-id" },
+      { { "kontent", "get-environment", "--environment-id", id, "--outptu", "json" }, "--outptu", "--output" },
+      { { "kontent", "clone-environment", "--environment-id", id, "--name", "x", "--wiat" }, "--wiat", "--wait" },
+      { { "batch", "x.json", "--max-inflight", "2" }, "--max-inflight", "--max-in-flight" },
+    } do
+      local code, out, err = run(kontent_env(), case[1])
+      assert.are.equal(2, code, table.concat(case[1], " "))
+      assert.are.equal("", out)
+      assert.are.equal("envclone: unknown option '" .. case[2] .. "' (did you mean '" .. case[3] .. "'?)\n", err)
+    end
+    -- nothing close: no suggestion, the hint as before
+    local code, _, err = run(kontent_env(), { "kontent", "get-environment", "--environment-id", id, "--zzzzzz" })
+    assert.are.equal(2, code)
+    assert.matches("^envclone: unknown option '%-%-zzzzzz' for kontent get%-environment %(try ", err)
+    assert.is_nil(err:find("did you mean", 1, true))
+    assert.are.equal(0, e:stats().requests)
+  end)
+
   it("2: a bad client option names its environment variable or flag, without a Lua source position", function()
     local id = e.seed.kontent.environment_id
     local env = kontent_env()

@@ -73,6 +73,40 @@ local function number_option(flag, v)
   return n
 end
 
+-- Levenshtein distance, ASCII case folded (the library's rule for unknown fields).
+local function distance(a, b)
+  a, b = a:lower(), b:lower()
+  if #a > 64 or #b > 64 then return 99 end
+  local row = {}
+  for j = 0, #b do row[j] = j end
+  for i = 1, #a do
+    local prev = row[0]
+    row[0] = i
+    for j = 1, #b do
+      local cur = row[j]
+      local sub = prev + (a:byte(i) == b:byte(j) and 0 or 1)
+      row[j] = math.min(sub, row[j] + 1, row[j - 1] + 1)
+      prev = cur
+    end
+  end
+  return row[#b]
+end
+
+-- Raises the usage error for an unknown flag: with "did you mean" when one of
+-- `candidates` (flags with "--") is close, else `what` and the hint.
+local function unknown_flag(flag, candidates, what, hint)
+  local best, best_d = nil, 3 -- suggest only close matches
+  for _, c in ipairs(candidates) do
+    local d = distance(flag, c)
+    if d < best_d or (d == best_d and best and c < best) then best, best_d = c, d end
+  end
+  if best then usage_error("unknown option '" .. flag .. "'", "did you mean '" .. best .. "'?") end
+  usage_error("unknown option '" .. flag .. "'" .. (what or ""), hint)
+end
+
+local option_flags = {}
+for _, o in ipairs(args.options) do option_flags[#option_flags + 1] = o[1] end
+
 -- A whole number written in decimal digits, from `min` to `max`: "16.0",
 -- "1e3", "0x10" are refused (tonumber accepts them, the library does not).
 local function integer_option(flag, v, min, max)
@@ -118,12 +152,16 @@ function args.parse(argv)
         p.opts[key] = value_of(flag, inline)
       end
     elseif a:sub(1, 2) == "--" then
-      if not p.op then usage_error("unknown option " .. flag, hint) end
+      if not p.op then unknown_flag(flag, option_flags, nil, hint) end
       local name = flag:sub(3)
       local negated = name:match("^no%-(.+)$")
       local entry = flags[name] or (negated and flags[negated])
       if not entry then
-        usage_error("unknown option " .. flag .. " for " .. p.vendor .. " " .. names.kebab(p.op.name), hint)
+        local candidates = {}
+        for k in pairs(flags) do candidates[#candidates + 1] = "--" .. k end
+        table.sort(candidates)
+        for _, c in ipairs(option_flags) do candidates[#candidates + 1] = c end
+        unknown_flag(flag, candidates, " for " .. p.vendor .. " " .. names.kebab(p.op.name), hint)
       end
       local f = entry.field
       local v
@@ -133,7 +171,7 @@ function args.parse(argv)
           v = false
         end
       elseif not flags[name] then
-        usage_error("unknown option " .. flag, hint)
+        usage_error("unknown option '" .. flag .. "'", hint)
       else
         v = convert(f, value_of(flag, inline), flag)
       end
@@ -207,7 +245,8 @@ function args.parse_batch(argv)
     elseif flag == "--no-retry" then
       p.opts.no_retry = true
     elseif a:sub(1, 2) == "--" then
-      usage_error("unknown option " .. flag .. " for batch", "try 'envclone batch --help'")
+      unknown_flag(flag, { "--help", "--max-in-flight", "--timeout", "--credentials", "--no-retry" }, " for batch",
+        "try 'envclone batch --help'")
     elseif p.file then
       usage_error("batch takes one FILE", "try 'envclone batch --help'")
     else
