@@ -423,6 +423,42 @@ describe("envclone credentials", function()
     assert.are.equal(2, #e:requests())
   end)
 
+  it("--credentials FILE reads .env syntax: inline comments, quotes, spaces around =", function()
+    local read = require("envclone.cli.credentials").read
+    local path = os.tmpname()
+    for line, want in pairs{
+      ["KONTENT_API_KEY=abc  # a comment"] = "abc",
+      ["KONTENT_API_KEY=abc\t# a comment"] = "abc",
+      ["KONTENT_API_KEY = abc"] = "abc",
+      ["KONTENT_API_KEY = \"abc\""] = "abc",
+      ["KONTENT_API_KEY='abc'"] = "abc",
+      ["  export KONTENT_API_KEY = 'abc'  # comment"] = "abc",
+      ["KONTENT_API_KEY=\"a#b c\"  # comment"] = "a#b c",
+      ["KONTENT_API_KEY='a # b'"] = "a # b",
+      ["KONTENT_API_KEY=a#b"] = "a#b", -- no space before #: part of the value
+      ["KONTENT_API_KEY=abc   "] = "abc",
+      ["KONTENT_API_KEY=\"\""] = "",
+      ["KONTENT_API_KEY="] = "",
+      ["KONTENT_API_KEY=\"abc"] = "\"abc", -- no closing quote: taken as written
+    } do
+      write(path, line .. "\n", "600")
+      assert.are.same({ KONTENT_API_KEY = want }, read(path), line)
+    end
+    -- end to end: the comment and the quotes do not reach the vendor
+    local key = e.credentials.kontent.api_key
+    write(path, "# kontent\nKONTENT_API_KEY = \"" .. key .. "\"   # from the emulator\n", "600")
+    local code, out, err = run(bare_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path, "--base-url", e.base_urls.kontent })
+    assert.are.equal(0, code, err)
+    assert.matches('"environment":"Production"', out)
+    write(path, "KONTENT_API_KEY=" .. e.credentials.kontent.api_key .. " # comment\n", "644") -- still only 0600
+    code = run(bare_env(), { "kontent", "get-environment", "--environment-id",
+      e.seed.kontent.environment_id, "--credentials", path, "--base-url", e.base_urls.kontent })
+    os.remove(path)
+    assert.are.equal(2, code)
+    assert.are.equal(1, #e:requests())
+  end)
+
   it("refuses a file others can read, and never prints what is in it", function()
     local path = os.tmpname()
     local secret = "kontent-SECRET-in-a-file-77"

@@ -11,10 +11,25 @@ local usage_error = exit.usage_error
 
 local credentials = {}
 
---- Reads NAME=value lines (blank lines and # comments allowed; one pair of
--- matching surrounding quotes, "..." or '...', is dropped as in a .env file
--- or a shell) from a file only its owner can read or write. Messages never
--- include a value.
+-- The value part of a NAME=value line as .env readers take it: spaces
+-- around it dropped; "..." or '...' quotes dropped, with a # inside them kept;
+-- an unquoted value ends at a # that follows a space or tab (a comment).
+-- A quote with no closing quote is taken as written.
+local function env_value(text)
+  text = text:match("^%s*(.-)%s*$")
+  local q = text:sub(1, 1)
+  if q == '"' or q == "'" then
+    local inner, rest = text:match("^" .. q .. "([^" .. q .. "]*)" .. q .. "(.*)$")
+    if inner and (rest:match("^%s*$") or rest:match("^%s+#")) then return inner end
+  end
+  return (text:gsub("[ \t]+#.*$", ""))
+end
+
+--- Reads NAME=value lines from a file only its owner can read or write, as
+-- .env readers do: blank lines, # comment lines and `export ` allowed; spaces
+-- around `=` and the value dropped; one pair of surrounding quotes, "..." or
+-- '...', dropped (a # inside them stays); `  # comment` after an unquoted
+-- value dropped. Messages never include a value.
 -- @tparam string path
 -- @treturn table NAME -> value; raises a usage error
 function credentials.read(path)
@@ -47,7 +62,7 @@ function credentials.read(path)
         f:close()
         usage_error("--credentials: " .. path .. " line " .. n .. ": unknown name " .. name)
       end
-      values[name] = value:match('^"(.*)"$') or value:match("^'(.*)'$") or value
+      values[name] = env_value(value)
     end
   end
   f:close()
