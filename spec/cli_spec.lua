@@ -380,6 +380,52 @@ describe("envclone exit codes", function()
   end)
 end)
 
+describe("envclone output that cannot be written", function()
+  -- Runs bin/envclone under bash with stdout sent where `redirect` says
+  -- ("> /dev/full", "| true" with SIGPIPE ignored); returns exit code and stderr.
+  local function run_to(env, args, redirect)
+    local err, codefile = os.tmpname(), os.tmpname()
+    local parts = { "env" }
+    for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. emu.quote(v) end
+    parts[#parts + 1] = os.getenv("ENVCLONE_LUA") or "lua5.4"
+    parts[#parts + 1] = "bin/envclone"
+    for _, a in ipairs(args) do parts[#parts + 1] = emu.quote(a) end
+    local script = "trap '' PIPE; " .. table.concat(parts, " ") .. " 2>" .. err .. " </dev/null " .. redirect
+      .. "; echo ${PIPESTATUS[0]} >" .. codefile
+    os.execute("bash -c " .. emu.quote(script))
+    local code = tonumber((emu.read_file(codefile):gsub("%s+$", "")))
+    local stderr = emu.read_file(err)
+    os.remove(err)
+    os.remove(codefile)
+    return code, stderr
+  end
+
+  it("stdout on a full disk or a closed pipe: non-zero exit and one line on stderr", function()
+    local id = e.seed.kontent.environment_id
+    local batch = os.tmpname()
+    local f = assert(io.open(batch, "w"))
+    f:write('[{"vendor": "kontent", "operation": "get-environment", "args": {"environment_id": "' .. id .. '"}}]')
+    f:close()
+    -- "| true": the reader has gone before the CLI writes (at the end, after a call)
+    for _, redirect in ipairs{ ">/dev/full", "| true" } do
+      for _, args in ipairs{
+        { "kontent", "get-environment", "--environment-id", id, "--output", "json" },
+        { "kontent", "get-environment", "--environment-id", id, "--output", "text" },
+        { "--help" },
+        { "list" },
+        { "--version" },
+        { "batch", batch },
+      } do
+        local what = redirect .. ": " .. table.concat(args, " ")
+        local code, err = run_to(kontent_env(), args, redirect)
+        assert.is_true(code ~= 0, what)
+        assert.matches("^envclone: cannot write to stdout: [^\n]+\n$", err, 1, what)
+      end
+    end
+    os.remove(batch)
+  end)
+end)
+
 describe("envclone credentials", function()
   local function write(path, text, mode)
     local f = assert(io.open(path, "w"))

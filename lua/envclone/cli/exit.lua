@@ -31,4 +31,26 @@ function exit.report_usage(errout, err)
   return EXIT.usage
 end
 
+--- The end of every command: flushes `out` and, when anything written to it
+-- was lost (a full disk, a closed pipe with SIGPIPE ignored), writes one line
+-- on `errout` and turns a success into `codes.failure`. A sink without a
+-- `flush` method (a caller's own) is taken as written.
+-- @param out file for results
+-- @param errout file for errors
+-- @tparam integer status the command's exit status
+-- @treturn integer the exit status
+function exit.finish(out, errout, status)
+  local err
+  if io.type(out) == "file" or (type(out) == "table" and out.flush) then
+    -- a failed write leaves the stream in error: the flush reports it
+    local ok, ferr = out:flush()
+    if not ok then err = ferr or "write error" end
+  end
+  if err then
+    errout:write("envclone: cannot write to stdout: ", tostring(err), "\n")
+    if status == EXIT.ok then status = EXIT.failure end
+  end
+  return status
+end
+
 return exit

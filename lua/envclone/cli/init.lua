@@ -49,15 +49,8 @@ cli.url_env = names.url_env
 -- @treturn string
 cli.kebab = names.kebab
 
---- Runs the command line.
--- @tparam table argv the arguments (`arg`)
--- @param[opt=io.stdout] out file for results and help
--- @param[opt=io.stderr] errout file for errors and the progress line
--- @tparam[opt] table tty `{ out = boolean, err = boolean }`: whether `out`
---   and `errout` are terminals (default: asks the system about stdout and stderr)
--- @treturn integer exit status (see `exit_codes`)
-function cli.main(argv, out, errout, tty)
-  out, errout = out or io.stdout, errout or io.stderr
+-- The command line, its exit status (cli.main checks the output reached stdout).
+local function run(argv, out, errout, tty)
   -- `envclone emulator` needs neither the library nor its C core, and runs
   -- under lua5.4 whichever Lua the core was built for: the modules that load
   -- them are required below it, not at the top
@@ -88,4 +81,18 @@ function cli.main(argv, out, errout, tty)
   return require("envclone.cli.operation").run(p, out, errout, tty)
 end
 
+--- Runs the command line.
+-- @tparam table argv the arguments (`arg`)
+-- @param[opt=io.stdout] out file for results and help
+-- @param[opt=io.stderr] errout file for errors and the progress line
+-- @tparam[opt] table tty `{ out = boolean, err = boolean }`: whether `out`
+--   and `errout` are terminals (default: asks the system about stdout and stderr)
+-- @treturn integer exit status (see `exit_codes`)
+function cli.main(argv, out, errout, tty)
+  out, errout = out or io.stdout, errout or io.stderr
+  -- every byte reaches the user or the exit status says it did not
+  return exit.finish(out, errout, run(argv, out, errout, tty))
+end
+
 return cli
+
