@@ -125,6 +125,44 @@ describe("envclone batch FILE", function()
     assert.are.equal(4, e:stats().requests)
   end)
 
+  it("a vendor message that is not UTF-8 prints as valid JSON, invalid bytes as U+FFFD", function()
+    local hostile = require("spec.support.hostile")
+    local h = hostile.start{}
+    -- ISO-8859-1, as some vendors' gateways answer: "Ungültige Umgebung: 50 €" has \xFC and \x80
+    local latin1 = "Ung\xFCltige Umgebung: 50 \x80 \xC3"
+    local ok, err = pcall(function()
+      h:script(400, { "Content-Type: application/json" }, '{"message":"' .. latin1 .. '","error_code":1}')
+      local env = env_all()
+      env.ENVCLONE_DROPLIT_URL = h.url
+      local file = write_file(cjson.encode{
+        { vendor = "kontent", operation = "get-environment",
+          args = { environment_id = e.seed.kontent.environment_id } },
+        { vendor = "droplit", operation = "create-environment",
+          args = { ecosystemId = e.seed.droplit.ecosystem_id, alias = "latin1" } } })
+      local code, out, stderr = run(env, { "batch", file })
+      os.remove(file)
+      assert.are.equal(4, code, stderr)
+      assert.is_nil(stderr:find("traceback", 1, true))
+      local doc = assert(cjson.decode(out), out)
+      assert.is_true(doc[1].ok)
+      assert.are.equal("Production", doc[1].result.environment)
+      assert.is_false(doc[2].ok)
+      assert.matches("Ung\xEF\xBF\xBDltige Umgebung: 50 \xEF\xBF\xBD \xEF\xBF\xBD", doc[2].error.message, 1, true)
+      -- one operation, a 200 whose strings are ISO-8859-1: JSON and text alike
+      h:script(200, { "Content-Type: application/json" }, '{"id":"x1","environment":"M\xFCnchen"}')
+      env.ENVCLONE_KONTENT_URL = h.url
+      for _, fmt in ipairs{ "json", "text" } do
+        local c2, out2, err2 = run(env, { "kontent", "get-environment", "--environment-id",
+          e.seed.kontent.environment_id, "--output", fmt })
+        assert.are.equal(0, c2, err2)
+        assert.matches("M\xEF\xBF\xBDnchen", out2, 1, true)
+        if fmt == "json" then assert.are.equal("M\xEF\xBF\xBDnchen", assert(cjson.decode(out2)).result.environment) end
+      end
+    end)
+    h:stop()
+    assert(ok, err)
+  end)
+
   it("refuses a file that is not a batch with the usage status, before sending anything", function()
     local cases = {
       "not json",

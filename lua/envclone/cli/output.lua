@@ -79,7 +79,7 @@ function output.summary(out, op, res, state, waited)
     elseif secret_name(k) and v ~= "***" then shown = "***"; hidden = true
     elseif type(v) == "table" then shown = json.encode(v)
     else shown = tostring(v) end
-    out:write(string.format("  %-24s %s\n", k, shown))
+    out:write(string.format("  %-24s %s\n", json.utf8_repair(k), json.utf8_repair(shown)))
   end
   if hidden then out:write("  (keys hidden on a terminal: --output json prints them)\n") end
 end
