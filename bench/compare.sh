@@ -184,7 +184,6 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 timed_s=$(($(date +%s) - started))
 
 # ---- callgrind: instructions per call (they do not depend on load) ----------
-cg_total() { sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -1; }
 cg_run() { # row who n
   client_pin=()
   run_client "$1" "$2" "$3" valgrind --tool=callgrind --callgrind-out-file="$work/cg-$1-$2-$3.out" \
@@ -220,18 +219,10 @@ report="$work/report.md"
   echo
   lua5.4 - "$results" "$label_before" "$label_after" "$N_GET" "$N_POST" "$N_BATCH" "$K" "$ONCE" <<'LUA'
 local file, lb, la, n_get, n_post, n_batch, k, once = table.unpack(arg, 1, 8)
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  local m = #s
-  if m == 0 then return nil end
-  return m % 2 == 1 and s[(m + 1) / 2] or (s[m / 2] + s[m / 2 + 1]) / 2
-end
-local function range(t)
-  local lo, hi = math.huge, -math.huge
-  for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end
-  return lo, hi
+local median, range
+do
+  local bench_stats = dofile("bench/stats.lua")
+  median, range = bench_stats.median, bench_stats.range
 end
 local rate, cpu, us, ir = {}, {}, {}, {} -- [row][round][who]; [row][who] list; [row][round][who] list; [row][who]
 for line in io.lines(file) do

@@ -293,7 +293,6 @@ handshakes c-libcurl-multi-h2 timeout "$RUN_TIMEOUT" "${client_pin[@]}" "$work/p
 # difference divided by the difference in N is one call without start-up,
 # the handshake of the first connection, or the warm-up. Counts do not
 # depend on the machine's load, so two run at a time.
-cg_total() { sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -1; }
 cg_run() { # row client n -> $work/cg-row-client-n.out
   local row=$1 c=$2 n=$3 port=$H2 v=auto h1=() pre=()
   local out="$work/cg-$row-$c-$n.out"

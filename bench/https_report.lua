@@ -11,18 +11,10 @@
 -- measured in the same round, seconds apart); spread is their min-max.
 local file, k, clk = arg[1], arg[2] or "64", tonumber(arg[3]) or 100
 
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  local m = #s
-  if m == 0 then return nil end
-  return m % 2 == 1 and s[(m + 1) / 2] or (s[m / 2] + s[m / 2 + 1]) / 2
-end
-local function range(t)
-  local lo, hi = math.huge, -math.huge
-  for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end
-  return lo, hi
+local median, range
+do
+  local bench_stats = dofile("bench/stats.lua")
+  median, range = bench_stats.median, bench_stats.range
 end
 local function fields(s)
   local t = {}

@@ -115,3 +115,6 @@ bench_nginx() { # locations [top [wrapper...]]
   cat "$work/nginx/logs/error.log" >&2 2>/dev/null || true
   exit 1
 }
+
+# The instruction total of a callgrind output file (its summary or totals line).
+cg_total() { sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -1; }

@@ -142,7 +142,6 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # Two runs per client, CG_BASE and CG_BASE+CG_N requests; the difference
 # divided by CG_N is the per-call cost without start-up. Counts do not
 # depend on load, so two run at a time.
-cg_total() { sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -1; }
 cg_run() { # client op n -> $work/cg-client-op-n.out
   run_client "$1" "$2" "$3" valgrind --tool=callgrind --callgrind-out-file="$work/cg-$1-$2-$3.out" \
     >/dev/null 2>"$work/cg-$1-$2-$3.log"
