@@ -3,6 +3,8 @@
 --    GET    stats        counters: requests, by_operation, applied.{creates,by_operation}, created_names
 --    GET    requests     the last 200 vendor requests (method, path, query, headers, body, operation, fault, status)
 --    GET    state        the whole state, per vendor (debugging aid)
+--    GET    objects      the objects per vendor, per parent, keyed for counting and finding
+--                        duplicates (each vendor module's `objects_view`)
 --    POST   reset        state, counters, log, faults, config and concurrency back to their start values
 --    GET|PUT config      the vendors' settings (see each vendor module's `config`)
 --    GET|PUT|DELETE faults   the fault plan (see envclone.emulator.faults)
@@ -60,6 +62,14 @@ local function state_view(emu)
   return view
 end
 
+local function objects_view(emu)
+  local view = object()
+  for name, vendor in pairs(emu.vendors) do
+    view[name] = vendor.objects_view and vendor.objects_view(emu, emu.state[name]) or object()
+  end
+  return view
+end
+
 local function concurrency_view(emu)
   local c = emu.concurrency
   local per_key = object()
@@ -95,6 +105,7 @@ local ENDPOINTS = {
   stats = { GET = function(emu) return ok_json(200, stats_view(emu)) end },
   requests = { GET = function(emu) return ok_json(200, array(emu.log)) end },
   state = { GET = function(emu) return ok_json(200, state_view(emu)) end },
+  objects = { GET = function(emu) return ok_json(200, objects_view(emu)) end },
   reset = { POST = function(emu)
     emu:reset()
     return ok_json(200, object{ ok = true })

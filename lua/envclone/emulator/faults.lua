@@ -22,7 +22,26 @@ local MAX_QUEUE = 10000                   -- cap for a fault rule's queue
 --- Fault kinds understood by the fault plan.
 -- "404": the vendor's not-found answer, as a resource a moment too new to
 -- be visible gives (Kontent's cloning state right after a clone).
-M.kinds = { "429", "503", "404", "close_before", "close_after", "slow", "truncated", "malformed" }
+-- "close_before": the connection drops before the handler runs (nothing applied).
+-- Two kinds are "applied, then lost": the handler runs and its change stays (a create
+-- creates), but its answer never reaches the client --
+-- "close_after" drops the connection instead of answering;
+-- "applied_502" answers 502 Bad Gateway with a proxy's plain HTML body (not the
+-- vendor's JSON), as a proxy does when the upstream's answer is lost on the way.
+M.kinds = { "429", "503", "404", "close_before", "close_after", "applied_502", "slow", "truncated",
+  "malformed" }
+
+--- The answer of the "applied_502" fault: what a reverse proxy (nginx's page) sends
+-- when the upstream's answer is lost. Not the vendor's error shape, on purpose.
+-- @treturn table a response description (`status`, `body`, `headers`)
+function M.bad_gateway()
+  return {
+    status = 502,
+    body = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+      .. "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
+    headers = { ["Content-Type"] = "text/html" },
+  }
+end
 
 local KIND_SET = {}
 for _, k in ipairs(M.kinds) do KIND_SET[k] = true end

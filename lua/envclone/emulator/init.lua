@@ -147,31 +147,46 @@ local function split_vendor(path)
   return nil
 end
 
+-- Returns the decoded parameters, the raw (still percent-encoded) ones and the number of
+-- literal segments matched; or nil. Handlers that split a segment themselves (Droplit's
+-- `{ecosystemId};{alias}`, each side percent-encoded on its own) read the raw one.
 local function match_segments(template, segments)
   if #template ~= #segments then return nil end
-  local params = {}
+  local params, raw, literals = {}, {}, 0
   for i, t in ipairs(template) do
     local seg = segments[i]
     if t:sub(1, 1) == ":" then
       params[t:sub(2)] = percent_decode(seg)
+      raw[t:sub(2)] = seg
     elseif t ~= seg then
       return nil
+    else
+      literals = literals + 1
     end
   end
-  return params
+  return params, raw, literals
 end
 
--- Returns route, params; or nil, allowed-methods list (empty when no path matches).
+-- Returns route, params, raw params; or nil, allowed-methods list (empty when no path
+-- matches). When several routes match, the one with the most literal segments wins:
+-- Versori's `.../environments/clone` beats `.../environments/:environment_id`.
 local function match_route(base, rest, method)
   local segments = split_path(rest)
-  local allowed = {}
+  local allowed, best, best_params, best_raw, best_literals = {}, nil, nil, nil, -1
   for _, r in ipairs(ROUTES[base]) do
-    local params = match_segments(r.segments, segments)
+    local params, raw, literals = match_segments(r.segments, segments)
     if params then
-      if r.method == method then return r, params end
-      allowed[#allowed + 1] = r.method
+      if r.method == method then
+        if literals > best_literals then
+          best, best_params, best_raw, best_literals = r, params, raw, literals
+        end
+      elseif not allowed[r.method] then
+        allowed[r.method] = true
+        allowed[#allowed + 1] = r.method
+      end
     end
   end
+  if best then return best, best_params, best_raw end
   return nil, allowed
 end
 
@@ -405,7 +420,7 @@ function Emulator:handle(req)
   local entry = self:log_request(req)
   local ctx = { vendor = vendor.name, base = base, req = req, state = self.state[vendor.name] }
   if vendor.begin then vendor.begin(ctx) end
-  local route, params = match_route(base, rest, req.method)
+  local route, params, raw_params = match_route(base, rest, req.method)
   local resp, fault, rule, tracked
   if not route then
     if #params > 0 then
@@ -415,7 +430,7 @@ function Emulator:handle(req)
       resp = vendor.error(ctx, 404, "no such endpoint: " .. req.path)
     end
   else
-    ctx.op, ctx.params = route.op, params
+    ctx.op, ctx.params, ctx.raw_params = route.op, params, raw_params
     entry.operation = route.op
     util.increment(self.stats.by_operation, route.op)
     local key = vendor.limit_key and vendor.limit_key(ctx)
@@ -444,6 +459,10 @@ function Emulator:handle(req)
     end
   end
   if vendor.finish then vendor.finish(ctx, resp) end
+  if fault == "applied_502" then
+    -- the handler ran (its change stays applied); what comes back is a proxy's answer
+    resp = faults.bad_gateway()
+  end
   resp.tracked = tracked
   resp.operation = ctx.op
   resp.fault = fault

@@ -64,7 +64,7 @@ local function usage(prog)
   lines[#lines + 1] = "ENVCLONE_<VENDOR>_URL (the client derives the others), with the demo credentials:"
   for _, line in ipairs(M.cli_env("http://HOST:PORT")) do lines[#lines + 1] = "  export " .. line end
   lines[#lines + 1] = "PLAN: a fault plan as JSON text, or @FILE holding one."
-  lines[#lines + 1] = "Control: /_emulator/{stats,requests,state,reset,config,faults,concurrency,shutdown}."
+  lines[#lines + 1] = "Control: /_emulator/{stats,requests,state,objects,reset,config,faults,concurrency,shutdown}."
   return table.concat(lines, "\n") .. "\n"
 end
 

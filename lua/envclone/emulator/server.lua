@@ -67,7 +67,9 @@ local function head_text(status, headers, body_len, keep_alive)
   local lines = { string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status") }
   lines[#lines + 1] = "Server: envclone-emulator"
   lines[#lines + 1] = "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT")
-  if body_len > 0 then lines[#lines + 1] = "Content-Type: application/json; charset=utf-8" end
+  if body_len > 0 and not (headers and headers["Content-Type"]) then
+    lines[#lines + 1] = "Content-Type: application/json; charset=utf-8"
+  end
   lines[#lines + 1] = "Content-Length: " .. body_len
   lines[#lines + 1] = "Connection: " .. (keep_alive and "keep-alive" or "close")
   local names = {}

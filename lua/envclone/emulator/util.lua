@@ -15,7 +15,8 @@ M.REASONS = {
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [409] = "Conflict", [411] = "Length Required",
   [413] = "Payload Too Large", [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
-  [500] = "Internal Server Error", [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
+  [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
 }
 
 --- Seconds since the epoch as an ISO 8601 UTC timestamp.

@@ -125,8 +125,66 @@ local function create_environment(emu, ctx)
   } }
 end
 
+local function percent_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- The environment a path's `:id` names: an id, or `{ecosystemId};{alias}` ("Because aliases are
+-- only unique within their parent scope, the parent scope must be specified ... separated from
+-- the alias with a semicolon": https://docs.droplit.io/reference/aliases and
+-- reference/identifiers). The `;` is literal on the wire; each side is percent-decoded on its own,
+-- so an encoded `%3B` belongs to a field. GUESS: the docs' example is a device, not an environment.
+local function find_environment(ctx)
+  local req, ds = ctx.req, ctx.state
+  if req.headers["authorization"] ~= V.credentials.token then
+    return nil, err(401, "unauthorized", "Unauthorized", "authorization",
+      "A valid token is required in the authorization header.")
+  end
+  local raw = ctx.raw_params.id
+  local eco, alias = raw:match("^([^;]*);(.*)$")
+  local env
+  if eco then
+    local id = ds.aliases[percent_decode(eco) .. ";" .. percent_decode(alias)]
+    env = id and ds.environments[id]
+  else
+    env = ds.environments[percent_decode(raw)]
+  end
+  if not env then
+    -- "Environment Not Found" (https://docs.droplit.io/reference/environments-info), in the
+    -- standard error structure this emulator uses for every Droplit error
+    return nil, err(404, "missingParameters", "Environment Not Found", "id",
+      "The environment " .. percent_decode(raw) .. " was not found.")
+  end
+  return env
+end
+
+-- Environments: Info (https://docs.droplit.io/reference/environments-info):
+-- 200 {createdAt, ecosystemId, id, meta}.
+local function get_environment(_, ctx)
+  local env, answer = find_environment(ctx)
+  if not env then return answer end
+  return { status = 200, json = object{
+    createdAt = env.createdAt, ecosystemId = env.ecosystemId, id = env.id, meta = env.meta } }
+end
+
+-- GUESS, unverified: no environments-delete page; by analogy with
+-- https://docs.droplit.io/reference/devices-delete, `DELETE /api/environments/{id}` answers 200
+-- (Emulator choice: with an empty JSON object) and 404 "Environment Not Found" once it is gone.
+-- The alias is free again afterwards.
+local function delete_environment(emu, ctx)
+  local env, answer = find_environment(ctx)
+  if not env then return answer end
+  local ds = ctx.state
+  ds.environments[env.id] = nil
+  if env.alias then ds.aliases[env.ecosystemId .. ";" .. env.alias] = nil end
+  emu:applied(ctx.op, nil, false)
+  return { status = 200, json = object() }
+end
+
 V.routes = {
   { "POST", "api/environments", "create_environment", create_environment },
+  { "GET", "api/environments/:id", "get_environment", get_environment },
+  { "DELETE", "api/environments/:id", "delete_environment", delete_environment },
 }
 
 function V.state_view(_, state)
@@ -136,6 +194,19 @@ function V.state_view(_, state)
       createdAt = env.createdAt, metadata_prefix = env.metadata_prefix }
   end
   return object{ environments = envs }
+end
+
+--- Objects for counting (`GET /_emulator/objects`): per ecosystem, aliases -> count, the
+-- environments without an alias, and the count.
+function V.objects_view(_, state)
+  local ecos = object()
+  for eco in pairs(state.ecosystems) do ecos[eco] = object{ count = 0, aliases = object(), without_alias = 0 } end
+  for _, env in pairs(state.environments) do
+    local e = ecos[env.ecosystemId]
+    e.count = e.count + 1
+    if env.alias then util.increment(e.aliases, env.alias) else e.without_alias = e.without_alias + 1 end
+  end
+  return object{ ecosystems = ecos }
 end
 
 return V

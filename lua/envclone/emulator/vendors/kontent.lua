@@ -21,6 +21,23 @@ V.seed = {
   -- a valid key without the permission: answered 403 (Kontent's errors page: "403 Forbidden:
   -- The provided API key is valid but doesn't provide permission for the specified resource")
   api_key_without_permission = "emu-kontent-key-without-permission",
+  -- The Subscription API's own key (Bearer; Enterprise or Flex plans,
+  -- https://kontent.ai/learn/docs/apis/openapi/subscription-api), scoped to the subscription
+  -- below; the Management API refuses it, and the Subscription API refuses `api_key`.
+  -- (Here until the client takes it as an option; then it moves to `credentials`.)
+  subscription_id = "0f6b2c1e-7a4d-4e8b-9c3f-5d2a1b8e6c40",
+  subscription_api_key = "emu-kontent-subscription-key",
+  -- Projects of the subscription (Emulator choice: ids of their own, distinct from any
+  -- environment's id); the first holds the seed environment above, each other one a
+  -- production environment. More than a page of them (kontent_subscription_page_size).
+  projects = {
+    { id = "4b5e0a8c-1f2d-4c3b-8a9e-6d7f0b1c2d3e", name = "Sample project",
+      environment_id = "8d20758c-d74c-4f59-ae04-ee928c0816b7" },
+    { id = "5c6f1b9d-2e3a-4d4c-9b0f-7e8a1c2d3e4f", name = "Second project",
+      environment_id = "9e31869d-e85d-4a6a-bf15-ff039d1927c8" },
+    { id = "6d7a2c0e-3f4b-4e5d-8c1a-8f9b2d3e4f50", name = "Third project",
+      environment_id = "af42970e-f96e-4b7b-8026-00140e2a38d9" },
+  },
 }
 
 -- Management API rate limits, per environment, in sliding windows: "10 requests per second,
@@ -48,6 +65,23 @@ V.config = {
       if v ~= "done" and v ~= "failed" and v ~= "canceled" then
         return nil, "kontent_clone_outcome must be \"done\", \"failed\" or \"canceled\""
       end
+      return v
+    end },
+  { key = "kontent_subscription_page_size", default = 2, kind = "number", arg = "N",
+    help = "projects per page of the Subscription API (small, so paging is exercised)",
+    check = function(v)
+      if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > 100 then
+        return nil, "kontent_subscription_page_size must be an integer from 1 to 100"
+      end
+      return math.tointeger(v)
+    end },
+  -- GUESS: what Kontent does with a delete while the clone is in_progress is not documented;
+  -- on, it is refused (409, error_code 409). Off by default, as before: clients delete fresh
+  -- clones at once in the existing tests.
+  { key = "kontent_refuse_delete_while_cloning", default = false, kind = "boolean", arg = "on|off",
+    help = "refuse (409) deleting an environment whose clone is in_progress (GUESS)",
+    check = function(v)
+      if type(v) ~= "boolean" then return nil, "kontent_refuse_delete_while_cloning must be true or false" end
       return v
     end },
   { key = "kontent_rate_limit", default = true, kind = "boolean", arg = "on|off",
@@ -151,13 +185,21 @@ end
 
 function V.new_state()
   local ks = V.seed
-  return {
-    environments = { [ks.environment_id] = {
-      id = ks.environment_id, project = ks.project_name, name = ks.environment_name,
-      is_production = true,
-    } },
+  local state = {
+    environments = {},
+    projects = {},     -- in the subscription's order: {id, name, is_active}
+    seq = 0,           -- creation order of the environments (the list's order)
     windows = { by_key = {}, count = 0 },  -- rate-limit timestamps per environment
   }
+  for _, p in ipairs(ks.projects) do
+    state.projects[#state.projects + 1] = { id = p.id, name = p.name, is_active = true }
+    state.seq = state.seq + 1
+    state.environments[p.environment_id] = {
+      id = p.environment_id, project = p.name, project_id = p.id, name = ks.environment_name,
+      is_production = true, seq = state.seq,
+    }
+  end
+  return state
 end
 
 -- Cloning state of an environment. Emulator choice: evaluated when read, with
@@ -231,9 +273,12 @@ local function clone_environment(emu, ctx)
   if emu:capacity_reached() then
     return err(ctx, 503, 503, "Emulator capacity reached; reset it.")
   end
+  -- A clone lands in its source's project. Names are not unique (not documented either way:
+  -- GUESS that Kontent does not enforce it), so a second clone with one name succeeds.
+  ctx.state.seq = ctx.state.seq + 1
   local env = {
-    id = util.new_uuid(), project = source.project, name = body.name, is_production = false,
-    cloning = { started = emu.clock() },
+    id = util.new_uuid(), project = source.project, project_id = source.project_id, name = body.name,
+    is_production = false, cloning = { started = emu.clock() }, seq = ctx.state.seq,
   }
   ctx.state.environments[env.id] = env
   emu:applied(ctx.op, body.name, true)
@@ -271,7 +316,7 @@ local function mark_environment_as_production(emu, ctx)
     return err(ctx, 400, 232, "The environment " .. env.id .. " is already marked as production.")
   end
   for _, other in pairs(ctx.state.environments) do
-    if other.project == env.project then other.is_production = false end
+    if other.project_id == env.project_id then other.is_production = false end
   end
   env.is_production = true
   emu:applied(ctx.op, nil, false)
@@ -311,12 +356,79 @@ local function delete_environment(emu, ctx)
   if env.is_production then
     return err(ctx, 400, 233, "The production environment can\u{2019}t be deleted.")
   end
+  if emu.config.kontent_refuse_delete_while_cloning and cloning_state(emu, env) == "in_progress" then
+    -- GUESS (see the setting): refused until the clone is done or failed
+    return err(ctx, 409, 409, "The environment " .. env.id .. " is still being cloned; "
+      .. "wait until its cloning state is done or failed.")
+  end
   ctx.state.environments[env.id] = nil
   emu:applied(ctx.op, nil, false)
   return { status = 204 }
 end
 
+-- Environments of a project, in creation order, as the Subscription API lists them.
+local function project_environments(state, project_id)
+  local list = {}
+  for _, env in pairs(state.environments) do
+    if env.project_id == project_id then list[#list + 1] = env end
+  end
+  table.sort(list, function(a, b) return a.seq < b.seq end)
+  return list
+end
+
+-- Emulator choice: the continuation token is opaque to clients; here "ct" and the offset.
+local function continuation_token(offset) return "ct" .. offset end
+
+local SUBSCRIPTION_API_KEY = V.credentials.subscription_api_key or V.seed.subscription_api_key
+
+-- Subscription API `GET /v2/subscriptions/{subscription_id}/projects`
+-- (https://kontent.ai/learn/docs/apis/openapi/subscription-api;
+-- kontent-ai/management-sdk-js@2008c8c1 lib/contracts/subscription-contracts.ts:4-19):
+-- Bearer Subscription API key; paged by the `x-continuation` request header; answers
+-- {projects: [{id, name, is_active, environments: [{id, name}]}], pagination:
+-- {continuation_token, next_page}}. Emulator choices: `kontent_subscription_page_size`
+-- projects per page; on the last page continuation_token and next_page are null, otherwise
+-- next_page is this path; an unknown token is a 400; an unknown subscription a 404; the
+-- Management API key is not accepted here (401).
+local function list_subscription_projects(emu, ctx)
+  local ks = V.seed
+  if util.bearer(ctx.req) ~= SUBSCRIPTION_API_KEY then
+    return err(ctx, 401, 7,
+      "Missing or invalid API key. Please include a valid Subscription API key in the Authorization header.")
+  end
+  if ctx.params.subscription_id ~= ks.subscription_id then
+    return err(ctx, 404, 100, "The subscription " .. ctx.params.subscription_id .. " does not exist.")
+  end
+  local offset = 0
+  local token = ctx.req.headers["x-continuation"]
+  if token and token ~= "" then
+    offset = tonumber(token:match("^ct(%d+)$") or "")
+    if not offset or offset > #ctx.state.projects then
+      return err(ctx, 400, 5, "The continuation token is invalid.")
+    end
+  end
+  local size = emu.config.kontent_subscription_page_size
+  local projects = json.array()
+  for i = offset + 1, math.min(#ctx.state.projects, offset + size) do
+    local p = ctx.state.projects[i]
+    local envs = json.array()
+    for _, env in ipairs(project_environments(ctx.state, p.id)) do
+      envs[#envs + 1] = object{ id = env.id, name = env.name }
+    end
+    projects[#projects + 1] = object{ id = p.id, name = p.name, is_active = p.is_active, environments = envs }
+  end
+  local more = offset + size < #ctx.state.projects
+  return { status = 200, json = object{
+    projects = projects,
+    pagination = object{
+      continuation_token = more and continuation_token(offset + size) or NULL,
+      next_page = more and ctx.req.path or NULL,
+    },
+  } }
+end
+
 V.routes = {
+  { "GET", "subscriptions/:subscription_id/projects", "list_subscription_projects", list_subscription_projects },
   { "POST", "projects/:environment_id/clone-environment", "clone_environment", clone_environment },
   { "GET", "projects/:environment_id/environment-cloning-state", "get_cloning_state", get_cloning_state },
   { "GET", "projects/:environment_id", "get_environment", get_environment },
@@ -334,6 +446,22 @@ function V.state_view(emu, state)
     envs[id] = v
   end
   return object{ environments = envs }
+end
+
+--- Objects for counting (`GET /_emulator/objects`): per project, environment names -> the
+-- ids holding that name (names are not unique), and the count.
+function V.objects_view(_, state)
+  local projects = object()
+  for _, p in ipairs(state.projects) do
+    local names, n = object(), 0
+    for _, env in ipairs(project_environments(state, p.id)) do
+      names[env.name] = names[env.name] or json.array()
+      table.insert(names[env.name], env.id)
+      n = n + 1
+    end
+    projects[p.id] = object{ name = p.name, count = n, names = names }
+  end
+  return object{ projects = projects }
 end
 
 return V

@@ -131,18 +131,24 @@ end
 -- path, the `noun` (a project or a connection: org[noun .. "s"], id in the path parameter
 -- noun .. "_id"), and a JSON object as the body. Returns the item and the body, or nil, nil and
 -- the error answer.
-local function org_item_and_body(ctx, noun)
+local function org_item(ctx, noun)
   local p = ctx.params
-  if not authorised(ctx) then return nil, nil, unauthorised(ctx) end
+  if not authorised(ctx) then return nil, unauthorised(ctx) end
   local org = ctx.state.orgs[p.organisation_id]
   if not org then
-    return nil, nil, err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
+    return nil, err(ctx, 404, "organisation_not_found", "organisation " .. p.organisation_id .. " not found")
   end
   local id = p[noun .. "_id"]
   local item = org[noun .. "s"][id]
   if not item then
-    return nil, nil, err(ctx, 404, noun .. "_not_found", noun .. " " .. id .. " not found")
+    return nil, err(ctx, 404, noun .. "_not_found", noun .. " " .. id .. " not found")
   end
+  return item
+end
+
+local function org_item_and_body(ctx, noun)
+  local item, answer = org_item(ctx, noun)
+  if not item then return nil, nil, answer end
   local body, derr = json.decode_object(ctx.req.body)
   if not body then return nil, nil, invalid(ctx, nil, derr) end
   return item, body
@@ -214,12 +220,187 @@ local function create_connection_version(emu, ctx)
   return { status = 201, json = version }
 end
 
--- Path templates relative to the base; ":name" segments are parameters.
+-- GetProject (versori/cli@f592f0c8 versori-api.yaml:109-131): 200 the Project, 404 when absent.
+local function get_project(_, ctx)
+  local project, answer = org_item(ctx, "project")
+  if not project then return answer end
+  return { status = 200, json = project }
+end
+
+local function is_ulid(s)
+  return #s == 26 and s:upper():find("^[0-9A-HJKMNP-TV-Z]+$") ~= nil
+end
+
+-- DeleteEnvironment (versori-api.yaml:271-295): "will unpublish and remove an environment from
+-- the project"; a POST addressed by the environment's id (ULID), answering 200 with the Project.
+-- GUESS (the spec documents only 200 and `default: Error`): an unknown id, a non-ULID one
+-- included, is a 404 Error {code "environment_not_found", message}. No body is needed.
+local function delete_environment(emu, ctx)
+  local project, answer = org_item(ctx, "project")
+  if not project then return answer end
+  local id = ctx.params.environment_id
+  for i, env in ipairs(project.environments) do
+    if is_ulid(id) and env.id == id then
+      table.remove(project.environments, i)
+      project.updatedAt = util.iso_time(emu.clock())
+      emu:applied(ctx.op, nil, false)
+      return { status = 200, json = project }
+    end
+  end
+  return err(ctx, 404, "environment_not_found", "environment " .. id .. " not found")
+end
+
+-- A version by name; "The names "default" and "latest" are reserved" and select the default
+-- and the latest version (connect-api-v1alpha1.yaml:3624-3632).
+local function find_version(conn, name)
+  for i, v in ipairs(conn.versions) do
+    if (name == "latest" and v.isLatest) or (name == "default" and v.isDefault) or v.name == name then
+      return v, i
+    end
+  end
+  return nil
+end
+
+local function version_not_found(ctx, name)
+  return err(ctx, 404, "version_not_found", "version '" .. name .. "' not found")
+end
+
+-- GetConnectionVersion (user-docs@a3a98009 openapi/connect-api-v1alpha1.yaml:545-566).
+local function get_connection_version(_, ctx)
+  local conn, answer = org_item(ctx, "connection")
+  if not conn then return answer end
+  local v = find_version(conn, ctx.params.version)
+  if not v then return version_not_found(ctx, ctx.params.version) end
+  return { status = 200, json = v }
+end
+
+local function query_params(req)
+  local q = {}
+  for k, v in (req.query or ""):gmatch("([^&=]+)=?([^&]*)") do
+    q[k] = v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+  end
+  return q
+end
+
+-- Emulator choice: a cursor is "c" followed by the version's id (opaque to clients).
+local function cursor_of(v) return "c" .. v.id end
+
+local function index_of_cursor(conn, cursor)
+  for i, v in ipairs(conn.versions) do
+    if cursor_of(v) == cursor then return i end
+  end
+  return nil
+end
+
+-- ListConnectionVersions (connect-api-v1alpha1.yaml:518-543): query `first` (default 20),
+-- `after`, `before`; answer {pageInfo {totalCount, next, prev}, items[]}, in creation order.
+-- Emulator choices: `first` is 1..100 (400 otherwise); an unknown cursor is a 400;
+-- `next`/`prev` are the cursors to pass as `after`/`before`, null at either end.
+local function list_connection_versions(_, ctx)
+  local conn, answer = org_item(ctx, "connection")
+  if not conn then return answer end
+  local q = query_params(ctx.req)
+  local first = 20
+  if q.first then
+    first = tonumber(q.first)
+    if not first or first ~= math.floor(first) or first < 1 or first > 100 then
+      return invalid(ctx, "first", "first must be an integer from 1 to 100")
+    end
+  end
+  local all = conn.versions
+  local lo, hi = 1, #all          -- the window the cursors leave
+  if q.after and q.after ~= "" then
+    local i = index_of_cursor(conn, q.after)
+    if not i then return invalid(ctx, "after", "unknown cursor") end
+    lo = i + 1
+  end
+  if q.before and q.before ~= "" then
+    local i = index_of_cursor(conn, q.before)
+    if not i then return invalid(ctx, "before", "unknown cursor") end
+    hi = i - 1
+  end
+  local from, to = lo, math.min(hi, lo + first - 1)
+  if q.before and q.before ~= "" and not (q.after and q.after ~= "") then
+    from = math.max(lo, hi - first + 1)   -- the page just before the cursor
+    to = hi
+  end
+  local items = array()
+  for i = from, to do items[#items + 1] = all[i] end
+  return { status = 200, json = object{
+    pageInfo = object{
+      totalCount = #all,
+      next = (to < #all and to >= from) and cursor_of(all[to]) or NULL,
+      prev = (from > 1 and to >= from) and cursor_of(all[from]) or NULL,
+    },
+    items = items,
+  } }
+end
+
+-- DeleteConnectionVersion (connect-api-v1alpha1.yaml:598-625): 204; `force` deletes a published
+-- version ("only in exceptional circumstances"), otherwise it must be unpublished first.
+-- GUESS (not documented): a published version without force=true is a 409 Error
+-- {code "version_published"}; an absent version is a 404 (as the GET documents).
+-- Emulator choice: the reserved names are refused here (400 "reserved_name"): a client must
+-- address a delete by the version's own name.
+local function delete_connection_version(emu, ctx)
+  local conn, answer = org_item(ctx, "connection")
+  if not conn then return answer end
+  local name = ctx.params.version
+  if name == "latest" or name == "default" then
+    return err(ctx, 400, "reserved_name", "the version name '" .. name .. "' is reserved",
+      { object{ field = "version", message = "reserved word" } })
+  end
+  local force = query_params(ctx.req).force
+  if force ~= nil and force ~= "true" and force ~= "false" then
+    return invalid(ctx, "force", "force must be true or false")
+  end
+  local v, i = find_version(conn, name)
+  if not v then return version_not_found(ctx, name) end
+  if v.publishedAt ~= NULL and force ~= "true" then
+    return err(ctx, 409, "version_published",
+      "version '" .. name .. "' is published: unpublish it first, or delete with force=true")
+  end
+  table.remove(conn.versions, i)
+  if v.isLatest and conn.versions[#conn.versions] then conn.versions[#conn.versions].isLatest = true end
+  emu:applied(ctx.op, nil, false)
+  return { status = 204 }
+end
+
+-- Path templates relative to the base; ":name" segments are parameters. The clone route's
+-- literal `clone` wins over `:environment_id` (the core prefers literal segments).
 V.routes = {
   { "POST", "o/:organisation_id/projects/:project_id/environments/clone", "clone_environment", clone_environment },
+  { "GET", "o/:organisation_id/projects/:project_id", "get_project", get_project },
+  { "POST", "o/:organisation_id/projects/:project_id/environments/:environment_id", "delete_environment",
+    delete_environment },
   { "POST", "o/:organisation_id/connections/:connection_id/versions", "create_connection_version",
     create_connection_version, base = "versori_connect" },
+  { "GET", "o/:organisation_id/connections/:connection_id/versions", "list_connection_versions",
+    list_connection_versions, base = "versori_connect" },
+  { "GET", "o/:organisation_id/connections/:connection_id/versions/:version", "get_connection_version",
+    get_connection_version, base = "versori_connect" },
+  { "DELETE", "o/:organisation_id/connections/:connection_id/versions/:version", "delete_connection_version",
+    delete_connection_version, base = "versori_connect" },
 }
+
+--- Objects for counting (`GET /_emulator/objects`): per project, environment names -> count;
+-- per connection, version names -> count.
+function V.objects_view(_, state)
+  local projects, connections = object(), object()
+  for _, org in pairs(state.orgs) do
+    for pid, p in pairs(org.projects) do
+      local names = object()
+      for _, env in ipairs(p.environments) do util.increment(names, env.name) end
+      projects[pid] = object{ count = #p.environments, names = names }
+    end
+    for cid, c in pairs(org.connections) do
+      local names = object()
+      for _, v in ipairs(c.versions) do util.increment(names, v.name) end
+      connections[cid] = object{ count = #c.versions, names = names }
+    end
+  end
+  return object{ projects = projects, connections = connections }
+end
 
 --- The vendor's state for `GET /_emulator/state`.
 function V.state_view(_, state)
