@@ -373,6 +373,7 @@ describe("Droplit: environments by id or by {ecosystemId};{alias}", function()
     local s2, by_alias = raw("GET", BASE .. ECO .. ";pr_7", DROPLIT_AUTH)
     assert.are.equal(200, s2)
     assert.are.equal(created.id, by_alias.id)
+    assert.are.equal("pr_7", by_alias.alias)
     assert.are.equal(200, (raw("GET", BASE .. "E5cdeSeedEcosystem%301;pr%5F7", DROPLIT_AUTH)))
     -- an encoded ';' is part of a field, not the separator; aliases are scoped per ecosystem
     assert.are.equal(404, (raw("GET", BASE .. ECO .. "%3Bpr_7", DROPLIT_AUTH)))

@@ -159,12 +159,14 @@ local function find_environment(ctx)
 end
 
 -- Environments: Info (https://docs.droplit.io/reference/environments-info):
--- 200 {createdAt, ecosystemId, id, meta}.
+-- 200 {createdAt, ecosystemId, id, meta}. Emulator choice: `alias` too when it has one, as this
+-- emulator's create answer carries it (the Info page lists no alias: a client matching on it is
+-- relying on a GUESS; a 200 to the `{ecosystemId};{alias}` read is itself the match).
 local function get_environment(_, ctx)
   local env, answer = find_environment(ctx)
   if not env then return answer end
   return { status = 200, json = object{
-    createdAt = env.createdAt, ecosystemId = env.ecosystemId, id = env.id, meta = env.meta } }
+    createdAt = env.createdAt, ecosystemId = env.ecosystemId, id = env.id, meta = env.meta, alias = env.alias } }
 end
 
 -- GUESS, unverified: no environments-delete page; by analogy with
