@@ -70,6 +70,7 @@
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
 local heap = require("envclone.heap")
+local rule = require("envclone.limiter.rule")
 
 local limiter = {}
 
@@ -77,12 +78,12 @@ local limiter = {}
 -- (seconds): more than a coarse clock's resolution (ngx.now: 1 ms, rounded
 -- down), so a logged end is never later than the server's own record of
 -- that attempt by the time a start may count it out.
-local MARGIN = 0.005
+local MARGIN = rule.MARGIN
 -- How often a waiter nobody can wake looks again while the head is blocked
 -- by attempts in flight (seconds); also the shortest wait.
-local POLL = 0.002
+local POLL = rule.POLL
 -- A waiter this late for a look it promised has gone (seconds).
-local STALE = 1
+local STALE = rule.STALE
 -- A head blocked by attempts in flight that can be woken by their end still
 -- looks again this often (seconds): its due stays near, so that waiters
 -- behind it from another batch or request see soon enough when it has gone.
@@ -100,8 +101,6 @@ local RENEW_EVERY = 0.5
 -- How often a key's queue with waiters is looked at by the sweep, whether or
 -- not the key is used (seconds).
 local GATE_CHECK = 2
-
-local WINDOWS = { { field = "per_second", span = 1 }, { field = "per_minute", span = 60 } }
 
 local policy_fields = { per_second = true, per_minute = true, concurrency_per_key = true }
 
@@ -178,6 +177,13 @@ local heap_push, heap_pop = heap.push, heap.pop
 -- stay unique in a shared dict across workers and VMs.
 local VM = string.format("%x%s", math.floor(core.now() * 1e6) % 0x7fffffff,
   (tostring({}):match("0x(%x+)") or ""))
+do
+  -- ids in a Redis store are shared by machines, whose pids may coincide
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(6)
+  if f then f:close() end
+  if bytes then VM = VM .. (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+end
 
 local serial = 0
 local function id_prefix()
@@ -196,136 +202,55 @@ local function is_mine(id)
 end
 
 -- ---------------------------------------------------------------------------
--- Per-key state (in a store): { ends = {t...} ascending in [first, last],
--- inflight = { [id] = lease deadline }, n_inflight, span (the longest
--- window a policy on this key counts), queue = { {id, due}... } (shared
--- dicts only: the head waiter of each worker, first come first served) }.
+-- Per-key state and the decisions on it: envclone.limiter.rule, the one
+-- text of the rule (the Redis store runs the same source inside Redis).
 
-local function new_state()
-  return { ends = {}, first = 1, last = 0, inflight = {}, n_inflight = 0, queue = {}, span = 1 }
+local new_state, state_empty = rule.new_state, rule.state_empty
+
+-- Whether slot `id` (lease `deadline`) of state st has gone, for
+-- rule.prune in this Lua state's store and in a shared dict: a holder of
+-- this Lua state has gone when its coroutine ended without release or it
+-- was collected; another worker's lease lasts until it runs out. Renews
+-- the leases of this Lua state's live holders; `suspect` is set when one
+-- has been held past its lease (its holder may have been dropped and not
+-- yet collected).
+local suspect_flag = false
+local function local_gone(_, id)
+  local t = live[id]
+  if not t then return true end
+  return t.co ~= nil and coroutine.status(t.co) == "dead"
+end
+local function shared_gone(st, id, deadline, now)
+  local t = live[id]
+  if t then
+    if t.co ~= nil and coroutine.status(t.co) == "dead" then return true end
+    if now - t.since > t.hold then suspect_flag = true end
+    if deadline - now < t.hold / 2 then st.inflight[id] = now + t.hold end
+    return false
+  end
+  return deadline < now or is_mine(id)
+end
+local function local_gone_watch(st, id, _, now)
+  local t = live[id]
+  if t and now - t.since > t.hold then suspect_flag = true end
+  return local_gone(st, id)
 end
 
--- Drops what has left the state: ends older than its longest window, slots
--- whose holder has gone, queue entries (of other workers) that went stale.
--- Renews the leases of this state's holders that live. Returns true when a
--- slot of this Lua state has been held past its lease (its holder may have
--- been dropped and not yet collected).
 local function prune(st, now, shared)
-  local ends, i = st.ends, st.first
-  -- an end counts MARGIN longer than its longest window
-  while i <= st.last and ends[i] <= now - st.span - MARGIN do
-    ends[i] = nil
-    i = i + 1
-  end
-  if i > st.last then i, st.last = 1, 0 end
-  st.first = i
-  local suspect = false
-  for id, deadline in pairs(st.inflight) do
-    local t = live[id]
-    local gone
-    if t then
-      gone = t.co ~= nil and coroutine.status(t.co) == "dead" -- it ended without release
-      if not gone then
-        if now - t.since > t.hold then suspect = true end
-        if deadline - now < t.hold / 2 then st.inflight[id] = now + t.hold end
-      end
-    else
-      -- in this Lua state's own store every holder is this Lua state's; in
-      -- a shared dict another worker's lease lasts until it runs out
-      gone = not shared or deadline < now or is_mine(id)
-    end
-    if gone then
-      st.inflight[id] = nil
-      st.n_inflight = st.n_inflight - 1
-    end
-  end
-  local q = st.queue
-  if q[1] then
-    local n = 0
-    for k = 1, #q do
-      local w = q[k]
-      if w[2] >= now - STALE then
-        n = n + 1
-        q[n] = w
-      end
-    end
-    for k = #q, n + 1, -1 do q[k] = nil end
-  end
-  return suspect
+  suspect_flag = false
+  rule.prune(st, now, shared and shared_gone or local_gone_watch)
+  return suspect_flag
 end
 
-local function state_empty(st)
-  return st.last < st.first and st.n_inflight == 0 and st.queue[1] == nil
-end
-
--- One decision, under the store's lock, for the head waiter `id`: start now
--- (returns 0), or the seconds before its window opens (0 if it is only
--- blocked by attempts in flight) and whether attempts in flight block it;
--- third, whether a slot is held past its lease.
+-- One decision under the store's lock (rule.try_start); third, whether a
+-- slot of this Lua state is held past its lease.
 local function try_start(st, policy, id, now, hold, shared)
-  local longest = policy.per_minute and 60 or 1
-  if longest > st.span then st.span = longest end
-  local suspect = prune(st, now, shared)
-  if shared then
-    -- first come, first served among the workers' head waiters of this key
-    local q, pos = st.queue, nil
-    for k = 1, #q do
-      if q[k][1] == id then pos = k; break end
-    end
-    if not pos then
-      pos = #q + 1
-      q[pos] = { id, now }
-    end
-    if pos > 1 then
-      -- not its turn: at most one start per 1/per_second ahead of it
-      local gap = policy.per_second and 1 / policy.per_second or POLL
-      local wait = math.max(POLL, (pos - 1) * gap / 2)
-      q[pos][2] = now + wait
-      return wait, false, suspect
-    end
-  end
-  local wait, busy = 0, false
-  if policy.concurrency_per_key and st.n_inflight >= policy.concurrency_per_key then busy = true end
-  for _, w in ipairs(WINDOWS) do
-    local limit = policy[w.field]
-    if limit then
-      -- attempts in flight have not ended: they count in every window
-      local room = limit - st.n_inflight
-      if room <= 0 then
-        busy = true
-      else
-        -- the room-th most recent end must leave the window first
-        local idx = st.last - room + 1
-        local free_at = idx >= st.first and st.ends[idx] + w.span + MARGIN
-        if free_at and free_at - now > wait then wait = free_at - now end
-      end
-    end
-  end
-  if wait == 0 and not busy then
-    if shared then table.remove(st.queue, 1) end
-    st.inflight[id] = now + hold
-    st.n_inflight = st.n_inflight + 1
-    return 0, false, suspect
-  end
-  -- a waiter that woke a hair early (a clock of whole milliseconds, a
-  -- rounded sum) must not spin on a wait of next to nothing
-  if wait > 0 and wait < POLL then wait = POLL end
-  if shared then st.queue[1][2] = now + math.max(wait, POLL) end
-  return wait, busy, suspect
+  suspect_flag = false
+  local wait, busy = rule.try_start(st, policy, id, now, hold, shared, shared and shared_gone or local_gone_watch)
+  return wait, busy, suspect_flag
 end
 
-local function finish(st, id, now, counted)
-  if st.inflight[id] then
-    st.inflight[id] = nil
-    st.n_inflight = st.n_inflight - 1
-  end
-  if counted then
-    -- ends stay ascending: a clock read under the lock never goes back
-    local last = st.ends[st.last]
-    st.last = st.last + 1
-    st.ends[st.last] = (last and last > now) and last or now
-  end
-end
+local finish = rule.finish
 
 -- ---------------------------------------------------------------------------
 -- The sweep: a timetable of states and queues to look at later, so that
@@ -398,31 +323,7 @@ function local_store.update(key, fn)
   return fn(st)
 end
 
--- Serialised state for a shared dict: "E t t t|I id=d id=d|Q id=s id=s|S span".
-local function encode(st)
-  local e, i, q = {}, {}, {}
-  for k = st.first, st.last do e[#e + 1] = string.format("%.4f", st.ends[k]) end
-  for id, d in pairs(st.inflight) do i[#i + 1] = id .. "=" .. string.format("%.4f", d) end
-  for _, w in ipairs(st.queue) do q[#q + 1] = w[1] .. "=" .. string.format("%.4f", w[2]) end
-  return table.concat(e, " ") .. "|" .. table.concat(i, " ") .. "|" .. table.concat(q, " ") .. "|" .. st.span
-end
-
-local function decode(s)
-  local st = new_state()
-  if not s then return st end
-  local e, i, q, span = s:match("^([^|]*)|([^|]*)|([^|]*)|?(%d*)$")
-  for t in (e or ""):gmatch("%S+") do
-    st.last = st.last + 1
-    st.ends[st.last] = tonumber(t)
-  end
-  for id, d in (i or ""):gmatch("(%S+)=(%S+)") do
-    st.inflight[id] = tonumber(d)
-    st.n_inflight = st.n_inflight + 1
-  end
-  for id, t in (q or ""):gmatch("(%S+)=(%S+)") do st.queue[#st.queue + 1] = { id, tonumber(t) } end
-  st.span = tonumber(span) or 1
-  return st
-end
+local encode, decode = rule.encode, rule.decode
 
 local LOCK_TTL = 0.5      -- seconds: a worker that dies holding the lock frees it
 local LOCK_SPINS = 2000   -- bounded: 2000 x 1 ms
@@ -603,18 +504,42 @@ end
 -- @param rate_limit the client's `rate_limit` option
 -- @tparam[opt] string dict the client's `rate_limit_dict` option
 -- @tparam number timeout the client's timeout, seconds
+-- @param[opt] store the client's `rate_limit_store` option: a
+--   `redis://[[user]:password@]host[:port][/db]` URL shared by every process
+--   that names it; nil reads `ENVCLONE_RATE_LIMIT_STORE` (unset or empty:
+--   none); false: none
+-- @tparam[opt="local"] string failure the client's `rate_limit_store_failure`:
+--   "local" (Redis down: this process's or the dict's limiter, one log line,
+--   Redis skipped for a back-off) or "closed" (wait up to the call's timeout,
+--   then an error of kind "unavailable", reason "rate_limit_store")
 -- @treturn table|false
-function limiter.new(vendor, base_url, rate_limit, dict, timeout)
+function limiter.new(vendor, base_url, rate_limit, dict, timeout, store, failure)
   local policy = limiter.policy(vendor, rate_limit)
   if dict ~= nil and type(dict) ~= "string" then
     error("envclone." .. vendor .. ": option 'rate_limit_dict' must be a string", 0)
   end
+  if store == nil then
+    store = os.getenv("ENVCLONE_RATE_LIMIT_STORE")
+    if store == "" then store = nil end
+  end
+  if store ~= nil and store ~= false and type(store) ~= "string" then
+    error("envclone." .. vendor .. ": option 'rate_limit_store' must be a redis:// URL string", 0)
+  end
+  if failure ~= nil and type(failure) ~= "string" then
+    error("envclone." .. vendor .. ": option 'rate_limit_store_failure' must be 'local' or 'closed'", 0)
+  end
+  local remote
+  if store then
+    local ok, s = pcall(require("envclone.limiter.redis").store, store, failure)
+    if not ok then error("envclone." .. vendor .. ": " .. tostring(s), 0) end
+    remote = s
+  end
   if not policy or not (policy.per_second or policy.per_minute or policy.concurrency_per_key) then
     return false
   end
-  if dict == nil then limiter.warn_code_cache(vendor) end
+  if dict == nil and not remote then limiter.warn_code_cache(vendor) end
   return { policy = policy, prefix = vendor .. " " .. limiter.origin(base_url) .. " ", dict = dict,
-    hold = timeout + LEASE_GRACE }
+    hold = timeout + LEASE_GRACE, timeout = timeout, remote = remote, vendor = vendor }
 end
 
 local function store_of(lim)
@@ -647,22 +572,96 @@ local function nap_behind(w, head, g, policy, now)
   return wait
 end
 
+-- ---------------------------------------------------------------------------
+-- The Redis store's failures and log lines.
+
+--- Where the limiter's log lines go: nil (the default) writes them to
+-- nginx's error log inside nginx, else to standard error; a function
+-- `sink(line)` takes them instead (tests).
+limiter.log_sink = nil
+
+--- Releases that came after their lease had lapsed, in this Lua state (for tests).
+limiter.lost_leases = 0
+
+local function log(line)
+  if limiter.log_sink then return limiter.log_sink(line) end
+  local ngx = runtime.ngx()
+  if ngx and ngx.log then
+    ngx.log(ngx.WARN, line)
+  else
+    io.stderr:write(line, "\n")
+    io.stderr:flush()
+  end
+end
+
+local function store_down(lim, now, err)
+  local remote = lim.remote
+  if remote:mark_down(now) then
+    log("envclone: rate_limit_store " .. remote.url .. " unavailable (" .. tostring(err) .. "); "
+      .. lim.vendor .. " limits kept by this " .. (runtime.ngx() and "nginx worker" or "process")
+      .. " alone, Redis tried again in " .. string.format("%g", require("envclone.limiter.redis").BACKOFF) .. " s")
+  end
+end
+
+local function store_up(lim)
+  if lim.remote:mark_up() then
+    log("envclone: rate_limit_store " .. lim.remote.url .. " is back: limits shared again")
+  end
+end
+
+local function store_error(lim, err)
+  return core.error{ kind = "unavailable", reason = "rate_limit_store", vendor = lim.vendor, retryable = true,
+    sent = false, maybe_applied = false,
+    message = "rate_limit_store " .. lim.remote.url .. " unavailable and rate_limit_store_failure is "
+      .. "'closed': " .. tostring(err) }
+end
+
+-- How long a head waits before asking a "closed" store that failed again.
+local CLOSED_RETRY = 0.1
+
+-- Key texts -> their Redis keys (hashing costs a few microseconds a byte).
+local redis_keys, redis_key_count = {}, 0
+local function redis_key(key)
+  local k = redis_keys[key]
+  if not k then
+    k = require("envclone.limiter.redis").key(key)
+    if redis_key_count >= 1000 then redis_keys, redis_key_count = {}, 0 end
+    redis_keys[key] = k
+    redis_key_count = redis_key_count + 1
+  end
+  return k
+end
+
+-- The store a head waiter asks now: the Redis store, unless it is down
+-- (failure "local") or cosockets are not allowed here (nginx's init and
+-- log phases), then the process's or the dict's.
+local function remote_usable(lim, now)
+  local remote = lim.remote
+  if not remote then return false end
+  if runtime.ngx() and not runtime.cosockets_available() then return false end
+  if remote.failure == "local" and remote:skipped(now) then return false end
+  return true
+end
+
 --- Waits until an attempt may start under the client's limits, and
--- records it as in flight.
+-- records it as in flight. With a Redis store and `rate_limit_store_failure
+-- = "closed"`, a store that stays down until the call's timeout has passed
+-- refuses the attempt: nothing is sent.
 -- @tparam table lim from `limiter.new` (false: no limit)
 -- @tparam table args the call's arguments (the policy's `key` is read from them)
--- @return a ticket for `limiter.release`, or nil when nothing is limited
-function limiter.acquire(lim, args)
+-- @return[1] a ticket for `limiter.release`, or nil when nothing is limited
+-- @return[2] false
+-- @return[2] the error (kind "unavailable", reason "rate_limit_store")
+function limiter.admit(lim, args)
   if not lim then return nil end
   local policy = lim.policy
   local value = policy.key and type(args) == "table" and rawget(args, policy.key)
   local key = lim.prefix .. (type(value) == "string" and value or "")
-  local store = store_of(lim)
-  local shared = store.shared
   local id = id_prefix()
   serial = serial + 1
   id = id .. serial
   local now = runtime.now()
+  local deadline = now + lim.timeout
   sweep(now)
   local w = new_waiter(now)
   enqueue(key, w, now)
@@ -678,35 +677,87 @@ function limiter.acquire(lim, args)
     local head = gate_head(key, g, now, w)
     local wait
     if head == w then
-      -- the clock is read under the store's lock: the decision is about the
-      -- log as it is at that moment (another worker may have just added to it)
-      local ok, window, busy, suspect = pcall(store.update, key, function(st)
+      local window, busy, suspect, store
+      if remote_usable(lim, now) then
+        store = lim.remote
+        local rk = redis_key(key)
+        -- a key this process kept alone while the store was down brings its
+        -- ends along, so that they still count
+        local ages, alone = nil, store.alone[key]
+        if alone then
+          local ends = {}
+          pcall(alone.update, key, function(st)
+            local t = runtime.now()
+            for k = st.first, st.last do ends[#ends + 1] = string.format("%.4f", math.max(0, t - st.ends[k])) end
+            for _ in pairs(st.inflight) do ends[#ends + 1] = "0" end
+          end)
+          ages = table.concat(ends, " ")
+        end
+        window, busy = store:start(rk, policy, id, lim.hold, ages)
         now = runtime.now()
-        return try_start(st, policy, id, now, lim.hold, shared)
-      end)
-      if not ok then
-        leave(key, g, w, runtime.now())
-        error(window, 0)
+        if window ~= nil and alone then
+          store.alone[key] = nil
+          -- now in the store's log: not counted twice
+          pcall(alone.update, key, function(st) st.first, st.last, st.ends = 1, 0, {} end)
+        end
+        if window == nil then
+          local err = busy
+          if store.failure == "closed" then
+            if now >= deadline then
+              leave(key, g, w, now)
+              return false, store_error(lim, err)
+            end
+            window = math.min(CLOSED_RETRY, deadline - now)
+          else
+            store_down(lim, now, err)
+            store = nil
+          end
+        else
+          store_up(lim)
+          if window == 0 and not busy then
+            local ticket = { key = key, rkey = rk, id = id, store = store, co = w.co, since = now, hold = lim.hold,
+              lim = lim }
+            leave(key, g, w, now)
+            return ticket
+          end
+          if busy then window = math.max(window, require("envclone.limiter.redis").POLL) end
+        end
       end
-      if suspect and now - last_gc >= GC_EVERY then
-        -- a slot held past its lease: if its holder was dropped, a
-        -- collection frees it for the next look
-        last_gc = now
-        collectgarbage()
-      end
-      if window == 0 and not busy then
-        local ticket = { key = key, id = id, store = store, co = w.co, since = now, hold = lim.hold }
-        live[id] = ticket
-        if shared then hold_in_dict(ticket) end
-        leave(key, g, w, now)
-        return ticket
+      if store == nil then
+        store = store_of(lim)
+        if lim.remote then lim.remote.alone[key] = store end
+        local shared = store.shared
+        -- the clock is read under the store's lock: the decision is about the
+        -- log as it is at that moment (another worker may have just added to it)
+        local ok
+        ok, window, busy, suspect = pcall(store.update, key, function(st)
+          now = runtime.now()
+          return try_start(st, policy, id, now, lim.hold, shared)
+        end)
+        if not ok then
+          leave(key, g, w, runtime.now())
+          error(window, 0)
+        end
+        if suspect and now - last_gc >= GC_EVERY then
+          -- a slot held past its lease: if its holder was dropped, a
+          -- collection frees it for the next look
+          last_gc = now
+          collectgarbage()
+        end
+        if window == 0 and not busy then
+          local ticket = { key = key, id = id, store = store, co = w.co, since = now, hold = lim.hold }
+          live[id] = ticket
+          if shared then hold_in_dict(ticket) end
+          leave(key, g, w, now)
+          return ticket
+        end
+        if busy then
+          -- the end of an attempt wakes it (in this Lua state's store); in a
+          -- shared dict another worker's end cannot
+          window = math.max(window, (w.wake and not shared) and HEAD_NAP or POLL)
+        end
       end
       wait = window
-      if busy then
-        -- the end of an attempt wakes it (in this Lua state's store); in a
-        -- shared dict another worker's end cannot
-        wait = math.max(wait, (w.wake and not shared) and HEAD_NAP or POLL)
-      end
     else
       wait = nap_behind(w, head, g, policy, now)
     end
@@ -714,6 +765,18 @@ function limiter.acquire(lim, args)
     park(w, wait)
     now = runtime.now()
   end
+end
+
+--- `limiter.admit`, raising its error (an error table: kind "unavailable",
+-- reason "rate_limit_store") when it refuses, so that a caller that sends
+-- whenever no ticket comes back never sends a refused attempt.
+-- @tparam table lim
+-- @tparam table args
+-- @return a ticket, or nil when nothing is limited
+function limiter.acquire(lim, args)
+  local ticket, err = limiter.admit(lim, args)
+  if ticket == false then error(err, 0) end
+  return ticket
 end
 
 --- Ends an attempt started by `limiter.acquire`.
@@ -725,7 +788,21 @@ function limiter.release(ticket, counted)
   live[ticket.id] = nil
   dict_held[ticket] = nil
   local now = runtime.now()
-  ticket.store.update(ticket.key, function(st) finish(st, ticket.id, runtime.now(), counted) end)
+  if ticket.rkey then
+    local lim = ticket.lim
+    local held, err = ticket.store:finish(ticket.rkey, ticket.id, counted)
+    if held == nil then
+      -- its lease will lapse; with "local", Redis is skipped for a while
+      if ticket.store.failure == "local" then store_down(lim, runtime.now(), err) end
+    elseif not held then
+      limiter.lost_leases = limiter.lost_leases + 1
+      log("envclone: rate limiter: lost lease: a " .. lim.vendor .. " attempt ended after its slot's lease ("
+        .. string.format("%g", lim.hold) .. " s) had lapsed in " .. ticket.store.url
+        .. "; the slot had already been freed")
+    end
+  else
+    ticket.store.update(ticket.key, function(st) finish(st, ticket.id, runtime.now(), counted) end)
+  end
   -- a slot is free: the key's head looks again
   local g = gates[ticket.key]
   if g then
