@@ -60,7 +60,8 @@ end
 -- Options the Lua layer owns (name -> kind, see envclone.options); everything
 -- else goes to the C core, which rejects what it does not know.
 local layer_options = { retry = true, on_retry = "function", log = "function", transport = true,
-  pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true }
+  pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true,
+  rate_limit_store = true, rate_limit_store_failure = true }
 
 local Client = {}
 local vendor_methods = {}   -- vendor -> method table
@@ -217,12 +218,12 @@ local function new_client(vendor, opts, level)
       .. "speaks HTTP/1.1 only", level)
   end
   local limit = false
-  if mine.rate_limit_dict ~= nil or mine.rate_limit ~= false
-    and (mine.rate_limit ~= nil or core.vendors[vendor].rate_limit ~= nil) then
+  if mine.rate_limit_dict ~= nil or mine.rate_limit_store or mine.rate_limit_store_failure ~= nil
+    or mine.rate_limit ~= false and (mine.rate_limit ~= nil or core.vendors[vendor].rate_limit ~= nil) then
     local settings = handle:settings()
     local okl
     okl, limit = pcall(require("envclone.limiter").new, vendor, settings.base_url, mine.rate_limit,
-      mine.rate_limit_dict, settings.timeout)
+      mine.rate_limit_dict, settings.timeout, mine.rate_limit_store, mine.rate_limit_store_failure)
     if not okl then error(limit, level) end
   end
   local client = setmetatable({
@@ -258,7 +259,10 @@ end
 -- `{ per_second =, per_minute =, concurrency_per_key = }` whose fields
 -- replace the vendor's documented limits (see `envclone.limiter`; Kontent.ai:
 -- 10/s, 400/min, one at a time per environment); `rate_limit_dict`: inside
--- OpenResty, a `lua_shared_dict` that shares the limits across workers.
+-- OpenResty, a `lua_shared_dict` that shares the limits across workers;
+-- `rate_limit_store`: `"redis://[user:pass@]host:port/db"` shares them with
+-- every process naming that Redis (default: `ENVCLONE_RATE_LIMIT_STORE`;
+-- doc/limits.md), `rate_limit_store_failure`: "local" (default) or "closed".
 -- @tparam table opts
 function envclone.versori(opts) return new_client("versori", opts, 3) end
 
