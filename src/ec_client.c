@@ -105,6 +105,8 @@ void ec_client_unref(ec_client *c)
         free(c->bases[i].url);
         c->bases[i].url = NULL;
     }
+    for (int i = 0; i < EC_MAX_SETTINGS; i++)
+        free(c->options[i]);
     free(c->user_agent);
     free(c->settings.ca_file);
     free(c->settings.proxy);
@@ -121,6 +123,14 @@ const char *ec_client_secret(const ec_client *c, const char *name)
     for (int i = 0; creds[i] && i < EC_MAX_SECRETS; i++)
         if (strcmp(creds[i], name) == 0)
             return c->secrets[i];
+    return NULL;
+}
+
+const char *ec_client_option(const ec_client *c, const char *name)
+{
+    for (int i = 0; c->vendor->settings && c->vendor->settings[i].name && i < EC_MAX_SETTINGS; i++)
+        if (strcmp(c->vendor->settings[i].name, name) == 0)
+            return c->options[i];
     return NULL;
 }
 
@@ -264,6 +274,9 @@ static int known_option(const ec_vendor *v, const char *key)
             return 1;
     for (const ec_base *b = v->bases; b && b->name; b++)
         if (strcmp(b->option, key) == 0)
+            return 1;
+    for (const ec_setting *o = v->settings; o && o->name; o++)
+        if (strcmp(o->name, key) == 0)
             return 1;
     return v->scheme_option != NULL && strcmp(v->scheme_option, key) == 0;
 }
@@ -440,6 +453,17 @@ int ec_client_lua_new(lua_State *L)
                               EC_SECRET_MIN, EC_SECRET_MAX);
         c->secrets[i] = dup_string(L, s);
     }
+    /* the vendor's non-secret settings (Kontent's subscription_id), checked
+     * by their format: a wrong one raises now, not on the first call */
+    for (int i = 0; vendor->settings && vendor->settings[i].name && i < EC_MAX_SETTINGS; i++) {
+        const ec_setting *o = &vendor->settings[i];
+        const char *s = opt_string(L, 2, vname, o->name);
+        if (s == NULL)
+            continue;
+        if (!ec_format_ok(o->format, s, strlen(s)) || !header_safe(s) || *s == '\0')
+            return luaL_error(L, "envclone.%s: option '%s' must be %s", vname, o->name, ec_format_name(o->format));
+        c->options[i] = dup_string(L, s);
+    }
     const char *base = opt_string(L, 2, vname, "base_url");
     make_root(L, vname, "base_url", base ? base : vendor->default_base_url, &c->base);
     /* A vendor's further API roots: their own option, else (base_url given:
@@ -593,6 +617,22 @@ static int l_client_settings(lua_State *L)
     lua_setfield(L, -2, "user_agent");
     lua_pushstring(L, ec_client_http_version(c));
     lua_setfield(L, -2, "http_version");
+    for (int i = 0; c->vendor->settings && c->vendor->settings[i].name && i < EC_MAX_SETTINGS; i++) {
+        if (c->options[i]) {
+            lua_pushstring(L, c->options[i]);
+            lua_setfield(L, -2, c->vendor->settings[i].name);
+        }
+    }
+    /* which credentials the client holds (names only: a read that needs
+     * another one, such as Kontent's subscription_api_key, can tell) */
+    lua_newtable(L);
+    for (int i = 0; c->vendor->credentials[i] && i < EC_MAX_SECRETS; i++) {
+        if (c->secrets[i]) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, c->vendor->credentials[i]);
+        }
+    }
+    lua_setfield(L, -2, "credentials_held");
     return 1;
 }
 

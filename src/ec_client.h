@@ -71,6 +71,7 @@ typedef struct ec_client {
     ec_root bases[EC_MAX_BASES];   /* parallel to vendor->bases; url NULL = none */
     ec_auth scheme_override;       /* from vendor->scheme_option; EC_AUTH_UNSET: by the credential */
     char *secrets[EC_MAX_SECRETS]; /* parallel to vendor->credentials; NULL = not set */
+    char *options[EC_MAX_SETTINGS]; /* parallel to vendor->settings (non-secret); NULL = not set */
     char *user_agent;
     ec_settings settings;          /* timeouts, TLS, proxy, http_version, size cap (ec_transport.h) */
     int closed;
@@ -90,6 +91,10 @@ const char *ec_client_secret(const ec_client *c, const char *name);
 /* The API root `op` is sent to: base_url, or the vendor base it names. */
 const ec_root *ec_client_root(const ec_client *c, const ec_op *op);
 const char *ec_client_base(const ec_client *c, const ec_op *op); /* its url */
+
+/* The value of the vendor's non-secret setting `name` (ec_vendor.settings),
+ * or NULL when the client has none. */
+const char *ec_client_option(const ec_client *c, const char *name);
 
 /* The scheme a credential goes out with (resolves EC_AUTH_TOKEN_OR_JWT). */
 ec_auth ec_client_scheme(const ec_client *c, ec_auth scheme, const char *secret);

@@ -37,11 +37,10 @@ static int l_request(lua_State *L)
 
 static void push_field(lua_State *L, const ec_field *f)
 {
-    static const char *const where[] = { "body", "path", "header" };
     lua_createtable(L, 0, 8);
     lua_pushstring(L, f->name);
     lua_setfield(L, -2, "name");
-    lua_pushstring(L, where[f->in]);
+    lua_pushstring(L, ec_location_name(f->in));
     lua_setfield(L, -2, "in");
     lua_pushstring(L, ec_type_name(f->type));
     lua_setfield(L, -2, "type");
@@ -67,6 +66,11 @@ static void push_field(lua_State *L, const ec_field *f)
     } else if (f->type == EC_T_FREE_OBJECT) {
         lua_pushinteger(L, EC_MAX_NESTING);
         lua_setfield(L, -2, "max_depth");
+    } else if (f->type == EC_T_INTEGER && (f->min_value != 0 || f->max_value != 0)) {
+        lua_pushinteger(L, (lua_Integer)f->min_value);
+        lua_setfield(L, -2, "min_value");
+        lua_pushinteger(L, (lua_Integer)f->max_value);
+        lua_setfield(L, -2, "max_value");
     }
     if (f->reserved) {
         lua_newtable(L);
@@ -87,6 +91,53 @@ static void push_field(lua_State *L, const ec_field *f)
     }
 }
 
+/* A NULL-terminated list of strings as a Lua array. */
+static void push_strings(lua_State *L, const char *const *list)
+{
+    lua_newtable(L);
+    for (int i = 0; list && list[i]; i++) {
+        lua_pushstring(L, list[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* A lookup's argument map: { read's argument = create's argument or client setting }. */
+static void push_arg_map(lua_State *L, const ec_arg_map *m, const char *key)
+{
+    if (m[0].arg == NULL)
+        return;
+    lua_newtable(L);
+    for (int i = 0; i < EC_MAX_LOOKUP_ARGS && m[i].arg; i++) {
+        lua_pushstring(L, m[i].from);
+        lua_setfield(L, -2, m[i].arg);
+    }
+    lua_setfield(L, -2, key);
+}
+
+/* op.lookup: how to find what a create makes by its natural key. */
+static void push_lookup(lua_State *L, const ec_lookup *k)
+{
+    lua_createtable(L, 0, 18);
+    ec_setfield_string(L, "read", k->read);
+    push_arg_map(L, k->args, "args");
+    push_arg_map(L, k->client_args, "client_args");
+    ec_setfield_string(L, "list", k->list);
+    ec_setfield_string(L, "sublist", k->sublist);
+    ec_setfield_string(L, "group_arg", k->group_arg);
+    ec_setfield_string(L, "key", k->key);
+    ec_setfield_string(L, "key_arg", k->key_arg);
+    ec_setfield_string(L, "match", k->match == EC_MATCH_FOLD ? "fold" : "exact");
+    ec_setfield_string(L, "id", k->id);
+    lua_pushboolean(L, k->unique);
+    lua_setfield(L, -2, "unique");
+    ec_setfield_string(L, "exists_reason", k->exists_reason);
+    ec_setfield_string(L, "credential", k->credential);
+    ec_setfield_string(L, "result", k->result == EC_RESULT_READ ? "read" : "object");
+    ec_setfield_string(L, "page_arg", k->page_arg);
+    ec_setfield_string(L, "page_next", k->page_next);
+    ec_setfield_string(L, "source", k->source);
+}
+
 /* core.operations: a read-only description of the table, for the Lua layer
  * (method generation, retry rules) and for docs. */
 static void push_operations(lua_State *L)
@@ -103,8 +154,11 @@ static void push_operations(lua_State *L)
         lua_setfield(L, -2, "method");
         lua_pushstring(L, op->path);
         lua_setfield(L, -2, "path");
+        ec_setfield_string(L, "alt_path", op->alt_path);
         lua_pushboolean(L, op->creates);
         lua_setfield(L, -2, "creates");
+        lua_pushboolean(L, op->deletes);
+        lua_setfield(L, -2, "deletes");
         /* credential: the first (preferred) one; credentials: all, in order */
         lua_pushstring(L, op->auth[0].credential);
         lua_setfield(L, -2, "credential");
@@ -138,13 +192,26 @@ static void push_operations(lua_State *L)
             ec_setfield_string(L, "state_field", w->state_field);
             ec_setfield_string(L, "done", w->done);
             ec_setfield_string(L, "failed", w->failed);
-            ec_setfield_string(L, "pending", w->pending);
+            /* pending: the first state as a string until init.lua's waiter
+             * reads pending_states, the whole list */
+            ec_setfield_string(L, "pending", w->pending ? w->pending[0] : NULL);
+            push_strings(L, w->pending);
+            lua_setfield(L, -2, "pending_states");
             ec_setfield_string(L, "failed_message", w->failed_message);
             if (w->not_yet_status) {
                 lua_pushinteger(L, w->not_yet_status);
                 lua_setfield(L, -2, "not_yet_status");
             }
+            if (w->done_status) {
+                lua_pushinteger(L, w->done_status);
+                lua_setfield(L, -2, "done_status");
+            }
+            ec_setfield_string(L, "id_from_args", w->id_arg_from);
             lua_setfield(L, -2, "waiter");
+        }
+        if (op->lookup) {
+            push_lookup(L, op->lookup);
+            lua_setfield(L, -2, "lookup");
         }
         lua_newtable(L);
         int n = 0;
@@ -174,12 +241,15 @@ static void push_vendors(lua_State *L)
         lua_createtable(L, 0, 2);
         lua_pushstring(L, v->default_base_url);
         lua_setfield(L, -2, "base_url");
-        lua_newtable(L);
-        for (int k = 0; v->credentials[k]; k++) {
-            lua_pushstring(L, v->credentials[k]);
-            lua_rawseti(L, -2, k + 1);
-        }
+        push_strings(L, v->credentials);
         lua_setfield(L, -2, "credentials");
+        /* non-secret options: name -> the format the constructor checks */
+        lua_newtable(L);
+        for (int k = 0; v->settings && v->settings[k].name; k++) {
+            lua_pushstring(L, ec_format_name(v->settings[k].format));
+            lua_setfield(L, -2, v->settings[k].name);
+        }
+        lua_setfield(L, -2, "settings");
         lua_newtable(L);
         for (int k = 0; v->bases && v->bases[k].name; k++) {
             lua_createtable(L, 0, 2);

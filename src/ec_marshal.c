@@ -111,14 +111,6 @@ static const char *lua_type_of(lua_State *L, int idx)
     return lua_typename(L, lua_type(L, idx));
 }
 
-/* ASCII only: toupper() follows the C locale (os.setlocale can change it). */
-static int is_crockford(unsigned char ch)
-{
-    if (ch >= 'a' && ch <= 'z')
-        ch = (unsigned char)(ch - 'a' + 'A');
-    return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z' && ch != 'I' && ch != 'L' && ch != 'O' && ch != 'U');
-}
-
 /* Classes of bytes, spelled out as bits per byte value (every byte of every
  * id and path argument passes here): isxdigit() and isalnum() follow the C
  * locale, which os.setlocale can change to one where 0xE9 is a letter. */
@@ -142,42 +134,6 @@ static const unsigned char byte_class[256] = {
     ['w'] = B_UNRESERVED, ['x'] = B_UNRESERVED, ['y'] = B_UNRESERVED, ['z'] = B_UNRESERVED,
 };
 
-static int format_ok(ec_format f, const char *s, size_t n)
-{
-    switch (f) {
-    case EC_FMT_NONE:
-        return 1;
-    case EC_FMT_ULID:
-        if (n != 26 || s[0] < '0' || s[0] > '7')
-            return 0;
-        for (size_t i = 0; i < n; i++)
-            if (!is_crockford((unsigned char)s[i]))
-                return 0;
-        return 1;
-    case EC_FMT_UUID: {
-        /* 8-4-4-4-12 hex digits, each group a run */
-        static const unsigned char groups[5] = { 8, 4, 4, 4, 12 };
-        if (n != 36)
-            return 0;
-        const unsigned char *p = (const unsigned char *)s;
-        for (int g = 0; g < 5; g++) {
-            if (g > 0 && *p++ != '-')
-                return 0;
-            for (unsigned k = 0; k < groups[g]; k++)
-                if (!(byte_class[*p++] & B_HEX))
-                    return 0;
-        }
-        return 1;
-    }
-    case EC_FMT_TOKEN:
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7E)
-                return 0;
-        return 1;
-    }
-    return 0;
-}
-
 /* Checks the string rules of a field for the value at idx. */
 static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
                         ec_format fmt, const char **out, size_t *outlen)
@@ -195,7 +151,7 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
     size_t hi = (f && f->max_len) ? f->max_len : EC_DEFAULT_MAX_LEN;
     if (chars < lo || chars > hi)
         return bad(v, name, "field '%s' must be %zu-%zu characters long, got %zu", name, lo, hi, chars);
-    if (!format_ok(fmt, s, n)) {
+    if (!ec_format_ok(fmt, s, n)) {
         char shown[64]; /* a credential passed as an id is not echoed, not even in part */
         excerpt(v->c, s, n, shown, sizeof shown);
         return bad(v, name, "field '%s' must be %s, got \"%s\"", name, ec_format_name(fmt), shown);
@@ -217,10 +173,37 @@ static int check_string(vctx *v, const ec_field *f, const char *name, int idx,
         if (strspn(s, ".") == n)
             return bad(v, name, "field '%s' must not be \".\" or \"..\"", name);
     }
-    if (f && f->in == EC_IN_HEADER && !format_ok(EC_FMT_TOKEN, s, n))
+    if (f && f->in == EC_IN_HEADER && !ec_format_ok(EC_FMT_TOKEN, s, n))
         return bad(v, name, "field '%s' is sent as a header and must not contain CR, LF or control characters", name);
     *out = s;
     *outlen = n;
+    return 0;
+}
+
+/* Checks an EC_T_INTEGER value: a Lua integer, or a float with an
+ * integral value (Lua 5.1 and LuaJIT have no other), within the field's
+ * min_value..max_value when it has one. */
+static int check_integer(vctx *v, const ec_field *f, const char *name, int idx, long long *out)
+{
+    lua_State *L = v->L;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return bad(v, name, "field '%s' must be an integer, got %s", name, lua_type_of(L, idx));
+    long long n;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx)) {
+        n = (long long)lua_tointeger(L, idx);
+    } else
+#endif
+    {
+        lua_Number d = lua_tonumber(L, idx);
+        /* range first: casting NaN, inf or 1e300 to long long is undefined */
+        if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) || d != (lua_Number)(long long)d)
+            return bad(v, name, "field '%s' must be an integer, got a number with a fraction or out of range", name);
+        n = (long long)d;
+    }
+    if ((f->min_value != 0 || f->max_value != 0) && (n < f->min_value || n > f->max_value))
+        return bad(v, name, "field '%s' must be between %lld and %lld, got %lld", name, f->min_value, f->max_value, n);
+    *out = n;
     return 0;
 }
 
@@ -371,6 +354,14 @@ static int encode_field(vctx *v, const ec_field *f, const char *name, int idx, e
         if (lua_toboolean(L, idx))
             return ec_buf_add(out, "true", 4) == 0 ? 0 : too_large(v, name);
         return ec_buf_add(out, "false", 5) == 0 ? 0 : too_large(v, name);
+    case EC_T_INTEGER: {
+        long long n = 0;
+        char num[24];
+        if (check_integer(v, f, name, idx, &n) != 0)
+            return -1;
+        int w = snprintf(num, sizeof num, "%lld", n);
+        return ec_buf_add(out, num, (size_t)w) == 0 ? 0 : too_large(v, name);
+    }
     case EC_T_STRING_ARRAY: {
         size_t len;
         if (lua_type(L, idx) != LUA_TTABLE)
@@ -583,13 +574,162 @@ static int percent_encode(ec_buf *b, const char *s, size_t n)
     return 0;
 }
 
+/* The next "{name}" of a path template from *p on: copies name, moves *p
+ * past it; 0 when there is none left. */
+static int next_param(const char **p, char *name, size_t namelen)
+{
+    const char *open = strchr(*p, '{');
+    const char *close = open ? strchr(open, '}') : NULL;
+    if (close == NULL || (size_t)(close - open - 1) >= namelen)
+        return 0;
+    memcpy(name, open + 1, (size_t)(close - open - 1));
+    name[close - open - 1] = '\0';
+    *p = close + 1;
+    return 1;
+}
+
+/* Is argument `name` given (not nil)? */
+static int arg_given(vctx *v, int args, const char *name)
+{
+    const ec_field *f = find_field(v->op, name);
+    if (f != NULL)
+        push_arg(v, f);
+    else
+        raw_field(v->L, args, name);
+    int given = !lua_isnil(v->L, -1);
+    lua_pop(v->L, 1);
+    return given;
+}
+
+/* Does template t name parameter `name`? */
+static int template_has(const char *t, const char *name)
+{
+    char n[64];
+    while (next_param(&t, n, sizeof n))
+        if (strcmp(n, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The first parameter of t that is missing (want_given 0) or, with
+ * want_given 1, given and not in `except`; NULL when none. */
+static const char *template_find(vctx *v, int args, const char *t, int want_given, const char *except,
+                                 char *out, size_t outlen)
+{
+    while (next_param(&t, out, outlen)) {
+        int given = arg_given(v, args, out);
+        if (want_given ? (given && !template_has(except, out)) : !given)
+            return out;
+    }
+    return NULL;
+}
+
+/* "id" / "ecosystemId and alias": a template's parameters, for messages. */
+static void template_words(const char *t, char *out, size_t outlen)
+{
+    char n[64];
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; next_param(&t, n, sizeof n) && used < outlen; i++) {
+        int w = snprintf(out + used, outlen - used, "%s%s", i ? " and " : "", n);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/* The template of this call: the path, or (an operation with alt_path)
+ * the one of the two whose parameters are all given.  Exactly one must
+ * be: neither, or arguments of both ways, is a validation error. */
+static const char *choose_template(vctx *v, int args)
+{
+    const ec_op *op = v->op;
+    if (op->alt_path == NULL)
+        return op->path;
+    char missing[64], extra[64], a[128], b[128];
+    int complete_path = template_find(v, args, op->path, 0, NULL, missing, sizeof missing) == NULL;
+    int complete_alt = template_find(v, args, op->alt_path, 0, NULL, extra, sizeof extra) == NULL;
+    template_words(op->path, a, sizeof a);
+    template_words(op->alt_path, b, sizeof b);
+    if (!complete_path && !complete_alt) {
+        bad(v, missing, "give %s, or %s", a, b);
+        return NULL;
+    }
+    const char *chosen = complete_path ? op->path : op->alt_path;
+    const char *other = complete_path ? op->alt_path : op->path;
+    if (template_find(v, args, other, 1, chosen, extra, sizeof extra) != NULL) {
+        bad(v, extra, "give %s, or %s, not both", a, b);
+        return NULL;
+    }
+    return chosen;
+}
+
+/* The query string: each EC_IN_QUERY argument given, as name=value
+ * (percent-encoded; booleans true/false, integers in decimal). */
+static int build_query(vctx *v)
+{
+    lua_State *L = v->L;
+    ec_buf *url = &v->m->url;
+    char sep = '?';
+    for (const ec_field *f = v->op->fields; f->name; f++) {
+        if (f->in != EC_IN_QUERY)
+            continue;
+        push_arg(v, f);
+        int idx = lua_gettop(L);
+        if (lua_isnil(L, idx)) {
+            lua_pop(L, 1);
+            if (f->required)
+                return bad(v, f->name, "field '%s' is required", f->name);
+            continue;
+        }
+        const char *wire = f->wire ? f->wire : f->name;
+        int rc = 0;
+        if (ec_buf_addc(url, sep) != 0 || percent_encode(url, wire, strlen(wire)) != 0 || ec_buf_addc(url, '=') != 0)
+            rc = bad(v, f->name, "URL is too long");
+        sep = '&';
+        if (rc == 0) {
+            const char *s = NULL;
+            size_t n = 0;
+            char num[24];
+            long long i = 0;
+            switch (f->type) {
+            case EC_T_BOOLEAN:
+                if (lua_type(L, idx) != LUA_TBOOLEAN)
+                    rc = bad(v, f->name, "field '%s' must be a boolean, got %s", f->name, lua_type_of(L, idx));
+                else
+                    s = lua_toboolean(L, idx) ? "true" : "false";
+                n = s ? strlen(s) : 0;
+                break;
+            case EC_T_INTEGER:
+                rc = check_integer(v, f, f->name, idx, &i);
+                if (rc == 0) {
+                    n = (size_t)snprintf(num, sizeof num, "%lld", i);
+                    s = num;
+                }
+                break;
+            default:
+                rc = check_string(v, f, f->name, idx, f->format, &s, &n);
+                break;
+            }
+            if (rc == 0 && percent_encode(url, s, n) != 0)
+                rc = bad(v, f->name, "URL is too long");
+        }
+        lua_pop(L, 1);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int build_url(vctx *v, int args)
 {
     lua_State *L = v->L;
     ec_message *req = v->m;
+    const char *p = choose_template(v, args);
+    if (p == NULL)
+        return -1;
     if (ec_buf_adds(&req->url, ec_client_base(v->c, v->op)) != 0)
         return bad(v, "base_url", "base_url is too long");
-    const char *p = v->op->path;
     while (*p) {
         const char *open = strchr(p, '{');
         if (open == NULL) {
@@ -625,7 +765,7 @@ static int build_url(vctx *v, int args)
             return -1;
         p = close + 1;
     }
-    return 0;
+    return build_query(v);
 }
 
 static int build_body(vctx *v)
@@ -758,6 +898,7 @@ int ec_marshal_request_ex(lua_State *L, const ec_client *c, const ec_op *op, int
     if (check_known_keys(&v, args) != 0 || build_url(&v, args) != 0 || build_body(&v) != 0
         || build_headers(&v) != 0) {
         lua_settop(L, top);
+        ec_buf_clear(&req->url); /* nothing of a refused call is left to send */
         ec_buf_clear(&req->body);
         ec_buf_clear(&req->headers); /* holds the credential */
         if (v.deferred)

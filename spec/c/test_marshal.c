@@ -238,6 +238,144 @@ static void test_requests(void)
     free_client(&nokey);
 }
 
+/* The read and teardown rows (issue 19): query parameters, the second
+ * path template, integers; a failed validation leaves nothing built. */
+static const char *errfield(const char *key);
+
+static void test_lifecycle_requests(void)
+{
+    char field[200];
+    const char *f;
+    tclient v = make_client("versori", "https://h/api/v2");
+    v.cl.bases[0].url = (char *)"https://h/api/connect/v1alpha1";
+    CHECK(build(&v, "list_connection_versions", "{organisation_id='" ULID_ORG "', connection_id='c 1', first=20,"
+                " after='a/b&c=d'}", field, sizeof field) == NULL, "list versions builds");
+    CHECK(strcmp(v.req.url.data, "https://h/api/connect/v1alpha1/o/" ULID_ORG "/connections/c%201/versions"
+                                 "?first=20&after=a%2Fb%26c%3Dd") == 0, "query encoded: %s", v.req.url.data);
+    CHECK(!v.req.has_body, "a GET has no body");
+    CHECK(build(&v, "list_connection_versions", "{organisation_id='" ULID_ORG "', connection_id='c1'}", field,
+                sizeof field) == NULL
+              && strcmp(v.req.url.data, "https://h/api/connect/v1alpha1/o/" ULID_ORG "/connections/c1/versions") == 0,
+          "no query parameter, no '?': %s", v.req.url.data);
+    CHECK(build(&v, "list_connection_versions", "{organisation_id='" ULID_ORG "', connection_id='c1', first=5.0}",
+                field, sizeof field) == NULL && strstr(v.req.url.data, "?first=5") != NULL
+              && strstr(v.req.url.data, "5.0") == NULL, "an integral float is an integer: %s", v.req.url.data);
+    const char *bad_first[] = { "0", "101", "2.5", "'20'", "0/0", "1e300", "true" };
+    for (size_t i = 0; i < sizeof bad_first / sizeof bad_first[0]; i++) {
+        char expr[200];
+        snprintf(expr, sizeof expr, "{organisation_id='" ULID_ORG "', connection_id='c1', first=%s}", bad_first[i]);
+        f = build(&v, "list_connection_versions", expr, field, sizeof field);
+        CHECK(f && strcmp(f, "first") == 0, "first=%s refused: %s", bad_first[i], f ? f : "accepted");
+    }
+    CHECK(build(&v, "delete_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', version='1.0',"
+                " force=true}", field, sizeof field) == NULL, "delete version builds");
+    CHECK(strcmp(v.req.url.data, "https://h/api/connect/v1alpha1/o/" ULID_ORG "/connections/c1/versions/1.0"
+                                 "?force=true") == 0, "boolean query: %s", v.req.url.data);
+    CHECK(strcmp(v.req.method, "DELETE") == 0 && !v.req.has_body, "DELETE without a body");
+    CHECK(build(&v, "delete_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', version='1.0',"
+                " force=false}", field, sizeof field) == NULL && strstr(v.req.url.data, "?force=false") != NULL,
+          "force=false sent: %s", v.req.url.data);
+    f = build(&v, "delete_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', version='1.0',"
+              " force='yes'}", field, sizeof field);
+    CHECK(f && strcmp(f, "force") == 0, "a string for a boolean query parameter refused");
+    f = build(&v, "delete_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', version='default'}",
+              field, sizeof field);
+    CHECK(f && strcmp(f, "version") == 0, "reserved version refused on delete");
+    f = build(&v, "get_connection_version", "{organisation_id='" ULID_ORG "', connection_id='c1', version='latest'}",
+              field, sizeof field);
+    CHECK(f && strcmp(f, "version") == 0, "reserved version refused on get");
+    CHECK(build(&v, "delete_environment", "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ "', environment_id='"
+                ULID_PRJ "'}", field, sizeof field) == NULL, "versori delete builds");
+    CHECK(strcmp(v.req.url.data, "https://h/api/v2/o/" ULID_ORG "/projects/" ULID_PRJ "/environments/" ULID_PRJ) == 0
+              && strcmp(v.req.method, "POST") == 0 && !v.req.has_body, "versori delete: POST %s", v.req.url.data);
+    f = build(&v, "delete_environment", "{organisation_id='" ULID_ORG "', project_id='" ULID_PRJ
+              "', environment_id='clone'}", field, sizeof field);
+    CHECK(f && strcmp(f, "environment_id") == 0, "'clone' is not an environment id (it is the clone endpoint)");
+    free_client(&v);
+
+    tclient d = make_client("droplit", "https://ioe.droplit.io/v0");
+    CHECK(build(&d, "get_environment", "{id='E53c19b2f3008801c0f4c3dca'}", field, sizeof field) == NULL
+              && strcmp(d.req.url.data, "https://ioe.droplit.io/v0/api/environments/E53c19b2f3008801c0f4c3dca") == 0,
+          "droplit by id: %s", d.req.url.data);
+    CHECK(build(&d, "delete_environment", "{ecosystemId='C1', alias='my_alias'}", field, sizeof field) == NULL
+              && strcmp(d.req.url.data, "https://ioe.droplit.io/v0/api/environments/C1;my_alias") == 0
+              && strcmp(d.req.method, "DELETE") == 0,
+          "droplit by alias, ';' as is: %s", d.req.url.data);
+    const char *both_or_neither[][2] = {
+        { "{}", "id" }, { "{ecosystemId='C1'}", "id" }, { "{alias='a'}", "id" },
+        { "{id='E1', alias='a'}", "alias" }, { "{id='E1', ecosystemId='C1'}", "ecosystemId" },
+        { "{id='E1', ecosystemId='C1', alias='a'}", "ecosystemId" },
+    };
+    for (size_t i = 0; i < sizeof both_or_neither / sizeof both_or_neither[0]; i++) {
+        d.req.url.len = 0;
+        if (d.req.url.data)
+            d.req.url.data[0] = '\0';
+        f = build(&d, "get_environment", both_or_neither[i][0], field, sizeof field);
+        CHECK(f && strcmp(f, both_or_neither[i][1]) == 0, "%s refused naming %s: %s", both_or_neither[i][0],
+              both_or_neither[i][1], f ? f : "accepted");
+        CHECK(d.req.url.len == 0, "%s: nothing built (%s)", both_or_neither[i][0], d.req.url.data);
+    }
+    /* the message names both ways */
+    int top = lua_gettop(L);
+    push_args("{ecosystemId='C1'}");
+    CHECK(ec_marshal_request(L, &d.cl, ec_op_find("droplit", "get_environment"), lua_gettop(L), &d.req) == 2,
+          "neither way: nil, err");
+    CHECK(strstr(errfield("message"), "give id, or ecosystemId and alias") != NULL, "message: %s", errfield("message"));
+    lua_settop(L, top);
+    f = build(&d, "delete_environment", "{ecosystemId='C1', alias='my-alias'}", field, sizeof field);
+    CHECK(f && strcmp(f, "alias") == 0, "alias with '-' refused");
+    f = build(&d, "delete_environment", "{ecosystemId='C1', alias=string.rep('a', 25)}", field, sizeof field);
+    CHECK(f && strcmp(f, "alias") == 0, "25-character alias refused");
+    f = build(&d, "delete_environment", "{id=''}", field, sizeof field);
+    CHECK(f && strcmp(f, "id") == 0, "empty id refused");
+    free_client(&d);
+
+    tclient k = make_client("kontent", "https://manage.kontent.ai/v2");
+    CHECK(build(&k, "list_subscription_projects", "{subscription_id='" UUID_A "', continuation='tok+/='}", field,
+                sizeof field) == NULL, "subscription projects build");
+    CHECK(strcmp(k.req.url.data, "https://manage.kontent.ai/v2/subscriptions/" UUID_A "/projects") == 0, "url: %s",
+          k.req.url.data);
+    CHECK(has_header(&k.req, "x-continuation: tok+/="), "continuation header");
+    /* make_client gives every credential the same value; the Subscription API's is its own */
+    k.cl.secrets[1] = (char *)"subscription-key-value";
+    CHECK(build(&k, "list_subscription_projects", "{subscription_id='" UUID_A "'}", field, sizeof field) == NULL
+              && has_header(&k.req, "Authorization: Bearer subscription-key-value"), "subscription key sent");
+    k.cl.secrets[1] = NULL;
+    f = build(&k, "list_subscription_projects", "{subscription_id='" UUID_A "'}", field, sizeof field);
+    CHECK(f && strcmp(f, "subscription_api_key") == 0, "missing subscription key named: %s", f ? f : "accepted");
+    free_client(&k);
+
+    tclient q = make_client("qovery", "https://api.qovery.com");
+    CHECK(build(&q, "list_applications", "{environmentId='" UUID_A "'}", field, sizeof field) == NULL
+              && strcmp(q.req.url.data, "https://api.qovery.com/environment/" UUID_A "/application") == 0,
+          "qovery list: %s", q.req.url.data);
+    CHECK(build(&q, "get_application_status", "{applicationId='" UUID_A "'}", field, sizeof field) == NULL
+              && strcmp(q.req.url.data, "https://api.qovery.com/application/" UUID_A "/status") == 0,
+          "qovery status: %s", q.req.url.data);
+    free_client(&q);
+}
+
+/* A teardown creates nothing: retried like any idempotent request, never
+ * like a create, also when it is a POST (Versori delete_environment). */
+static void test_teardown_policy(void)
+{
+    const ec_op *del = ec_op_find("versori", "delete_environment");
+    const ec_op *clone = ec_op_find("versori", "clone_environment");
+    const ec_op *kdel = ec_op_find("kontent", "delete_environment");
+    CHECK(del && del->deletes && !del->creates && strcmp(del->method, "POST") == 0, "versori delete is a teardown POST");
+    ec_policy p = ec_policy_of(del), pc = ec_policy_of(clone), pk = ec_policy_of(kdel);
+    CHECK(!p.creates && pc.creates, "a teardown POST is not a create");
+    CHECK(p.reuse == pk.reuse && p.safe == pk.safe && p.creates == pk.creates,
+          "a teardown POST has a DELETE's policy");
+    CHECK(ec_policy_status(&p, 502, 0).retryable && !ec_policy_status(&pc, 502, 0).retryable,
+          "502: the teardown is retried, the create is not");
+    CHECK(ec_policy_status(&p, 502, 0).maybe_applied, "502 on a teardown may have applied");
+    ec_transport_error te = { .code = "recv", .sent = 1, .retryable = -1 };
+    CHECK(ec_policy_transport(&p, &te).verdict.retryable && !ec_policy_transport(&pc, &te).verdict.retryable,
+          "a lost answer: the teardown is retried, the create is not");
+    CHECK(ec_policy_undecodable(&p).retryable, "an undecodable 2xx teardown may be retried");
+}
+
 /* Parses a response; leaves result/err on the stack, returns count. */
 static int parse(tclient *t, const char *op_name, long status, const char *body, const char *retry_after)
 {
@@ -498,6 +636,8 @@ int main(void)
     test_utf8();
     test_regressions();
     test_retry_after();
+    test_lifecycle_requests();
+    test_teardown_policy();
     lua_close(L);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
