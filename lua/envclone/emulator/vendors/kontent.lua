@@ -11,7 +11,10 @@ local V = { name = "kontent" }
 
 V.bases = { kontent = "/kontent/v2" }
 
-V.credentials = { api_key = "emu-kontent-key" }
+-- `subscription_api_key`: the Subscription API's own key (Bearer; Enterprise or Flex plans,
+-- https://kontent.ai/learn/docs/apis/openapi/subscription-api), scoped to `seed.subscription_id`;
+-- the Management API refuses it, and the Subscription API refuses `api_key`.
+V.credentials = { api_key = "emu-kontent-key", subscription_api_key = "emu-kontent-subscription-key" }
 
 V.seed = {
   environment_id = "8d20758c-d74c-4f59-ae04-ee928c0816b7",
@@ -21,12 +24,8 @@ V.seed = {
   -- a valid key without the permission: answered 403 (Kontent's errors page: "403 Forbidden:
   -- The provided API key is valid but doesn't provide permission for the specified resource")
   api_key_without_permission = "emu-kontent-key-without-permission",
-  -- The Subscription API's own key (Bearer; Enterprise or Flex plans,
-  -- https://kontent.ai/learn/docs/apis/openapi/subscription-api), scoped to the subscription
-  -- below; the Management API refuses it, and the Subscription API refuses `api_key`.
-  -- (Here until the client takes it as an option; then it moves to `credentials`.)
+  -- The subscription the Subscription API key (`credentials.subscription_api_key`) is scoped to.
   subscription_id = "0f6b2c1e-7a4d-4e8b-9c3f-5d2a1b8e6c40",
-  subscription_api_key = "emu-kontent-subscription-key",
   -- Projects of the subscription (Emulator choice: ids of their own, distinct from any
   -- environment's id); the first holds the seed environment above, each other one a
   -- production environment. More than a page of them (kontent_subscription_page_size).
@@ -379,7 +378,7 @@ end
 -- Emulator choice: the continuation token is opaque to clients; here "ct" and the offset.
 local function continuation_token(offset) return "ct" .. offset end
 
-local SUBSCRIPTION_API_KEY = V.credentials.subscription_api_key or V.seed.subscription_api_key
+local SUBSCRIPTION_API_KEY = V.credentials.subscription_api_key
 
 -- Subscription API `GET /v2/subscriptions/{subscription_id}/projects`
 -- (https://kontent.ai/learn/docs/apis/openapi/subscription-api;
