@@ -497,6 +497,11 @@ end
 
 -- ---------------------------------------------------------------------------
 
+--- Test hook: when set, the origin every new limiter's keys are kept under,
+-- whatever its base URL (spec/nginx/redis_fleet_test.lua: two emulators on
+-- two ports stand in for one vendor seen from two machines).
+limiter.test_origin = nil
+
 --- The limiter of one client: its policy, its store and the key prefix
 -- (vendor and origin).
 -- @tparam string vendor
@@ -538,7 +543,7 @@ function limiter.new(vendor, base_url, rate_limit, dict, timeout, store, failure
     return false
   end
   if dict == nil and not remote then limiter.warn_code_cache(vendor) end
-  return { policy = policy, prefix = vendor .. " " .. limiter.origin(base_url) .. " ", dict = dict,
+  return { policy = policy, prefix = vendor .. " " .. (limiter.test_origin or limiter.origin(base_url)) .. " ", dict = dict,
     hold = timeout + LEASE_GRACE, timeout = timeout, remote = remote, vendor = vendor }
 end
 

@@ -16,8 +16,6 @@
 -- URL: `redis://[[user]:password@]host[:port][/db]` (port 6379, db 0). The
 -- password is never shown: `redis.masked(url)` and every error print it as `***`.
 -- @module envclone.redis
-local runtime = require("envclone.runtime")
-
 local redis = {}
 
 -- Caps on what a reply may hold, so a server that answers garbage costs a
@@ -166,7 +164,9 @@ Conn.__tostring = function(c) return "envclone.redis connection to " .. c.cfg.ur
 -- @treturn[2] nil
 -- @treturn[2] string error (the password never in it)
 function redis.connect(cfg, timeout)
-  local ngx = runtime.cosockets_available()
+  -- envclone.runtime only inside nginx: outside, this module needs no C core
+  -- (the test helpers use it from any interpreter)
+  local ngx = rawget(_G, "ngx") and require("envclone.runtime").cosockets_available()
   local sock, cosocket
   if ngx then
     sock, cosocket = ngx.socket.tcp(), true

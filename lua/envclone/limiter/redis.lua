@@ -74,7 +74,7 @@ return { string.format("%.6f", wait), busy and 1 or 0 }
 
 M.FINISH = PRELUDE .. [[
 local st, now = load_state(KEYS[1], ARGV[3])
-local held = R.finish(st, ARGV[1], now, ARGV[2] == "1")
+local held = R.finish(st, ARGV[1], now, ARGV[2] == "1", ARGV[3] ~= "")
 R.prune(st, now)
 save_state(KEYS[1], st, now)
 return held and 1 or 0
