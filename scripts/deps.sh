@@ -15,6 +15,8 @@ if [ "${1:-demo}" = test ]; then
   want+=(lua-ldoc tmux) # the reference and its docs check; spec/cli_tty_spec.lua (a real terminal)
   want+=(locales) # spec/json_spec.lua: localedef builds a de_DE.UTF-8 locale (issue 11)
   want+=(tinyproxy) # spec/tinyproxy_spec.lua: a real forward proxy, CONNECT to nginx's TLS front end (issue 17)
+  want+=(redis-server) # spec/redis_*, spec/nginx/redis_*: the rate limiter's Redis store (issue 22);
+  # the tests start their own server on a free port (the policy below keeps the system's from starting)
   # LuaJIT build and the nginx test (issue 5): Debian's luajit2 flavour is the
   # one libnginx-mod-http-lua links against (luajit/libluajit-5.1-dev conflict).
   want+=(luajit2 libluajit2-5.1-dev nginx-light libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
