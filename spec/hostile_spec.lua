@@ -144,7 +144,9 @@ describe("a hostile server", function()
       { "Bearer on a create (kontent clone)", function()
         return kontent:clone_environment{ environment_id = ENV, name = "Stolen" } end },
       { "Cookie (versori)", function()
-        local v = envclone.versori{ cookie = "session=" .. KEY, base_url = srv.url, timeout = TIMEOUT, retry = false }
+        -- (reconcile = false: the create alone, no lookup by its name first)
+        local v = envclone.versori{ cookie = "session=" .. KEY, base_url = srv.url, timeout = TIMEOUT, retry = false,
+          reconcile = false }
         return v:create_connection_version{ organisation_id = ULID, connection_id = "c1", name = "v9" } end },
       { "raw authorization (droplit)", function()
         local d = envclone.droplit{ token = KEY, base_url = srv.url, timeout = TIMEOUT, retry = false }

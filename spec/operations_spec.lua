@@ -265,7 +265,7 @@ describe("kontent", function()
     assert.are.equal('[{"op":"rename_environment","value":"QA"}]', last_request().body)
     assert.are.equal("PATCH", last_request().method)
 
-    assert.is_true(k:delete_environment{ environment_id = clone.id })
+    assert.is_true(k:delete_environment{ environment_id = clone.id }.deleted)
     assert.are.equal("DELETE", last_request().method)
     local _, err = k:get_environment{ environment_id = clone.id }
     assert.are.equal(404, err.status)
@@ -305,7 +305,7 @@ describe("kontent", function()
     assert.are.equal(233, derr.code)
     assert.are.equal("production_not_deletable", derr.reason)
     -- the swap made the old production deletable
-    assert.is_true(k:delete_environment{ environment_id = env_id })
+    assert.is_true(k:delete_environment{ environment_id = env_id }.deleted)
   end)
 
   it("validates names, ids, roles and options before sending", function()

@@ -28,9 +28,12 @@ describe("retries of creates", function()
     local retry = { max_attempts = 4, base_delay = 0.001, max_delay = 0.01 }
     -- this spec is about retries: Kontent's client-side limits (400/min) would
     -- only stretch it to a minute (spec/limiter_spec.lua covers them)
+    -- lost answers are looked up (Kontent: no subscription key, so never);
+    -- the emulator's writes are visible at once, so a short grace suffices
+    local reconcile = { grace = 0.1 }
     local kontent = client("kontent", { timeout = 0.2, retry = retry, rate_limit = false })
-    local droplit = client("droplit", { timeout = 0.2, retry = retry })
-    local qovery = client("qovery", { timeout = 0.2, retry = retry })
+    local droplit = client("droplit", { timeout = 0.2, retry = retry, reconcile = reconcile })
+    local qovery = client("qovery", { timeout = 0.2, retry = retry, reconcile = reconcile })
     local ops = core.operations
     local function op_of(vendor, name)
       for _, op in ipairs(ops) do if op.vendor == vendor and op.name == name then return op end end
@@ -108,13 +111,27 @@ describe("retries of creates", function()
     local d = client("droplit", { retry = { base_delay = 0.001 } })
     assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "once" })
     local stats = e:stats()
-    assert.are.equal(2, stats.requests)
+    assert.are.equal(2, stats.by_operation["droplit.create_environment"])
     assert.are.equal(1, stats.applied.creates)
   end)
 
-  it("never retries a create after the connection dropped mid-request", function()
+  it("never re-sends a create after the connection dropped mid-request: it finds it by key", function()
     e:faults{ rules = { { operation = "versori.clone_environment", queue = { "close_after" } } } }
     local v = client("versori")
+    local res = assert(v:clone_environment{ organisation_id = seed.versori.organisation_id,
+      project_id = seed.versori.project_id, oldEnvName = "production", newEnvName = "dropped" })
+    assert.is_true(res.reconciled)
+    assert.is_true(res.lost_error.maybe_applied)
+    assert.are.equal(1, e:stats().by_operation["versori.clone_environment"])
+    assert.are.equal(1, e:stats().applied.creates)
+    local n = 0
+    for _, env in ipairs(res.environments) do if env.name == "dropped" then n = n + 1 end end
+    assert.are.equal(1, n, "the reconciled answer is the project holding the new environment")
+  end)
+
+  it("never retries a create after the connection dropped mid-request (reconcile = false)", function()
+    e:faults{ rules = { { operation = "versori.clone_environment", queue = { "close_after" } } } }
+    local v = client("versori", { reconcile = false })
     local res, err = v:clone_environment{ organisation_id = seed.versori.organisation_id,
       project_id = seed.versori.project_id, oldEnvName = "production", newEnvName = "dropped" }
     assert.is_nil(res)
@@ -129,7 +146,7 @@ describe("retries of creates", function()
     e:faults{ rules = { { operation = "qovery.clone_application", queue = { "slow" }, slow_seconds = 1 } } }
     local q = client("qovery", { timeout = 0.3 })
     local res, err = q:clone_application{ applicationId = seed.qovery.application_id,
-      environment_id = seed.qovery.environment_id, name = "slowpoke" }
+      environment_id = seed.qovery.environment_id, name = "slowpoke", reconcile = false }
     assert.is_nil(res)
     assert.are.equal("timeout", err.kind)
     assert.is_true(err.maybe_applied)
@@ -156,7 +173,7 @@ describe("retries of idempotent calls", function()
     assert(k:get_environment{ environment_id = clone.id }) -- leaves a pooled connection behind
     e:faults{ rules = { { operation = "kontent.delete_environment", queue = { "close_after" } } } }
     -- attempt 1 deleted it and lost the answer; attempt 2 got 404: that is success
-    assert.is_true(k:delete_environment{ environment_id = clone.id })
+    assert.is_true(k:delete_environment{ environment_id = clone.id }.deleted)
     local said
     for _, l in ipairs(logged) do
       if l.level == "info" and l.msg:find("earlier attempt", 1, true) then said = l end
@@ -171,13 +188,12 @@ describe("retries of idempotent calls", function()
     assert.are.equal(2, deletes, "libcurl must not re-send on its own")
   end)
 
-  it("a 404 on the FIRST attempt of a DELETE stays an error (nothing says it applied)", function()
+  it("a 404 on the FIRST attempt of a DELETE is already_gone (success, one attempt)", function()
     local k = client("kontent", { retry = { base_delay = 0.001 } })
-    local res, err = k:delete_environment{ environment_id = "00000000-0000-4000-8000-00000000dead" }
-    assert.is_nil(res)
-    assert.are.equal(404, err.status)
-    assert.are.equal("not_found", err.reason)
-    assert.are.equal(1, err.attempts)
+    local res = assert(k:delete_environment{ environment_id = "00000000-0000-4000-8000-00000000dead" })
+    assert.is_true(res.deleted)
+    assert.is_true(res.already_gone)
+    assert.are.equal(1, e:stats().requests)
   end)
 
   it("mark-as-production answered 500 then 232 on the retry: the first attempt applied", function()

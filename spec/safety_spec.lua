@@ -273,7 +273,7 @@ describe("secrets", function()
   local SECRETS = {
     versori = { token = "versori-SECRET-token-1a2b3c4d5e", cookie = "session=versori-SECRET-cookie-6f7a8b" },
     qovery = { token = "qovery-SECRET-token-9c0d1e2f3a" },
-    kontent = { api_key = "kontent-SECRET-key-4b5c6d7e8f" },
+    kontent = { api_key = "kontent-SECRET-key-4b5c6d7e8f", subscription_api_key = "kontent-SECRET-subkey-7d8e9f0a1b" },
     droplit = { token = "droplit-SECRET-token-0a1b2c3d4e" },
   }
   local texts = {}
@@ -373,6 +373,11 @@ describe("secrets", function()
                     or (f.format or ""):find("UUID") and ENV or "x"
                 end
               end
+            end
+            -- a row addressed by either of two paths (Droplit: id, or
+            -- ecosystemId;alias): the first path's parameters
+            for name in op.path:gmatch("{([^}]+)}") do
+              if args[name] == nil then args[name] = "x" end
             end
             local res, rerr = c[op.name](c, args)
             assert.is_nil(res)

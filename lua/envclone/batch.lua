@@ -53,8 +53,9 @@ end
 
 --- What `b:add` accepts of the clients of a client layer (init.lua): for
 -- each client metatable, the operations and waiters by name, as
--- `{ method, start }` (start: the operation's `start` function, so that
--- the call may start without a task (see run_plain); false for a waiter),
+-- `{ method, start, is_operation }` (start: the operation's `start`
+-- function, so that the call may start without a task (see run_plain);
+-- false for a waiter and for a call that needs the Lua layer first),
 -- and the vendor's name under a private key.
 -- @tparam table vendor_methods vendor -> { name -> method }
 -- @tparam table metatables vendor -> the metatable of its clients
@@ -66,7 +67,9 @@ function batch.callables(vendor_methods, metatables)
     for name, fn in pairs(methods) do
       if type(fn) == "function" and name:sub(1, 1) ~= "_" and name ~= "close" then
         local op = row_of_name[vendor .. "." .. name]
-        t[name] = { fn, op and op.start or false }
+        -- a create looked up by key and a teardown start in a task: their
+        -- first attempt is not one C call
+        t[name] = { fn, op and not call.needs_lua(op) and op.start or false, op ~= nil }
       end
     end
     by_mt[metatables[vendor]] = t
@@ -128,7 +131,7 @@ function Batch:add(what, operation, args)
     end
     -- an operation's per-call options (wait, wait_timeout, retry, ...) are
     -- checked now, as the call checks them before sending: a programmer error
-    if c[2] and type(args) == "table" then
+    if c[3] and type(args) == "table" then
       call.check_args(callable[VENDOR] .. "." .. operation, args, 2)
     end
     local items, k = self._items, 4 * n

@@ -36,21 +36,34 @@ function call.lazy(name)
 end
 local retry = call.lazy("envclone.retry")
 local limiter = call.lazy("envclone.limiter")
+local reconcile = call.lazy("envclone.reconcile")
 
 local pcall_yields = runtime.pcall_yields
 
 --- Per-call arguments the Lua layer owns (name -> kind, see
 -- `envclone.options`); everything else goes to the C core.
 call.call_options = { retry = true, wait = "boolean", wait_timeout = "seconds", wait_interval = "seconds",
-  wait_grace = "seconds", on_progress = "function" }
+  wait_grace = "seconds", on_progress = "function", if_exists = "string", reconcile = true }
 local call_options = call.call_options
 
 --- The operations that take `wait = true`: `"vendor.operation"` -> the
 -- waiter method that follows them (the `waiter` column of the operation table).
 call.waiters = {}
 local waiters = call.waiters
+--- The operation rows by `"vendor.operation"`.
+call.rows = {}
 for _, op in ipairs(core.operations) do
+  call.rows[op.vendor .. "." .. op.name] = op
   if op.waiter then waiters[op.vendor .. "." .. op.name] = op.waiter.name end
+end
+
+--- Does a call of `op` need the Lua layer from its first attempt (a create
+-- looked up by key, a teardown)? Such calls never take the C fast path
+-- (`op.call`, a batch's `op.start`).
+-- @tparam table op
+-- @treturn boolean
+function call.needs_lua(op)
+  return op.lookup ~= nil or op.deletes == true
 end
 
 -- The per-call options of operation `name` ("vendor.operation") that a
@@ -60,6 +73,15 @@ end
 local function check_wait(opts, name, level)
   if opts.wait and not waiters[name] then
     error("envclone: wait = true is not supported by " .. name, level + 1)
+  end
+  if opts.if_exists ~= nil or opts.reconcile ~= nil then
+    local row = call.rows[name]
+    if not (row and row.lookup) then
+      error("envclone: " .. (opts.if_exists ~= nil and "if_exists" or "reconcile") .. " is not supported by "
+        .. name .. " (it has no lookup by key)", level + 1)
+    end
+    reconcile.check_if_exists(opts.if_exists, level + 1)
+    reconcile.policy(opts.reconcile, nil, level + 1)
   end
 end
 
@@ -217,14 +239,53 @@ function call.run(client, op, args, policy, first_err, first_req)
   return retry.loop(op, args, policy, client._hooks, call.attempt, limit, transport, res, err, req)
 end
 
+-- The id a waiter follows: from the create's answer (`id_result`) or, for
+-- a deletion, from the call's own arguments (`id_from_args`).
+local function waited_id(w, res, args)
+  if w.id_from_args then return rawget(args, w.id_from_args) end
+  return type(res) == "table" and res[w.id_result] or nil
+end
+
+-- Waits after `op` succeeded with `res` (`wait = true`): the row's waiter,
+-- with the call's wait options. Returns res and the last state, or nil and
+-- the waiter's error with what was made in `created`.
+local function wait_after(self, op, res, args, opts)
+  local w = op.waiter
+  local id = waited_id(w, res, args)
+  local id_name = w.id_from_args or w.id_result
+  local wargs = { [w.id_arg] = id, timeout = opts.wait_timeout, interval = opts.wait_interval,
+    grace = opts.wait_grace, on_progress = opts.on_progress }
+  -- The clone exists: an error raised from here on (on_progress, or the
+  -- log hook on a poll) must not lose it. Protected where pcall may span
+  -- the waiter's yields (everywhere but a batch task under PUC Lua 5.1).
+  local ok, state, werr
+  if pcall_yields or runtime.scheduler() == nil then
+    ok, state, werr = pcall(self[w.name], self, wargs)
+    if not ok then error(retry.raised_after_create(state, op, res), 0) end
+  else
+    state, werr = self[w.name](self, wargs)
+  end
+  if not state then
+    -- the object exists (or its deletion started); only the wait failed
+    -- (just the id: the full answer holds Kontent's API key, and errors
+    -- get logged)
+    werr.created = { [id_name] = id }
+    return nil, werr
+  end
+  if type(res) == "table" and op.deletes then res.state = state end
+  return res, state
+end
+
 --- The method of operation `op` (a client's `op.name`): the C fast path
--- first, else the checks, `call.run`, and the waiter when `wait = true`.
+-- first, else the checks, `call.run` (through `envclone.reconcile` for a
+-- create with a lookup and a teardown), and the waiter when `wait = true`.
 -- @tparam table op the operation's row
 -- @treturn function method(self, args)
 function call.method(op)
   local name = op.vendor .. "." .. op.name
-  local waiter = waiters[name]
   local op_call = op.call
+  local lookup, deletes = op.lookup ~= nil, op.deletes == true
+  local needs_lua = lookup or deletes
   return function(self, args)
     -- The plain sequential call over libcurl (no limiter, no log hook): the
     -- first attempt is one C call, and the retry loop takes over only when
@@ -233,7 +294,8 @@ function call.method(op)
     -- call.fast_handle's test written out, and runtime.ngx()'s as
     -- `rawget(_G, "ngx") == nil`: a Lua call costs about 200 instructions here.
     local handle = fast_clients[self]
-    if handle ~= nil and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
+    if handle ~= nil and (not needs_lua or lookup and self._reconcile == false)
+      and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
       local res, err, req = op_call(handle, args, call_options)
       if res ~= nil or err ~= nil then
         if req == nil then return res, err end
@@ -253,31 +315,23 @@ function call.method(op)
       opts, args = split_call_options(args, name, 2)
       if opts.retry ~= nil then policy = retry.policy(opts.retry, self._retry) end
     end
-    local res, err = call.run(self, op, args, policy)
+    local res, err
+    if lookup and type(args) == "table" then
+      local rpolicy = self._reconcile
+      if opts and opts.reconcile ~= nil then rpolicy = reconcile.policy(opts.reconcile, self._reconcile, 2) end
+      if rpolicy == nil then rpolicy = reconcile.defaults end
+      res, err = reconcile.create(self, self._handle, op, args, opts and opts.if_exists or "error", rpolicy,
+        function(a) return call.run(self, op, a, policy) end)
+    elseif deletes then
+      res, err = reconcile.delete(function() return call.run(self, op, args, policy) end)
+      if res and res.already_gone then return res end
+    else
+      res, err = call.run(self, op, args, policy)
+    end
     if res == nil or not (opts and opts.wait) then
       return res, err
     end
-    local w = op.waiter
-    local new_id = type(res) == "table" and res[w.id_result] or nil
-    local wargs = { [w.id_arg] = new_id, timeout = opts.wait_timeout, interval = opts.wait_interval,
-      grace = opts.wait_grace, on_progress = opts.on_progress }
-    -- The clone exists: an error raised from here on (on_progress, or the
-    -- log hook on a poll) must not lose it. Protected where pcall may span
-    -- the waiter's yields (everywhere but a batch task under PUC Lua 5.1).
-    local ok, state, werr
-    if pcall_yields or runtime.scheduler() == nil then
-      ok, state, werr = pcall(self[waiter], self, wargs)
-      if not ok then error(retry.raised_after_create(state, op, res), 0) end
-    else
-      state, werr = self[waiter](self, wargs)
-    end
-    if not state then
-      -- the clone exists; only the wait failed (just the id: the full answer
-      -- holds Kontent's API key, and errors get logged)
-      werr.created = { [w.id_result] = new_id }
-      return nil, werr
-    end
-    return res, state
+    return wait_after(self, op, res, args, opts)
   end
 end
 

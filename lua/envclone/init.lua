@@ -60,7 +60,7 @@ end
 -- Options the Lua layer owns (name -> kind, see envclone.options); everything
 -- else goes to the C core, which rejects what it does not know.
 local layer_options = { retry = true, on_retry = "function", log = "function", transport = true,
-  pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true,
+  pool_size = "number", keepalive_timeout = "number", rate_limit = true, rate_limit_dict = true, reconcile = true,
   rate_limit_store = true, rate_limit_store_failure = true }
 
 local Client = {}
@@ -94,7 +94,11 @@ local function make_waiter(vendor, w)
     unknown_timeout = "seconds", on_progress = true }
   local where = "envclone: " .. w.name
   local not_yet = { [w.state_field] = "not_visible_yet" }
-  local documented = table.concat({ w.pending, w.done, w.failed }, ", ")
+  local pending = {}
+  local pending_list = type(w.pending) == "table" and w.pending or w.pending_states or { w.pending }
+  for _, s in ipairs(pending_list) do pending[s] = true end
+  local documented = table.concat(pending_list, ", ") .. ", " .. w.done .. ", " .. w.failed
+  local gone = { [w.state_field] = w.done }
   return function(self, args)
     if type(args) ~= "table" then
       error("envclone: " .. w.name .. " takes a table of arguments", 2)
@@ -114,6 +118,8 @@ local function make_waiter(vendor, w)
         if w.not_yet_status and err.status == w.not_yet_status and runtime.now() - start < grace then
           return false, not_yet
         end
+        -- a deletion is done when the object is gone (Qovery: DELETED, then 404)
+        if w.done_status and err.status == w.done_status then return true, gone end
         return nil, err
       end
       local s = type(state) == "table" and state[w.state_field]
@@ -122,7 +128,7 @@ local function make_waiter(vendor, w)
         return nil, core.error{ kind = "state", vendor = vendor, operation = w.name,
           message = w.failed_message, state = state }
       end
-      if s == w.pending then
+      if pending[s] then
         unknown_since = nil
       else
         local now = runtime.now()
@@ -156,6 +162,21 @@ end
 --   (kind "timeout", or kind "state" with `state` when cloning failed, and
 --   with reason "unknown_state" too when the state was one Kontent does not
 --   document for `unknown_timeout` seconds)
+-- @raise on an unknown argument
+
+--- Qovery: after `delete_application`, poll `get_application_status` until
+-- the state is `DELETED` or the application answers 404 (Qovery's OpenAPI
+-- spec: DELETE answers 204 and the deletion runs in the background; its
+-- Terraform provider waits the same way, client/application.go). The
+-- states on the way are DELETE_QUEUED, DELETING and WAITING_DELETING;
+-- DELETE_ERROR ends the wait with an error. `delete_application{ ...,
+-- wait = true }` calls it.
+-- @function qovery:wait_for_deletion
+-- @tparam table args `applicationId`, and `timeout` (600 s), `interval`
+--   (2 s), `max_interval` (30 s), `unknown_timeout` (60 s), `on_progress`
+--   (as for `kontent:wait_for_cloning`)
+-- @return the last state table (`{state = "DELETED"}`), or nil, err (kind
+--   "timeout", or kind "state" when the deletion failed)
 -- @raise on an unknown argument
 for _, op in ipairs(core.operations) do
   if op.waiter then vendor_methods[op.vendor][op.waiter.name] = make_waiter(op.vendor, op.waiter) end
@@ -226,7 +247,12 @@ local function new_client(vendor, opts, level)
       mine.rate_limit_dict, settings.timeout, mine.rate_limit_store, mine.rate_limit_store_failure)
     if not okl then error(limit, level) end
   end
+  local reconcile_policy -- nil: reconcile.defaults
+  if mine.reconcile ~= nil then
+    reconcile_policy = require("envclone.reconcile").policy(mine.reconcile, nil, level)
+  end
   local client = setmetatable({
+    _reconcile = reconcile_policy,
     _limit = limit,
     _handle = handle,
     _retry = mine.retry ~= nil and retry.policy(mine.retry) or nil, -- nil: retry.defaults
