@@ -155,6 +155,30 @@ describe("the read and teardown rows on the wire", function()
   end
 end)
 
+describe("a host transport carries the same request", function()
+  it("the query and Droplit's ';' reach a Lua transport in request.url as they go on the wire", function()
+    package.path = "examples/?.lua;" .. package.path
+    local inner = require("luasocket_transport").new()
+    local urls = {}
+    local transport = { perform = function(req)
+      urls[#urls + 1] = req.method .. " " .. req.url
+      return inner.perform(req)
+    end }
+    local v = client("versori", { transport = transport })
+    assert(v:list_connection_versions{ organisation_id = ORG, connection_id = "c1", first = 3, after = "x y" })
+    v:close()
+    answer(204, "")
+    local d = client("droplit", { transport = transport })
+    assert(d:delete_environment{ ecosystemId = "C1", alias = "pr_7" })
+    d:close()
+    assert.are.same({ "GET " .. srv.url .. CONNECT .. "/c1/versions?first=3&after=x%20y",
+      "DELETE " .. srv.url .. "/v0/api/environments/C1;pr_7" }, urls)
+    local log = captured()
+    assert.are.same({ CONNECT .. "/c1/versions?first=3&after=x%20y", "/v0/api/environments/C1;pr_7" },
+      { log[1].target, log[2].target })
+  end)
+end)
+
 -- { label, vendor, operation, args, field named (nil: any) }
 local bad_cases = {
   { "a reserved version on delete", "versori", "delete_connection_version",
