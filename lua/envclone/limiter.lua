@@ -543,7 +543,8 @@ function limiter.new(vendor, base_url, rate_limit, dict, timeout, store, failure
     return false
   end
   if dict == nil and not remote then limiter.warn_code_cache(vendor) end
-  return { policy = policy, prefix = vendor .. " " .. (limiter.test_origin or limiter.origin(base_url)) .. " ", dict = dict,
+  local origin = limiter.test_origin or limiter.origin(base_url)
+  return { policy = policy, prefix = vendor .. " " .. origin .. " ", dict = dict,
     hold = timeout + LEASE_GRACE, timeout = timeout, remote = remote, vendor = vendor }
 end
 

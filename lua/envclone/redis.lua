@@ -107,7 +107,10 @@ function redis.encode(...)
 end
 
 local function err_reply(msg) return { redis_error = msg } end
-redis.is_error = function(v) return type(v) == "table" and v.redis_error ~= nil end
+--- Whether a reply is an error reply (`{ redis_error = text }`).
+-- @param v a reply
+-- @treturn boolean
+function redis.is_error(v) return type(v) == "table" and v.redis_error ~= nil end
 
 --- Reads one reply with `read(pattern)` (LuaSocket's `receive`: "*l" for a
 -- line, a number for that many bytes). Error replies come back as
