@@ -1,6 +1,7 @@
 --- The emulator's control API, under `/_emulator/`:
 --
---    GET    stats        counters: requests, by_operation, applied.{creates,by_operation}, created_names
+--    GET    stats        counters: requests, by_operation, applied.{creates,by_operation}, created_names,
+--                        faults (kind -> requests that got it)
 --    GET    requests     the last 200 vendor requests (method, path, query, headers, body, operation, fault, status)
 --    GET    state        the whole state, per vendor (debugging aid)
 --    GET    objects      the objects per vendor, per parent, keyed for counting and finding
@@ -47,6 +48,7 @@ local function stats_view(emu)
     by_operation = copy_counts(s.by_operation),
     applied = object{ creates = s.applied.creates, by_operation = copy_counts(s.applied.by_operation) },
     created_names = copy_counts(s.created_names),
+    faults = copy_counts(s.faults),
   }
 end
 

@@ -274,6 +274,7 @@ function Emulator:reset()
     by_operation = {},
     applied = { creates = 0, by_operation = {} },
     created_names = {},
+    faults = {},          -- fault kind -> how many requests got it
   }
   self.log = {}
   self.log_seq = 0
@@ -438,6 +439,7 @@ function Emulator:handle(req)
     resp = vendor.admit and vendor.admit(self, ctx, key)
     if not resp then
       fault, rule = faults.pick(self.faults, route.op)
+      if fault then util.increment(self.stats.faults, fault) end
       if fault == "404" then
         resp = vendor.error(ctx, 404, "not found")
       elseif fault == "429" or fault == "503" then

@@ -226,6 +226,11 @@ local function delete_application(emu, ctx)
   local app, answer = find_app(emu, ctx)
   if not app then return answer end
   local qs = ctx.state
+  -- Emulator choice: an application already DELETED is gone for a DELETE
+  -- (the 404 it answers a moment later), as for Qovery's Terraform provider
+  if deletion_state(emu, qs, app.id) == "DELETED" then
+    return err(404, "application " .. app.id .. " not found")
+  end
   if not qs.deleting[app.id] then
     qs.deleting[app.id] = emu.clock()
     emu:applied(ctx.op, nil, false)
