@@ -172,7 +172,7 @@ describe("an HTTP/2 server that answers", function()
       { "PATCH", PATH, function() return c:rename_environment{ environment_id = ENV, name = "Renamed over h2" } end,
         function(res) assert.are.equal("Renamed over h2", res.environment) end },
       { "DELETE", PATH, function() return c:delete_environment{ environment_id = ENV } end,
-        function(res) assert.is_true(res) end },
+        function(res) assert.is_true(res.deleted) end },
     }
     for i, case in ipairs(cases) do
       local method, target, run, check = case[1], case[2], case[3], case[4]
