@@ -51,6 +51,8 @@ describe("rate_limit_store: 4 Lua processes and 2 nginx workers on one Redis", f
       origin = "kontent.test" })
     server:write_conf(server:conf{ workers = 2, http = {
       "lua_shared_dict jobs 1m;",
+      -- a paused Redis is a read timeout, which nginx would log as an error of its own
+      "lua_socket_log_errors off;",
       "init_worker_by_lua_block { require('spec.nginx.redis_fleet_app').init_worker() }",
     }, server = {
       "location / { content_by_lua_block { require('spec.nginx.redis_fleet_app').handle() } }",
@@ -162,6 +164,30 @@ describe("rate_limit_store: 4 Lua processes and 2 nginx workers on one Redis", f
   it("the same with clocks moved by +-0.5 s and +-5 s: the clock is Redis's", function()
     within_limits(run({ 0.5, -0.5, 0, 0 }))
     within_limits(run({ 5, -5, 0, 0 }))
+  end)
+
+  it("inside nginx, Redis paused: the workers go on through the fallback, one log line each", function()
+    eb:reset()
+    eb:config{ kontent_rate_limit = true }
+    r:call("FLUSHALL")
+    local before = select(2, server:log():gsub("rate_limit_store [^\n]* unavailable", ""))
+    r:pause()
+    local ok, err = pcall(function()
+      local job = string.format("%d", get("/start?n=4&at=0").id)
+      local deadline, res = socket.gettime() + 20
+      repeat
+        socket.sleep(0.1)
+        res = get("/results?id=" .. job)
+      until (res["0"] and res["1"]) or socket.gettime() > deadline
+      assert.are.same({ 200, 200, 200, 200 }, res["0"])
+      assert.are.same({ 200, 200, 200, 200 }, res["1"])
+      local log = server:log()
+      local lines = select(2, log:gsub("rate_limit_store [^\n]* unavailable", "")) - before
+      assert.is_true(lines >= 1 and lines <= 2, log)
+      assert.is_nil(log:find("fleet-pw", 1, true))
+    end)
+    r:resume()
+    assert(ok, err)
   end)
 
   it("the client-clock switch (test only) breaks the limits: this test can fail", function()
