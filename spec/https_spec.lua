@@ -90,7 +90,10 @@ for _, f in ipairs(fronts) do
       local seen_before = {}
       for _, l in ipairs(entries) do
         assert.are.equal(f.protocol, l.protocol, l.method .. " " .. l.uri)
-        assert.matches("^2", l.status, l.method .. " " .. l.uri)
+        -- (a create's lookup by key, a GET before it, finds nothing: 404)
+        if not (l.method == "GET" and l.status == "404") then
+          assert.matches("^2", l.status, l.method .. " " .. l.uri)
+        end
         if l.method ~= "GET" then
           -- a create (or PUT/PATCH/DELETE) opens its own connection: nothing went before it there
           assert.is_nil(seen_before[l.connection], l.method .. " " .. l.uri .. " went out on a reused connection")
@@ -122,23 +125,27 @@ for _, f in ipairs(fronts) do
       local r = b:run()
       close_all(c)
       assert.are.equal(48, r.succeeded, (r.failed or 0) .. " failed")
-      local entries = log_of(front[f.port], 48)
-      assert.are.equal(48, #entries)
+      -- and one GET before each Droplit, Qovery and Versori create: its lookup
+      -- by key (envclone.reconcile; Kontent's needs a subscription key)
+      local entries = log_of(front[f.port], 60)
+      assert.are.equal(60, #entries)
       local gets, others = connections(entries)
       for _, l in ipairs(entries) do assert.are.equal(f.protocol, l.protocol) end
       -- each create on a connection no other create used
       for conn, n in pairs(others) do assert.are.equal(1, n, "two creates on connection " .. conn) end
       if f.protocol == "HTTP/2.0" then
-        -- multiplexed: the 32 GETs ride one or two connections as streams
-        assert.is_true(count_keys(gets) <= 2, count_keys(gets) .. " connections for 32 GETs")
+        -- multiplexed: the 44 GETs ride a few connections as streams
+        assert.is_true(count_keys(gets) <= 3, count_keys(gets) .. " connections for 44 GETs")
       else
-        assert.is_true(count_keys(gets) <= 32)
+        assert.is_true(count_keys(gets) <= 44)
       end
     end)
 
     it("resumes the TLS session on each create after the first (a fresh connection, not a full handshake)",
       function()
-        local d = envclone.droplit(front:client_options("droplit", front[f.origin]))
+        local opts = front:client_options("droplit", front[f.origin])
+        opts.reconcile = false -- the creates alone: no lookup GET between them
+        local d = envclone.droplit(opts)
         for i = 1, 10 do
           assert(d:create_environment{ ecosystemId = e.seed.droplit.ecosystem_id, alias = "r_" .. i })
         end

@@ -174,9 +174,18 @@ static void set_url(ec_easy *e, const char *text)
 #define EC_MIN_BUFFER 1024L
 #define EC_MAX_BUFFER 16384L
 
-static void receive_buffer(ec_easy *e)
+static void receive_buffer(ec_easy *e, int may_multiplex)
 {
     long want = e->next_buffer_size ? e->next_buffer_size : EC_MIN_BUFFER;
+    /* Over HTTP/2, libcurl 7.88 writes one stream's DATA into another
+     * transfer's receive buffer while it drains the shared connection, and
+     * it copies as much as its own buffer holds: with buffers of different
+     * sizes on one connection that is a heap overflow (ASan, a batch of
+     * GETs multiplexed with PIPEWAIT through nginx `ssl http2`; the class
+     * of curl/curl#10525).  A transfer that may share an HTTP/2 connection
+     * keeps libcurl's one default size, the same for every handle. */
+    if (may_multiplex)
+        want = EC_MAX_BUFFER;
     if (want != e->buffer_size) {
         curl_easy_setopt(e->h, CURLOPT_BUFFERSIZE, want);
         e->buffer_size = want;
@@ -661,7 +670,8 @@ int ec_curl_setup(ec_easy *e, const ec_settings *s, const ec_policy *p, const ec
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->slist);
     set_url(e, m->url.data); /* never NULL: a built message has a URL */
-    receive_buffer(e);
+    receive_buffer(e, s->http_version != EC_HTTP_1_1
+                          && (strncmp(m->url.data, "https", 5) == 0 || s->http_version == EC_HTTP_2));
     /* A create over https may meet HTTP/2 (unless http_version = "1.1"):
      * watch what the server says of a stream it does not answer (on_debug).  Only creates need it (an
      * idempotent call is retried anyway), and they open a connection and
