@@ -436,3 +436,236 @@ describe("errors and secrets", function()
     assert.is_false(err.maybe_applied)
   end)
 end)
+
+describe("the read and teardown rows, once each, through the client", function()
+  -- the last `n` requests' operation names, oldest first
+  local function last_ops(n)
+    local log, out = e:requests(), {}
+    for i = #log - n + 1, #log do out[#out + 1] = log[i].operation end
+    return out
+  end
+
+  describe("versori", function()
+    local org, project, conn
+
+    before_each(function()
+      org, project, conn = seed.versori.organisation_id, seed.versori.project_id, seed.versori.connection_id
+    end)
+
+    it("get_project reads the project and its environments", function()
+      local p = assert(client("versori"):get_project{ organisation_id = org, project_id = project })
+      assert.are.equal(project, p.id)
+      local names = {}
+      for _, env in ipairs(p.environments) do names[#names + 1] = env.name end
+      assert.are.same(seed.versori.environments, names)
+      local req = last_request()
+      assert.are.same({ "GET", "/versori/api/v2/o/" .. org .. "/projects/" .. project },
+        { req.method, req.path })
+      assert.are.equal("Bearer " .. creds.versori.token, req.headers.authorization)
+    end)
+
+    it("delete_environment removes a clone by its ULID; a second delete is already_gone", function()
+      local v = client("versori")
+      local cloned = assert(v:clone_environment{ organisation_id = org, project_id = project,
+        oldEnvName = "staging", newEnvName = "pr-19" })
+      local id
+      for _, env in ipairs(cloned.environments) do if env.name == "pr-19" then id = env.id end end
+      assert.is_string(id)
+      local args = { organisation_id = org, project_id = project, environment_id = id }
+      local res = assert(v:delete_environment(args))
+      assert.is_true(res.deleted)
+      assert.is_nil(res.already_gone)
+      assert.are.equal(project, res.answer.id) -- the answer is the project, without it
+      for _, env in ipairs(res.answer.environments) do assert.are_not.equal(id, env.id) end
+      local req = last_request()
+      assert.are.same({ "POST", "/versori/api/v2/o/" .. org .. "/projects/" .. project .. "/environments/" .. id },
+        { req.method, req.path })
+      local again = assert(v:delete_environment(args))
+      assert.are.same({ true, true }, { again.deleted, again.already_gone })
+      local p = assert(v:get_project{ organisation_id = org, project_id = project })
+      assert.are.equal(#seed.versori.environments, #p.environments)
+      -- a name where the ULID goes: refused, nothing sent
+      rejects("environment_id", function()
+        return v:delete_environment{ organisation_id = org, project_id = project, environment_id = "clone" }
+      end)
+    end)
+
+    it("connection versions: get, list page by page, delete (force for a published one)", function()
+      local v = client("versori")
+      local function at(extra)
+        local a = { organisation_id = org, connection_id = conn }
+        for k, x in pairs(extra or {}) do a[k] = x end
+        return a
+      end
+      assert(v:create_connection_version(at{ name = "v2" }))
+      local got = assert(v:get_connection_version(at{ version = "v2" }))
+      assert.are.equal("v2", got.name)
+      assert.are.equal("/versori/api/connect/v1alpha1/o/" .. org .. "/connections/" .. conn .. "/versions/v2",
+        last_request().path)
+      -- one version a page, following pageInfo.next (bounded: 10 pages)
+      local names, after = {}, nil
+      for _ = 1, 10 do
+        local page = assert(v:list_connection_versions(at{ first = 1, after = after }))
+        assert.are.equal("first=1" .. (after and "&after=" .. after or ""), last_request().query)
+        for _, item in ipairs(page.items) do names[#names + 1] = item.name end
+        after = page.pageInfo.next
+        if type(after) ~= "string" then break end
+      end
+      assert.are.same({ seed.versori.version, "v2" }, names)
+
+      -- the seed's version is published: refused without force, once (never retried)
+      local retrying = e:client("versori")
+      local before = requests()
+      local res, err = retrying:delete_connection_version(at{ version = seed.versori.version })
+      assert.is_nil(res)
+      assert.are.same({ "http", 409, "published" }, { err.kind, err.status, err.reason }, tostring(err))
+      assert.are.equal(before + 1, requests(), "a refused delete is not retried")
+      local forced = assert(retrying:delete_connection_version(at{ version = seed.versori.version, force = true }))
+      assert.are.same({ true }, { forced.deleted, forced.already_gone })
+      assert.are.same({ "DELETE", "force=true" }, { last_request().method, last_request().query })
+      local _, gone = v:get_connection_version(at{ version = seed.versori.version })
+      assert.are.equal("not_found", gone.reason)
+      -- a draft needs no force; the second delete finds it gone
+      assert.is_true(assert(v:delete_connection_version(at{ version = "v2" })).deleted)
+      local again = assert(v:delete_connection_version(at{ version = "v2" }))
+      assert.is_true(again.already_gone)
+      rejects("version", function() return v:delete_connection_version(at{ version = "latest", force = true }) end)
+    end)
+  end)
+
+  describe("qovery", function()
+    it("get_application, get_application_status and list_applications read the seed application", function()
+      local q = client("qovery")
+      local app_id, env_id = seed.qovery.application_id, seed.qovery.environment_id
+      local app = assert(q:get_application{ applicationId = app_id })
+      assert.are.same({ app_id, seed.qovery.application_name }, { app.id, app.name })
+      assert.are.equal("/qovery/application/" .. app_id, last_request().path)
+      local status = assert(q:get_application_status{ applicationId = app_id })
+      assert.are.same({ app_id, "DEPLOYED" }, { status.id, status.state })
+      assert.are.equal("/qovery/application/" .. app_id .. "/status", last_request().path)
+      local list = assert(q:list_applications{ environmentId = env_id })
+      assert.are.equal(1, #list.results)
+      assert.are.equal(app_id, list.results[1].id)
+      assert.are.equal("/qovery/environment/" .. env_id .. "/application", last_request().path)
+      local _, err = q:get_application{ applicationId = "00000000-0000-4000-8000-000000000000" }
+      assert.are.same({ 404, "not_found" }, { err.status, err.reason })
+    end)
+
+    it("delete_application with wait = true returns at DELETED; a second delete is already_gone", function()
+      e:config{ qovery_delete_seconds = 0.1 }
+      local q = client("qovery")
+      local app = assert(q:clone_application{ applicationId = seed.qovery.application_id, name = "pr-19",
+        environment_id = seed.qovery.environment_id })
+      local before = requests()
+      local res, state = q:delete_application{ applicationId = app.id, wait = true, wait_interval = 0.05 }
+      assert.is_table(res, tostring(state))
+      assert.is_true(res.deleted)
+      assert.is_nil(res.already_gone)
+      assert.are.equal("DELETED", res.state.state)
+      assert.are.equal("DELETED", state.state)
+      -- the DELETE, then status polls until DELETED or 404
+      local ops = last_ops(requests() - before)
+      assert.are.equal("qovery.delete_application", ops[1])
+      assert.is_true(#ops >= 2)
+      for i = 2, #ops do assert.are.equal("qovery.get_application_status", ops[i]) end
+      -- DELETED is final; the application then leaves the list (a 404): 2 s at most
+      local err
+      for _ = 1, 40 do
+        local found
+        found, err = q:get_application{ applicationId = app.id }
+        if not found then break end
+        require("socket").sleep(0.05)
+      end
+      assert.are.equal("not_found", err and err.reason)
+      local again = assert(q:delete_application{ applicationId = app.id, wait = true, wait_interval = 0.05 })
+      assert.are.same({ true, true }, { again.deleted, again.already_gone })
+      assert.are.equal("qovery.delete_application", last_request().operation) -- nothing to wait for
+      local list = assert(q:list_applications{ environmentId = seed.qovery.environment_id })
+      assert.are.equal(1, #list.results)
+    end)
+  end)
+
+  describe("kontent", function()
+    it("list_subscription_projects pages through every project by continuation", function()
+      local k = client("kontent")
+      local names, token, pages = {}, nil, 0
+      for _ = 1, 10 do
+        local page = assert(k:list_subscription_projects{ subscription_id = seed.kontent.subscription_id,
+          continuation = token })
+        pages = pages + 1
+        local req = last_request()
+        assert.are.equal("Bearer " .. creds.kontent.subscription_api_key, req.headers.authorization)
+        assert.are.equal(token, req.headers["x-continuation"])
+        for _, p in ipairs(page.projects) do names[#names + 1] = p.name end
+        token = page.pagination.continuation_token
+        if type(token) ~= "string" then break end
+      end
+      local want = {}
+      for _, p in ipairs(seed.kontent.projects) do want[#want + 1] = p.name end
+      assert.are.same(want, names)
+      assert.is_true(pages >= 2, "the seed's projects take more than one page")
+      -- without the subscription key the call cannot be made, and nothing is sent
+      local plain = client("kontent", { subscription_api_key = emu.OMIT })
+      local before = requests()
+      local res, err = plain:list_subscription_projects{ subscription_id = seed.kontent.subscription_id }
+      assert.is_nil(res)
+      assert.is_truthy(tostring(err):find("subscription_api_key", 1, true), tostring(err))
+      assert.are.equal(before, requests())
+    end)
+
+    it("delete_environment: a clone goes, then already_gone; production is refused, never retried", function()
+      local k = client("kontent")
+      local clone = assert(k:clone_environment{ environment_id = seed.kontent.environment_id, name = "PR 19" })
+      local res = assert(k:delete_environment{ environment_id = clone.id })
+      assert.are.same({ true }, { res.deleted, res.already_gone })
+      local again = assert(k:delete_environment{ environment_id = clone.id })
+      assert.are.same({ true, true }, { again.deleted, again.already_gone })
+      local retrying = e:client("kontent")
+      local before = requests()
+      local gone, err = retrying:delete_environment{ environment_id = seed.kontent.environment_id }
+      assert.is_nil(gone)
+      assert.are.same({ "http", 400, 233, "production_not_deletable" },
+        { err.kind, err.status, err.code, err.reason }, tostring(err))
+      assert.are.equal(before + 1, requests(), "a refused delete is not retried")
+      assert(k:get_environment{ environment_id = seed.kontent.environment_id })
+    end)
+  end)
+
+  describe("droplit", function()
+    local eco
+
+    before_each(function() eco = seed.droplit.ecosystem_id end)
+
+    it("get_environment by id and by ecosystemId and alias", function()
+      local d = client("droplit")
+      local env = assert(d:create_environment{ ecosystemId = eco, alias = "pr_19" })
+      local by_id = assert(d:get_environment{ id = env.id })
+      assert.are.same({ env.id, eco }, { by_id.id, by_id.ecosystemId })
+      assert.are.equal("/droplit/v0/api/environments/" .. env.id, last_request().path)
+      local by_alias = assert(d:get_environment{ ecosystemId = eco, alias = "pr_19" })
+      assert.are.equal(env.id, by_alias.id)
+      assert.are.equal("/droplit/v0/api/environments/" .. eco .. ";pr_19", last_request().path)
+      local _, err = d:get_environment{ ecosystemId = seed.droplit.other_ecosystem_id, alias = "pr_19" }
+      assert.are.same({ 404, "not_found" }, { err.status, err.reason })
+      rejects("id", function() return d:get_environment{ ecosystemId = eco } end)
+    end)
+
+    it("delete_environment by id and by alias; a second delete is already_gone", function()
+      local d = client("droplit")
+      local a = assert(d:create_environment{ ecosystemId = eco, alias = "del_a" })
+      local b = assert(d:create_environment{ ecosystemId = eco, alias = "del_b" })
+      local res = assert(d:delete_environment{ ecosystemId = eco, alias = "del_a" })
+      assert.are.same({ true }, { res.deleted, res.already_gone })
+      assert.are.same({ "DELETE", "/droplit/v0/api/environments/" .. eco .. ";del_a" },
+        { last_request().method, last_request().path })
+      local _, err = d:get_environment{ id = a.id }
+      assert.are.equal("not_found", err.reason)
+      assert.is_true(assert(d:delete_environment{ ecosystemId = eco, alias = "del_a" }).already_gone)
+      res = assert(d:delete_environment{ id = b.id })
+      assert.are.same({ true }, { res.deleted, res.already_gone })
+      assert.are.equal("/droplit/v0/api/environments/" .. b.id, last_request().path)
+      assert.is_true(assert(d:delete_environment{ id = b.id }).already_gone)
+      assert.are.equal(0, e:control("GET", "objects").droplit.ecosystems[eco].count)
+    end)
+  end)
+end)
