@@ -19,9 +19,9 @@
 #include "ec_ops.h"
 #include "ec_policy.h"
 #include "ec_request.h"
+#include "ec_signal.h"
 #include "ec_transport.h"
 
-#include <errno.h>
 #include <time.h>
 
 /* core.request(client, opname, args) -> request | nil, err */
@@ -282,7 +282,8 @@ static void push_vendors(lua_State *L)
 }
 
 /* core.sleep(seconds): a blocking sleep for plain Lua; OpenResty code
- * uses ngx.sleep instead (see envclone.runtime). */
+ * uses ngx.sleep instead (see envclone.runtime).  Ends early, or at once,
+ * while a signal caught by core.catch_signals is pending (ec_signal.c). */
 static int l_sleep(lua_State *L)
 {
     lua_Number secs = luaL_checknumber(L, 1);
@@ -290,10 +291,23 @@ static int l_sleep(lua_State *L)
         return 0;
     if (secs > 86400)
         secs = 86400;
-    struct timespec ts;
-    ts.tv_sec = (time_t)secs;
-    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    /* A pending signal of core.catch_signals ends the sleep (its handler
+     * has no SA_RESTART: nanosleep returns EINTR); any other EINTR sleeps
+     * on.  Slices bound the wait for a signal that lands just before a
+     * nanosleep starts. */
+    double deadline = ec_now() + secs;
+    for (;;) {
+        if (ec_signal_pending() > 0)
+            break;
+        double left = deadline - ec_now();
+        if (left <= 0)
+            break;
+        if (ec_signal_catching() && left > EC_SIGNAL_SLICE)
+            left = EC_SIGNAL_SLICE;
+        struct timespec ts;
+        ts.tv_sec = (time_t)left;
+        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL);
     }
     return 0;
 }
@@ -338,6 +352,9 @@ static const luaL_Reg core_functions[] = {
     { "sleep", l_sleep },
     { "now", l_now },
     { "retry_after_seconds", l_retry_after_seconds },
+    { "catch_signals", ec_signal_lua_catch },
+    { "interrupted", ec_signal_lua_interrupted },
+    { "clear_interrupted", ec_signal_lua_clear },
     { NULL, NULL }
 };
 

@@ -18,6 +18,7 @@
 #include "ec_clock.h"
 #include "ec_curl.h"
 #include "ec_request.h"
+#include "ec_signal.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -303,24 +304,29 @@ static const ec_op *op_of_start(lua_State *L, int idx)
     return op;
 }
 
-/* m:poll(seconds) -> transfers finished and not yet taken by next().
- * Drives every transfer; while none has finished, sleeps in poll(2) until
- * a socket or a libcurl timer needs attention, for at most `seconds` in
- * all.  Looping here, not in Lua, keeps a batch's loop to one turn per
- * finished transfer or so: with answers arriving one by one, most wake-ups
- * finish nothing. */
+/* m:poll(seconds[, acted]) -> transfers finished and not yet taken by
+ * next().  Drives every transfer; while none has finished, sleeps in
+ * poll(2) until a socket or a libcurl timer needs attention, for at most
+ * `seconds` in all.  Looping here, not in Lua, keeps a batch's loop to one
+ * turn per finished transfer or so: with answers arriving one by one, most
+ * wake-ups finish nothing.  It also returns once more than `acted` (0)
+ * signals caught by core.catch_signals are pending: the batch's loop
+ * passes how many it has acted on already (ec_signal.h). */
 static int l_poll(lua_State *L)
 {
     ec_multi *mu = check_multi(L, 1);
     lua_Number secs = luaL_optnumber(L, 2, 0);
+    long acted = (long)luaL_optinteger(L, 3, 0);
     int running = 0;
     curl_multi_perform(mu->m, &running);
     if (running == mu->added && running > 0 && secs > 0) {
         double deadline = ec_now() + (secs > 86400 ? 86400 : secs);
         for (;;) {
             double left = deadline - ec_now();
-            if (left <= 0)
+            if (left <= 0 || ec_signal_pending() > acted)
                 break;
+            if (ec_signal_catching() && left > EC_SIGNAL_SLICE)
+                left = EC_SIGNAL_SLICE;
             if (curl_multi_poll(mu->m, NULL, 0, (int)(left * 1000.0 + 0.999), NULL) != CURLM_OK)
                 break; /* the caller sees nothing finished and comes back */
             curl_multi_perform(mu->m, &running);

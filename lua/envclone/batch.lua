@@ -175,7 +175,23 @@ end
 -- `{ ok = false, err = <error object> }` (a task that raised something other
 -- than an envclone error gets one with `kind = "task"`), and
 -- `results.succeeded`, `results.failed`. One failure never stops the others.
+--
+-- Interrupts, when the program asked for them (`core.catch_signals{ "INT",
+-- "TERM" }`; the library installs no handler of its own): once a caught
+-- signal is pending (`core.interrupted()`, also one that came before
+-- `run`), no more items start; items asleep (a waiter, a back-off, a
+-- rate-limit wait) or waiting for a slot end with kind "interrupted"; the
+-- requests on the wire run to their answer or their timeout. A second
+-- signal abandons those (kind "interrupted", `sent` and `maybe_applied`
+-- true). Then `run` raises an error object: kind "interrupted", `signal`
+-- ("SIGINT"), `results` (the table above, every item filled in: an item
+-- never started is `{ ok = false, err = { kind = "interrupted", sent =
+-- false, maybe_applied = false } }`; one cut off after sending has
+-- `maybe_applied = true`; a wait cut off after its create succeeded has
+-- `created`, the new object's id as a waiter error has it). The signal
+-- stays pending until `core.clear_interrupted()`.
 -- @treturn table results
+-- @raise kind "interrupted" (see above)
 function Batch:run()
   if getmetatable(self) ~= Batch then
     error("envclone.batch: call run with ':' (b:run())", 2)
@@ -186,13 +202,28 @@ function Batch:run()
   self._state = "running"
   self._done = 0
   local results = { succeeded = 0, failed = 0 }
+  local signal
   if runtime.in_openresty() then
-    require("envclone.batch.nginx").run(self, results, record)
+    signal = require("envclone.batch.nginx").run(self, results, record)
   else
-    require("envclone.batch.plain").run(self, results, record)
+    signal = require("envclone.batch.plain").run(self, results, record)
   end
   self._state = "done"
   self._items = {}
+  if signal then
+    for i = 1, self._n do
+      if results[i] == nil then
+        results[i] = { ok = false, err = runtime.interrupted_error(signal, { sent = false, maybe_applied = false },
+          "not started: the batch was interrupted by " .. signal) }
+        results.failed = results.failed + 1
+      end
+    end
+    local e = runtime.interrupted_error(signal, nil, string.format(
+      "the batch was interrupted by %s: %d succeeded, %d failed (err.results holds every item)", signal,
+      results.succeeded, results.failed))
+    e.results = results
+    error(e, 2)
+  end
   return results
 end
 

@@ -82,20 +82,73 @@ function runtime.scheduler()
   return co and schedulers[co] or nil
 end
 
+--- The error of an interrupt: kind "interrupted", `signal` ("SIGINT"),
+-- and `fields` copied in (`sent`, `maybe_applied`, `created`, ...).
+-- @tparam string signal
+-- @tparam[opt] table fields
+-- @tparam[opt] string message
+-- @treturn table an error object
+function runtime.interrupted_error(signal, fields, message)
+  local e = core.error{ kind = "interrupted", message = message or ("interrupted by " .. tostring(signal)) }
+  e.signal = signal
+  for k, v in pairs(fields or {}) do e[k] = v end
+  return e
+end
+
+--- Raises the interrupt's error (`interrupted_error`, `sent = false`)
+-- when a signal caught by `core.catch_signals` is pending (see
+-- `core.interrupted`); nothing otherwise. Nothing is ever pending in a
+-- program that did not ask for signals.
+function runtime.check_interrupt()
+  local sig = core.interrupted()
+  if sig then error(runtime.interrupted_error(sig, { sent = false }), 0) end
+end
+
+--- What a call or a batch item that an interrupt cut off reports: `err`
+-- itself unless it is the interrupt's; then with `sent` and
+-- `maybe_applied` true when anything of the item went on the wire (`sent`),
+-- and, when the interrupt came in a waiter after the create succeeded (the
+-- error `call.method` raises then: kind "hook", its `cause` the
+-- interrupt's), an interrupt error carrying `created` (the new id).
+-- @param err the error the item ended with
+-- @tparam string signal the signal acted on
+-- @tparam[opt] boolean sent whether the item put anything on the wire
+-- @return the error to record
+function runtime.interrupted_item(err, signal, sent)
+  if type(err) ~= "table" then return err end
+  local cause = err.cause
+  if err.kind == "hook" and type(cause) == "table" and cause.kind == "interrupted" and err.created ~= nil then
+    local e = runtime.interrupted_error(cause.signal or signal, { sent = true, maybe_applied = true,
+      created = err.created, vendor = err.vendor, operation = err.operation },
+      "interrupted by " .. tostring(cause.signal or signal) .. " while waiting; the create succeeded (see created)")
+    return e
+  end
+  if err.kind ~= "interrupted" then return err end
+  err.sent = sent == true or err.sent == true
+  err.maybe_applied = err.maybe_applied == true or err.sent
+  return err
+end
+
 --- Sleep without blocking others where the host allows it: inside a batch
 -- task the batch's loop runs the other tasks meanwhile; inside nginx,
--- ngx.sleep; otherwise a blocking sleep.
+-- ngx.sleep; otherwise a blocking sleep. When the program asked for
+-- signals (`core.catch_signals`), a pending one ends the sleep with the
+-- error of `check_interrupt` (kind "interrupted"): a waiter, a retry's
+-- back-off or a rate-limit wait stops there rather than sending again.
 -- @tparam number seconds
 function runtime.sleep(seconds)
-  if seconds <= 0 then return end
   local co = coroutine.running()
   local scheduler = co and schedulers[co]
   if scheduler then
-    scheduler:sleep(seconds)
+    if seconds > 0 then scheduler:sleep(seconds) end
   elseif runtime.in_openresty() then
-    runtime.ngx().sleep(seconds)
+    if seconds > 0 then runtime.ngx().sleep(seconds) end
+    runtime.check_interrupt()
   else
+    runtime.check_interrupt()
+    if seconds <= 0 then return end
     core.sleep(seconds)
+    runtime.check_interrupt()
   end
 end
 

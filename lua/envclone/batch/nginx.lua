@@ -10,9 +10,11 @@ local nginx = {}
 local Nginx = {}
 Nginx.__index = Nginx
 
---- Inside a task: ngx.sleep.
+--- Inside a task: ngx.sleep (a pending interrupt, see `core.catch_signals`,
+-- raises its error after it).
 function Nginx.sleep(_, seconds)
   runtime.ngx().sleep(seconds)
+  runtime.check_interrupt()
 end
 
 --- Inside a task: one exchange, once a slot is free.
@@ -21,6 +23,12 @@ function Nginx.send(self, transport, req)
     local ok, err = self.sem:wait(60)
     if ok then break end
     if err ~= "timeout" then error("envclone.batch: semaphore: " .. tostring(err)) end
+  end
+  -- interrupted: nothing more goes on the wire
+  local iok, ierr = pcall(runtime.check_interrupt)
+  if not iok then
+    self.sem:post(1)
+    error(ierr, 0)
   end
   local ok, res, err
   if transport == nil then
@@ -38,6 +46,8 @@ end
 -- @tparam table self the batch
 -- @tparam table results
 -- @tparam function record
+-- @treturn ?string the signal when a caught one was pending at the end
+--   (its items, not started, raised kind "interrupted" when they came to send)
 function nginx.run(self, results, record)
   local ngx = runtime.ngx()
   local semaphore = require("ngx.semaphore")
@@ -82,6 +92,7 @@ function nginx.run(self, results, record)
   for i = 1, #threads do
     ngx.thread.wait(threads[i])
   end
+  return (require("envclone.core").interrupted())
 end
 
 return nginx

@@ -33,7 +33,9 @@ Plain.__index = Plain
 --- Inside a task: sleep `seconds` while the others run (`wake` may end the
 -- sleep early).
 function Plain.sleep(_, seconds)
-  coroutine.yield(SLEEP, seconds)
+  -- an interrupt ends the sleep with its error (see plain.run)
+  local tag, err = coroutine.yield(SLEEP, seconds)
+  if tag == RAISE then error(err, 0) end
 end
 
 --- Inside a task: one exchange of `req`, over the batch's multi handle (a
@@ -57,9 +59,19 @@ end
 
 --- Runs every item of batch `self` on one libcurl multi handle, recording
 -- each outcome with `record(self, results, i, ok, a, b)`.
+--
+-- Interrupts (a signal caught by `core.catch_signals`, seen through
+-- `core.interrupted`): the first stops starting items; tasks asleep (a
+-- waiter, a back-off, a rate-limit wait) or waiting for a slot on the wire
+-- end there with the interrupt's error, and the transfers on the wire run
+-- to their end (or their timeout): an item cut off records
+-- `runtime.interrupted_item` of its error. A second signal abandons the
+-- transfers on the wire (their items: kind "interrupted", `sent` and
+-- `maybe_applied` true). Items never started are left out of `results`.
 -- @tparam table self the batch (`_items`, `_n`, `_max`, `_on_progress`, `_done`)
 -- @tparam table results
 -- @tparam function record
+-- @treturn ?string the signal ("SIGINT") when interrupted, else nil
 function plain.run(self, results, record)
   local total, max = self._n, self._max
   local items = self._items
@@ -87,6 +99,12 @@ function plain.run(self, results, record)
   local idle, n_idle = {}, 0
   local next_item = 1
   local run_ready -- (below)
+  -- Interrupts: the signal acted on (nil: none), how many were pending
+  -- then, and the items that had put on the wire a request that may act
+  -- (not `safe`: item -> true; a call started without a task is on the
+  -- wire while its slots are in `items`)
+  local signal, acted, item_sent = nil, 0, {}
+  local interrupted = core.interrupted
 
   local function push_ready(co, x, y, z)
     rtail = rtail + 1
@@ -174,7 +192,12 @@ function plain.run(self, results, record)
     drop(i)
     if res ~= nil or req == nil then
       record(self, results, i, true, res, err)
+    elseif signal then
+      -- interrupted: no retry starts; the failure as it is
+      req:release()
+      record(self, results, i, true, nil, err)
     else
+      if not req.safe then item_sent[i] = true end
       local op = row_of_start[op_start]
       spawn(i, function()
         return call.run(client, op, args, nil, err, req)
@@ -215,7 +238,11 @@ function plain.run(self, results, record)
       -- the item raised: its worker is dead
       local i = item_of[co]
       item_of[co] = nil
+      if signal then tag = runtime.interrupted_item(tag, signal, item_sent[i]) end
       record(self, results, i, false, tag)
+    elseif signal and (tag == SEND or tag == SLEEP) then
+      -- interrupted: nothing more goes on the wire, no task sleeps on
+      push_ready(co, RAISE, runtime.interrupted_error(signal, tag == SEND and { sent = false } or nil))
     elseif tag == SEND then
       stail = stail + 1
       sq_co[stail], sq_req[stail] = co, x
@@ -224,6 +251,7 @@ function plain.run(self, results, record)
       item_of[co] = nil
       n_idle = n_idle + 1
       idle[n_idle] = co
+      if signal and x == nil then y = runtime.interrupted_item(y, signal, item_sent[i]) end
       record(self, results, i, true, x, y)
     elseif tag == SLEEP then
       seq = seq + 1
@@ -256,8 +284,41 @@ function plain.run(self, results, record)
     end
   end
 
-  while self._done < total do
-    start_items()
+  -- The first interrupt: tasks asleep or waiting for a slot raise it.
+  local function stop()
+    for co, e in pairs(asleep) do
+      asleep[co] = nil
+      e[3] = false
+      push_ready(co, RAISE, runtime.interrupted_error(signal))
+    end
+    for k = #timers, 1, -1 do timers[k] = nil end
+    while shead <= stail do
+      push_ready(sq_co[shead], RAISE, runtime.interrupted_error(signal, { sent = false }))
+      sq_co[shead], sq_req[shead] = nil, nil
+      shead = shead + 1
+    end
+  end
+
+  while true do
+    local sig, count = interrupted()
+    if sig and count > acted then
+      if signal then
+        -- a second signal: the transfers on the wire are abandoned
+        for i = 1, next_item - 1 do
+          if results[i] == nil then
+            local op = items[4 * i - 3] ~= nil and row_of_start[items[4 * i]]
+            local acts = item_sent[i] or (op and op.method ~= "GET" and op.method ~= "HEAD") or false
+            record(self, results, i, true, nil, runtime.interrupted_error(signal,
+              { sent = acts or op ~= nil, maybe_applied = acts }, "abandoned on a second signal"))
+          end
+        end
+        break
+      end
+      signal, acted = sig, 1
+      stop()
+    end
+    if self._done >= (signal and next_item - 1 or total) then break end
+    if not signal then start_items() end
     while n_inflight < max and shead <= stail do
       local co, req = sq_co[shead], sq_req[shead]
       sq_co[shead], sq_req[shead] = nil, nil
@@ -267,13 +328,14 @@ function plain.run(self, results, record)
       if not ok then
         push_ready(co, RAISE, added)
       elseif added then
+        if not req.safe then item_sent[item_of[co]] = true end
         sender[next_id] = co
         n_inflight = n_inflight + 1
       else
         push_ready(co, nil, err)
       end
     end
-    if rhead > rtail and self._done < total then
+    if rhead > rtail and self._done < (signal and next_item - 1 or total) then
       local wait = 3600
       if n_yielded > 0 then
         wait = 0 -- a task yielded to the scheduler: poll, do not sleep
@@ -281,12 +343,12 @@ function plain.run(self, results, record)
         wait = math.max(0, timers[1][1] - runtime.now())
       end
       if n_inflight > 0 then
-        if multi:poll(wait) > 0 then collect() end
+        if multi:poll(wait, acted) > 0 then collect() end
       elseif n_yielded > 0 then -- luacheck: ignore 542
         -- nothing on the wire to poll
       elseif timers[1] then
         core.sleep(wait)
-      elseif next_item > total then
+      elseif next_item > total or signal then
         error("envclone.batch: internal error: no task can run") -- every task waits on nothing
       end
       if timers[1] then
@@ -308,6 +370,7 @@ function plain.run(self, results, record)
     run_ready()
   end
   multi:close()
+  return signal
 end
 
 return plain
