@@ -518,9 +518,18 @@ static void slist_free(struct curl_slist *headers)
     curl_slist_free_all(headers);
 }
 
-/* Does the list hold exactly the message's headers, and "Expect:" when
- * `expect` (then it is reused)? */
-static int slist_matches(const struct curl_slist *l, const ec_message *m, int expect)
+/* The entries that end a request's header list after its own: none; or
+ * "Expect:" (no 100-continue round trip before a body); or, for a POST
+ * without a body (Versori's delete_environment), "Expect:" and
+ * "Content-Type:" too -- libcurl would otherwise label the empty POST
+ * application/x-www-form-urlencoded, which it is not. */
+static const char *const tail_none[] = { NULL };
+static const char *const tail_body[] = { "Expect:", NULL };
+static const char *const tail_empty_post[] = { "Expect:", "Content-Type:", NULL };
+
+/* Does the list hold exactly the message's headers and `tail` (then it
+ * is reused)? */
+static int slist_matches(const struct curl_slist *l, const ec_message *m, const char *const *tail)
 {
     const char *entry = m->headers.data;
     for (size_t i = 0; i < m->nheaders; i++, l = l->next) {
@@ -528,13 +537,13 @@ static int slist_matches(const struct curl_slist *l, const ec_message *m, int ex
             return 0;
         entry += strlen(entry) + 1;
     }
-    /* then the "Expect:" that ends a list with a body */
-    if (!expect)
-        return l == NULL;
-    return l != NULL && l->next == NULL;
+    for (; *tail; tail++, l = l->next)
+        if (l == NULL || strcmp(l->data, *tail) != 0)
+            return 0;
+    return l == NULL;
 }
 
-static struct curl_slist *build_slist(const ec_message *m, int expect)
+static struct curl_slist *build_slist(const ec_message *m, const char *const *tail)
 {
     struct curl_slist *headers = NULL;
     const char *entry = m->headers.data;
@@ -545,15 +554,15 @@ static struct curl_slist *build_slist(const ec_message *m, int expect)
         headers = next;
         entry += strlen(entry) + 1;
     }
-    if (!expect)
-        return headers;
-    /* no "Expect: 100-continue" round trip before a body; a request
-     * without one leaves it out (libcurl scans the list for many names on
-     * every transfer, so a shorter list is a cheaper one) */
-    struct curl_slist *next = curl_slist_append(headers, "Expect:");
-    if (next == NULL)
-        goto oom;
-    return next;
+    /* (a request without a tail leaves it out: libcurl scans the list for
+     * many names on every transfer, so a shorter list is a cheaper one) */
+    for (; *tail; tail++) {
+        struct curl_slist *next = curl_slist_append(headers, *tail);
+        if (next == NULL)
+            goto oom;
+        headers = next;
+    }
+    return headers;
 oom:
     slist_free(headers);
     return NULL;
@@ -656,11 +665,11 @@ int ec_curl_setup(ec_easy *e, const ec_settings *s, const ec_policy *p, const ec
     const char *method = m->method;
     int is_get = method[0] == 'G';
     int is_post = method[0] == 'P' && method[1] == 'O';
-    int expect = m->has_body || is_post;
-    if (x->slist == NULL || !slist_matches(x->slist, m, expect)) {
+    const char *const *tail = m->has_body ? tail_body : is_post ? tail_empty_post : tail_none;
+    if (x->slist == NULL || !slist_matches(x->slist, m, tail)) {
         slist_free(x->slist);
-        x->slist = build_slist(m, expect);
-        if (x->slist == NULL && (expect || m->nheaders > 0)) {
+        x->slist = build_slist(m, tail);
+        if (x->slist == NULL && (*tail || m->nheaders > 0)) {
             te->code = "transport";
             te->sent = 0;
             te->retryable = 0;
