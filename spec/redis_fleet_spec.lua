@@ -52,4 +52,24 @@ describe("rate_limit_store: a holder stopped past its lease", function()
     limiter.release(ticket, true)
     for _, f in ipairs{ ready, out, errf } do os.remove(f) end
   end)
+
+  it("ENVCLONE_RATE_LIMIT_STORE names the store of a client that does not", function()
+    local e = emu.start{ kontent_rate_limit = true }
+    r:call("FLUSHALL")
+    local out = os.tmpname()
+    local lua = os.getenv("ENVCLONE_LUA") or "lua5.4"
+    local cmd = "env ENVCLONE_RATE_LIMIT_STORE=" .. emu.quote(r.url) .. " WORKER_URL=" .. emu.quote(e.base_urls.kontent)
+      .. " WORKER_KEY=" .. emu.quote(e.credentials.kontent.api_key) .. " WORKER_ENV="
+      .. emu.quote(e.seed.kontent.environment_id) .. " WORKER_N=2 timeout 30 " .. lua
+      .. " spec/support/redis_worker.lua >" .. out .. " 2>&1"
+    local ok = os.execute(cmd)
+    local text = emu.read_file(out) or ""
+    os.remove(out)
+    e:stop()
+    assert.is_truthy(ok == true or ok == 0, text)
+    assert.are.same({ 200, 200 }, cjson.decode(text), text)
+    local k = next(r:keys())
+    assert.is_truthy(k, "no key in Redis")
+    assert.matches("^envclone:rl:", k)
+  end)
 end)

@@ -40,7 +40,7 @@ if env("WORKER_MODE") == "hold" then
 end
 
 local k = envclone.kontent{ api_key = env("WORKER_KEY"), base_url = env("WORKER_URL"), timeout = timeout,
-  retry = false, rate_limit_store = env("WORKER_STORE") }
+  retry = false, rate_limit_store = env("WORKER_STORE") } -- unset: ENVCLONE_RATE_LIMIT_STORE
 local statuses = {}
 for i = 1, tonumber(env("WORKER_N") or "5") do
   local res, err = k:get_environment{ environment_id = env("WORKER_ENV") }
