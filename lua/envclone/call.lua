@@ -276,6 +276,30 @@ local function wait_after(self, op, res, args, opts)
   return res, state
 end
 
+-- Why a client's creates cannot be looked up by key (a credential or a
+-- setting it lacks, or reconcile = false), per client and operation:
+-- false when they can. Asked once per client (weak keys).
+local lookup_why_not = setmetatable({}, { __mode = "k" })
+local function why_not(self, op)
+  local per = lookup_why_not[self]
+  if not per then
+    per = {}
+    lookup_why_not[self] = per
+  end
+  local why = per[op]
+  if why == nil then
+    why = self._reconcile == false and "reconcile = false" or reconcile.client_why_not(op, self._handle) or false
+    per[op] = why
+  end
+  return why
+end
+
+-- A create that goes without its lookup: a lost answer says why.
+local function unlooked(res, err, why)
+  if res == nil and err and err.maybe_applied and err.not_reconciled == nil then err.not_reconciled = why end
+  return res, err
+end
+
 --- The method of operation `op` (a client's `op.name`): the C fast path
 -- first, else the checks, `call.run` (through `envclone.reconcile` for a
 -- create with a lookup and a teardown), and the waiter when `wait = true`.
@@ -294,12 +318,20 @@ function call.method(op)
     -- call.fast_handle's test written out, and runtime.ngx()'s as
     -- `rawget(_G, "ngx") == nil`: a Lua call costs about 200 instructions here.
     local handle = fast_clients[self]
-    if handle ~= nil and (not needs_lua or lookup and self._reconcile == false)
-      and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
-      local res, err, req = op_call(handle, args, call_options)
-      if res ~= nil or err ~= nil then
-        if req == nil then return res, err end
-        return call.run(self, op, args, self._retry, err, req)
+    if handle ~= nil and (self._transport == "curl" or rawget(_G, "ngx") == nil) then
+      -- a create whose client cannot look it up goes as any other call
+      local why = lookup and why_not(self, op)
+      if not needs_lua or why then
+        local res, err, req = op_call(handle, args, call_options)
+        if res ~= nil or err ~= nil then
+          if req == nil then
+            if why then return unlooked(res, err, why) end
+            return res, err
+          end
+          if not why then return call.run(self, op, args, self._retry, err, req) end
+          local r, e = call.run(self, op, args, self._retry, err, req)
+          return unlooked(r, e, why)
+        end
       end
     end
     if getmetatable(self) == nil or self._handle == nil then

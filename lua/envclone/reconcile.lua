@@ -102,17 +102,14 @@ local function new_error(op, fields)
   return core.error(fields)
 end
 
---- Why the lookup of `op` cannot run for this call, or nil when it can.
+--- Why the lookup of `op` can never run for the client of `handle` (a
+-- credential or a setting it lacks), or nil when it can. The same for
+-- every call of that client: `envclone.call` asks once per client.
 -- @tparam table op the create's row
--- @tparam table args the create's arguments
 -- @param handle the client's core handle
 -- @treturn ?string why not
-local function unusable(op, args, handle)
+function reconcile.client_why_not(op, handle)
   local l = op.lookup
-  local key = type(args) == "table" and rawget(args, l.key_arg) or nil
-  if key == nil or key == "" then
-    return op.vendor .. "." .. op.name .. " without '" .. l.key_arg .. "' has no key to look up"
-  end
   if l.credential or l.client_args then
     local s = handle:settings()
     if l.credential and not (s.credentials_held and s.credentials_held[l.credential]) then
@@ -124,6 +121,16 @@ local function unusable(op, args, handle)
       end
     end
   end
+end
+
+-- Why the lookup of `op` cannot run for this call, or nil when it can.
+local function unusable(op, args, handle)
+  local l = op.lookup
+  local key = type(args) == "table" and rawget(args, l.key_arg) or nil
+  if key == nil or key == "" then
+    return op.vendor .. "." .. op.name .. " without '" .. l.key_arg .. "' has no key to look up"
+  end
+  return reconcile.client_why_not(op, handle)
 end
 
 -- The candidates of one answer: the list (or, with a sublist, the sublist of
