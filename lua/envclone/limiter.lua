@@ -62,6 +62,13 @@
 -- `lua_shared_dict` instead, so all workers share one limit, and so does
 -- every request when `lua_code_cache` is off (each request then has a Lua
 -- VM of its own: a client without the dict logs a warning once per worker).
+-- A client with `rate_limit_store = "redis://..."` keeps it in Redis, shared
+-- by every process and machine naming that store (envclone.limiter.redis,
+-- doc/limits.md): the rule (envclone.limiter.rule, the same source every
+-- store runs) is decided there by a script, on Redis's clock; this Lua
+-- state's queue still orders its own waiters, and only the head asks Redis.
+-- Redis down: this Lua state's or the dict's store serves ("local"), or the
+-- call fails ("closed").
 -- A key's state is freed once its log has emptied and nothing waits or is in
 -- flight, whether or not the key is used again. Waiting uses the batch's
 -- loop, nginx's semaphores or `envclone.runtime.sleep`, never blocking a
