@@ -47,6 +47,7 @@ build = {
         "src/ec_buf.c", "src/ec_ops.c", "src/ec_policy.c", "src/ec_json.c", "src/ec_client.c", "src/ec_mask.c", "src/ec_error.c",
         "src/ec_marshal.c", "src/ec_parse.c",
         "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c", "src/ec_request.c", "src/ec_multi.c",
+        "src/ec_signal.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "src", "$(CURL_INCDIR)" },
@@ -83,6 +84,7 @@ build = {
     ["envclone.cli.operation"] = "lua/envclone/cli/operation.lua",
     ["envclone.cli.ops"] = "lua/envclone/cli/ops.lua",
     ["envclone.cli.output"] = "lua/envclone/cli/output.lua",
+    ["envclone.cli.progress"] = "lua/envclone/cli/progress.lua",
     -- the emulator: Lua 5.4 only (bin/envclone-emulator runs lua5.4)
     ["envclone.emulator"] = "lua/envclone/emulator/init.lua",
     ["envclone.emulator.main"] = "lua/envclone/emulator/main.lua",

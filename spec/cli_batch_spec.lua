@@ -46,6 +46,27 @@ local function run(env, args)
   return code, stdout, stderr
 end
 
+-- stdout on a failure in JSON mode: one line, one document {"error": {...}} of kind `kind`.
+local function assert_error_doc(out, kind)
+  local doc = cjson.decode(out)
+  assert.is_table(doc, out)
+  assert.is_table(doc.error, out)
+  assert.are.equal(kind, doc.error.kind, out)
+  assert.are.equal("\n", out:match("\n.*$"), out)
+end
+
+-- The requests of the operations `calls` name (a create may look its key
+-- up first with another operation's GET: not counted).
+local function call_requests(calls)
+  local named = {}
+  for _, c in ipairs(calls) do named[c.vendor .. "." .. c.operation:gsub("-", "_")] = true end
+  local n = 0
+  for _, r in ipairs(e:requests()) do
+    if named[r.operation] then n = n + 1 end
+  end
+  return n
+end
+
 local function calls_json(n)
   local calls = {}
   for i = 1, n do
@@ -84,16 +105,20 @@ describe("envclone batch FILE", function()
     assert.are.equal(24, #results)
     for i, r in ipairs(results) do
       assert.is_true(r.ok, i .. ": " .. out)
+      -- each result says which call it belongs to
+      assert.are.equal(i, r.index)
+      assert.are.equal(calls[i].vendor, r.vendor)
+      assert.are.equal(calls[i].operation:gsub("_", "-"), r.operation)
       if calls[i].vendor == "kontent" then
         assert.are.equal(e.seed.kontent.environment_id, r.result.id)
       end
     end
-    assert.are.equal(24, #e:requests())
+    assert.are.equal(24, call_requests(calls))
     assert.is_nil(out:find(e.credentials.kontent.api_key, 1, true))
     assert.are.equal("", err) -- no progress line when stderr is not a terminal
   end)
 
-  it("a failing call has its own error; the exit status is its kind's", function()
+  it("an invalid call anywhere: every call checked, nothing sent, exit 3", function()
     local calls = calls_json(4)
     calls[2] = { vendor = "kontent", operation = "get-environment", args = { environment_id = "not-a-uuid" } }
     local file = write_file(cjson.encode(calls))
@@ -102,11 +127,29 @@ describe("envclone batch FILE", function()
     assert.are.equal(3, code) -- validation
     local results = cjson.decode(out)
     assert.are.equal(4, #results)
-    assert.is_false(results[2].ok)
+    assert.is_false(results[2].valid)
     assert.are.equal("validation", results[2].error.kind)
     assert.are.equal("environment_id", results[2].error.field)
-    assert.is_true(results[1].ok and results[3].ok and results[4].ok)
-    assert.are.equal(3, #e:requests())
+    assert.is_true(results[1].valid and results[3].valid and results[4].valid)
+    assert.is_nil(results[1].ok)
+    assert.are.equal(0, #e:requests())
+  end)
+
+  it("a call that fails after the batch was sent has its own error; the batch exits 8", function()
+    local calls = calls_json(4)
+    -- Kontent refuses to delete the production environment: an HTTP 400
+    calls[3] = { vendor = "kontent", operation = "delete-environment",
+      args = { environment_id = e.seed.kontent.environment_id } }
+    local file = write_file(cjson.encode(calls))
+    local code, out = run(env_all(), { "batch", file })
+    os.remove(file)
+    assert.are.equal(8, code)
+    local results = cjson.decode(out)
+    assert.are.equal(4, #results)
+    assert.is_false(results[3].ok)
+    assert.are.equal("http", results[3].error.kind)
+    assert.are.equal(400, results[3].error.status)
+    assert.is_true(results[1].ok and results[2].ok and results[4].ok)
   end)
 
   it("--max-in-flight takes a whole number only: 16.0, 1e3, 0x10 are usage errors, nothing sent", function()
@@ -115,14 +158,14 @@ describe("envclone batch FILE", function()
       for _, args in ipairs{ { "batch", file, "--max-in-flight", n }, { "batch", file, "--max-in-flight=" .. n } } do
         local code, out, err = run(env_all(), args)
         assert.are.equal(2, code, n .. ": " .. err)
-        assert.are.equal("", out)
+        assert_error_doc(out, "usage")
         assert.matches("^envclone: %-%-max%-in%-flight needs a whole number from 1 to 100000[^\n]*\n$", err)
       end
     end
     local code, _, err = run(env_all(), { "batch", file, "--max-in-flight", "16" })
     os.remove(file)
     assert.are.equal(0, code, err)
-    assert.are.equal(4, e:stats().requests)
+    assert.are.equal(4, call_requests(calls_json(4)))
   end)
 
   it("a vendor message that is not UTF-8 prints as valid JSON, invalid bytes as U+FFFD", function()
@@ -141,7 +184,7 @@ describe("envclone batch FILE", function()
           args = { ecosystemId = e.seed.droplit.ecosystem_id, alias = "latin1" } } })
       local code, out, stderr = run(env, { "batch", file })
       os.remove(file)
-      assert.are.equal(4, code, stderr)
+      assert.are.equal(8, code, stderr) -- some calls failed
       assert.is_nil(stderr:find("traceback", 1, true))
       local doc = assert(cjson.decode(out), out)
       assert.is_true(doc[1].ok)
@@ -182,7 +225,7 @@ describe("envclone batch FILE", function()
       local code, out, err = run(env_all(), { "batch", file })
       os.remove(file)
       assert.are.equal(2, code, text .. ": " .. err)
-      assert.are.equal("", out)
+      assert_error_doc(out, "usage")
       assert.matches("^envclone: batch", err)
     end
     local code = run(env_all(), { "batch", "/nonexistent/batch.json" })

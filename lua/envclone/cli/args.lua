@@ -13,13 +13,20 @@ local usage_error = exit.usage_error
 local args = {}
 
 --- The options shared by every operation: `{ flag, metavar or nil, help, wait = true }`
--- (`wait`: shown only for operations with a waiter).
+-- (`wait`: shown only for operations with a waiter and for waiters;
+-- `create_only`: not for waiters; `waiter`: for waiters only).
 -- @table options
 args.options = {
   { "--output", "FORMAT", "json or text (default: text on a terminal, json otherwise)" },
-  { "--wait", nil, "wait until the operation is done (operations with a waiter only)", wait = true },
+  { "--wait", nil, "wait until the operation is done (operations with a waiter only)", wait = true,
+    create_only = true },
   { "--wait-timeout", "SECONDS", "give up waiting after this long (default 600)", wait = true },
   { "--poll-interval", "SECONDS", "first delay between polls while waiting (default 2)", wait = true },
+  { "--wait-grace", "SECONDS", "while this young, a 'not found' means 'not visible yet' (default 30)", wait = true },
+  { "--max-poll-interval", "SECONDS", "the longest delay between polls (default 30)", waiter = true },
+  { "--progress", nil, "a line on stderr per poll and per retry (for logs without a terminal)" },
+  { "--verbose", nil, "the client's log lines (info and above) on stderr; never a secret" },
+  { "--debug", nil, "every log line of the client on stderr; never a secret" },
   { "--base-url", "URL", "API base URL (default: the vendor's, or $ENVCLONE_<VENDOR>_URL)" },
   { "--timeout", "SECONDS", "per attempt (default 30)" },
   { "--no-retry", nil, "one attempt only" },
@@ -68,10 +75,12 @@ end
 local function number_option(flag, v)
   local n = tonumber(v)
   if not n or n <= 0 or n ~= n or n == math.huge then
-    usage_error(flag .. " must be a positive number of seconds, got '" .. v .. "'")
+    usage_error(flag .. " must be a positive number of seconds, got '" .. v .. "'", nil, flag)
   end
   return n
 end
+local seconds_options = { wait_timeout = true, poll_interval = true, timeout = true, wait_grace = true,
+  max_poll_interval = true }
 
 -- Levenshtein distance, ASCII case folded (the library's rule for unknown fields).
 local function distance(a, b)
@@ -100,8 +109,8 @@ local function unknown_flag(flag, candidates, what, hint)
     local d = distance(flag, c)
     if d < best_d or (d == best_d and best and c < best) then best, best_d = c, d end
   end
-  if best then usage_error("unknown option '" .. flag .. "'", "did you mean '" .. best .. "'?") end
-  usage_error("unknown option '" .. flag .. "'" .. (what or ""), hint)
+  if best then usage_error("unknown option '" .. flag .. "'", "did you mean '" .. best .. "'?", flag) end
+  usage_error("unknown option '" .. flag .. "'" .. (what or ""), hint, flag)
 end
 
 local option_flags = {}
@@ -113,24 +122,24 @@ local function integer_option(flag, v, min, max)
   local n = v:match("^%d+$") and tonumber(v)
   if not n or n < min or n > max then
     usage_error(flag .. " needs a whole number from " .. min .. " to " .. max .. ", got '" .. v .. "'",
-      "try 'envclone batch --help'")
+      "try 'envclone batch --help'", flag)
   end
   return n
 end
 
 --- Parses the arguments of one operation (or of a help request).
 -- @tparam table argv the arguments
--- @treturn table `{ vendor =, op = (the row), args = (for the library), opts = (the options), hint = }`;
---   raises a usage error
+-- @treturn table `{ vendor =, op = (the row), args = (for the library), opts = (the options), hint =,
+--   typed = (field name, "parent.member" for a member -> the flag as typed) }`; raises a usage error
 function args.parse(argv)
-  local p = { args = {}, opts = {} }
+  local p = { args = {}, opts = {}, typed = {} }
   local flags
   local hint
   local i = 1
   local function value_of(flag, inline)
     if inline then return inline end
     local v = argv[i + 1]
-    if v == nil then usage_error(flag .. " needs a value", hint) end
+    if v == nil then usage_error(flag .. " needs a value", hint, flag) end
     i = i + 1
     return v
   end
@@ -144,9 +153,9 @@ function args.parse(argv)
     elseif o then
       local key = flag:sub(3):gsub("-", "_")
       if o[2] == nil then
-        if inline then usage_error(flag .. " takes no value", hint) end
+        if inline then usage_error(flag .. " takes no value", hint, flag) end
         p.opts[key] = true
-      elseif key == "wait_timeout" or key == "poll_interval" or key == "timeout" then
+      elseif seconds_options[key] then
         p.opts[key] = number_option(flag, value_of(flag, inline))
       else
         p.opts[key] = value_of(flag, inline)
@@ -179,8 +188,10 @@ function args.parse(argv)
         local obj = p.args[entry.parent.name]
         if obj == nil then obj = {}; p.args[entry.parent.name] = obj end
         obj[f.name] = v
+        p.typed[entry.parent.name .. "." .. f.name] = flag
       else
         p.args[f.name] = v
+        p.typed[f.name] = flag
       end
     elseif not p.vendor then
       if not ops.by_vendor[a] then
@@ -201,17 +212,28 @@ function args.parse(argv)
       for _, x in ipairs(p.op.fields) do if x.name == name then f = x end end
       -- an unknown name is passed on: the library names it in its validation error
       p.args[name] = f and convert(f, value, "field '" .. name .. "'") or value
+      p.typed[name] = false -- the library's name, as typed: no flag to name
     end
     i = i + 1
   end
   if p.opts.output and p.opts.output ~= "json" and p.opts.output ~= "text" then
-    usage_error("--output must be json or text", hint)
+    usage_error("--output must be json or text", hint, "--output")
   end
-  if p.op and not p.opts.help and (p.opts.wait_timeout or p.opts.poll_interval or p.opts.wait) then
-    if not ops.supports_wait(p.op) then
-      usage_error(p.vendor .. " " .. names.kebab(p.op.name) .. " has nothing to wait for", hint)
+  local o = p.opts
+  if p.op and not o.help and p.op.is_waiter then
+    if o.wait then usage_error(p.vendor .. " " .. names.kebab(p.op.name) .. " is a wait: no --wait needed", hint,
+      "--wait") end
+  elseif p.op and not o.help then
+    if o.max_poll_interval then
+      usage_error("--max-poll-interval goes with a waiter (e.g. envclone kontent wait-for-cloning)", hint,
+        "--max-poll-interval")
     end
-    if not p.opts.wait then usage_error("--wait-timeout and --poll-interval go with --wait", hint) end
+    if o.wait_timeout or o.poll_interval or o.wait or o.wait_grace then
+      if not ops.supports_wait(p.op) then
+        usage_error(p.vendor .. " " .. names.kebab(p.op.name) .. " has nothing to wait for", hint, "--wait")
+      end
+      if not o.wait then usage_error("--wait-timeout, --poll-interval and --wait-grace go with --wait", hint) end
+    end
   end
   p.hint = hint
   return p
@@ -219,7 +241,8 @@ end
 
 --- Parses the arguments of `envclone batch` (argv[1] is "batch").
 -- @tparam table argv the arguments
--- @treturn table `{ file =, opts = { help, max_in_flight, timeout, credentials, no_retry } }`;
+-- @treturn table `{ file =, opts = { help, max_in_flight, timeout, credentials, no_retry, check, output,
+--   progress, verbose, debug } }`;
 --   raises a usage error
 function args.parse_batch(argv)
   local p = { opts = {} }
@@ -242,11 +265,18 @@ function args.parse_batch(argv)
       p.opts.timeout = number_option(flag, value())
     elseif flag == "--credentials" then
       p.opts.credentials = value()
-    elseif flag == "--no-retry" then
-      p.opts.no_retry = true
+    elseif flag == "--output" then
+      p.opts.output = value()
+      if p.opts.output ~= "json" and p.opts.output ~= "text" then
+        usage_error("--output must be json or text", "try 'envclone batch --help'", flag)
+      end
+    elseif flag == "--no-retry" or flag == "--check" or flag == "--progress" or flag == "--verbose"
+      or flag == "--debug" then
+      if inline then usage_error(flag .. " takes no value", "try 'envclone batch --help'", flag) end
+      p.opts[flag:sub(3):gsub("-", "_")] = true
     elseif a:sub(1, 2) == "--" then
-      unknown_flag(flag, { "--help", "--max-in-flight", "--timeout", "--credentials", "--no-retry" }, " for batch",
-        "try 'envclone batch --help'")
+      unknown_flag(flag, { "--help", "--max-in-flight", "--timeout", "--credentials", "--no-retry", "--check",
+        "--output", "--progress", "--verbose", "--debug" }, " for batch", "try 'envclone batch --help'")
     elseif p.file then
       usage_error("batch takes one FILE", "try 'envclone batch --help'")
     else

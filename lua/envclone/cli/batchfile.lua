@@ -1,9 +1,13 @@
---- `envclone batch FILE`: a JSON array of calls, checked before anything is
--- sent, run as one `envclone.batch`, printed as a JSON array of results.
+--- `envclone batch FILE`: a JSON array of calls, every call validated
+-- before any is sent, run as one `envclone.batch`, printed as a JSON array
+-- of results that say which call each belongs to. `--check` validates and
+-- sends nothing. SIGINT and SIGTERM stop starting calls, let the calls on
+-- the wire end, and print every result so far (exit 130 / 143).
 -- @module envclone.cli.batchfile
 
 local envclone = require("envclone")
 local core = require("envclone.core")
+local call = require("envclone.call")
 local runtime = require("envclone.runtime")
 local args = require("envclone.cli.args")
 local credentials = require("envclone.cli.credentials")
@@ -13,14 +17,59 @@ local json = require("envclone.cli.json")
 local names = require("envclone.cli.names")
 local ops = require("envclone.cli.ops")
 local output = require("envclone.cli.output")
+local progress = require("envclone.cli.progress")
 
 local EXIT = exit.codes
 local usage_error = exit.usage_error
 
 local batchfile = {}
 
+-- A waiter's arguments besides the object's id (init.lua's make_waiter).
+local waiter_options = { "timeout", "interval", "max_interval", "grace", "unknown_timeout" }
+
+-- The library's name of each argument a call of `op` takes, by its
+-- kebab-case name: fields, call options (`wait-timeout`), a waiter's options.
+local function kebab_names(op)
+  local by = {}
+  for _, f in ipairs(op.fields) do by[names.kebab(f.name)] = f end
+  if op.is_waiter then
+    for _, o in ipairs(waiter_options) do by[names.kebab(o)] = { name = o } end
+  else
+    for o in pairs(call.call_options) do by[names.kebab(o)] = { name = o } end
+  end
+  return by
+end
+
+-- `t` with kebab-case keys renamed to the library's (a name that is
+-- already the library's stays); members of object fields too.
+local function canonical(t, fields_by_kebab, exact, where)
+  local out = {}
+  for k, v in pairs(t) do
+    local f = type(k) == "string" and not exact[k] and fields_by_kebab[k] or nil
+    local name = f and f.name or k
+    if out[name] ~= nil then
+      usage_error(where .. ": '" .. tostring(k) .. "' and '" .. tostring(name) .. "' name the same argument")
+    end
+    local field = f or exact[k]
+    if type(field) == "table" and field.members and type(v) == "table" then
+      local by, ex = {}, {}
+      for _, m in ipairs(field.members) do by[names.kebab(m.name)] = m; ex[m.name] = m end
+      v = canonical(v, by, ex, where)
+    end
+    out[name] = v
+  end
+  return out
+end
+
+local function canonical_args(op, call_args, where)
+  local exact = {}
+  for _, f in ipairs(op.fields) do exact[f.name] = f end
+  return canonical(call_args, kebab_names(op), exact, where)
+end
+
 --- Reads and checks a batch file: every call's vendor and operation are
--- known and its args are an object, or a usage error names the first that is not.
+-- known and its args are an object (names in the library's form or the
+-- command line's kebab-case), or a usage error names the first that is not.
 -- @tparam string path the file, "-" for stdin
 -- @treturn table `{ {op = row, args = table}, ... }`; raises a usage error
 function batchfile.load(path)
@@ -61,20 +110,115 @@ function batchfile.load(path)
     if type(call_args) ~= "table" or (next(call_args) ~= nil and call_args[1] ~= nil) then
       usage_error(where .. ": args must be a JSON object")
     end
-    calls[i] = { op = op, args = call_args }
+    calls[i] = { op = op, args = canonical_args(op, call_args, where) }
   end
   return calls
 end
 
--- An error object as plain JSON-able fields (secrets scrubbed by the caller).
-local function plain_error(err)
-  if type(err) ~= "table" then return { kind = "task", message = tostring(err) } end
-  local t = {}
-  for k, v in pairs(err) do
-    if type(v) ~= "function" and type(v) ~= "userdata" or v == envclone.null then t[k] = v end
+-- The row of operation `name` of `vendor` in the table.
+local function row(vendor, name)
+  for _, op in ipairs(envclone.operations) do
+    if op.vendor == vendor and op.name == name then return op end
   end
-  t.message = t.message or tostring(err)
+end
+
+-- A validation error object for a call (as the library makes them).
+local function invalid(op, message, field)
+  local e = core.error{ kind = "validation", vendor = op.vendor, operation = op.name, message = message }
+  e.field, e.sent, e.maybe_applied = field, false, false
+  return e
+end
+
+--- Validates one call as the library would before sending it, and sends
+-- nothing: the per-call options (`wait`, `retry`, ...) and the arguments,
+-- through the C core's request builder.
+-- @tparam table client the vendor's client
+-- @tparam table c `{ op = row, args = table }`
+-- @return nil when the call is valid, else its validation error
+function batchfile.validate(client, c)
+  local op, a = c.op, c.args
+  local poll_op, poll_args
+  if op.is_waiter then
+    local w = op.waiter
+    local allowed = { [w.id_arg] = true }
+    for _, o in ipairs(waiter_options) do allowed[o] = true end
+    for k, v in pairs(a) do
+      if not allowed[k] then
+        return invalid(op, "unknown argument '" .. tostring(k) .. "' (" .. w.id_arg .. ", "
+          .. table.concat(waiter_options, ", ") .. ")", tostring(k))
+      end
+      if k ~= w.id_arg and (type(v) ~= "number" or v < 0 or v ~= v) then
+        return invalid(op, "argument '" .. k .. "' must be a number of seconds", k)
+      end
+    end
+    poll_op, poll_args = row(op.vendor, w.poll), { [w.id_arg] = a[w.id_arg] }
+  else
+    local ok, perr = pcall(call.check_args, op.vendor .. "." .. op.name, a, 1)
+    if not ok then return invalid(op, (tostring(perr):gsub("^[^\n]-:%d+: ", ""):gsub("^envclone[%w.:_]*: ", ""))) end
+    poll_op, poll_args = op, {}
+    for k, v in pairs(a) do
+      if call.call_options[k] == nil then poll_args[k] = v end
+    end
+  end
+  local req, err = poll_op.request(call.handle(client), poll_args)
+  if req then
+    req:release()
+    return nil
+  end
+  return err
+end
+
+-- The arguments a result echoes: the required fields and those in the
+-- path, when they are strings, numbers or booleans (never a credential:
+-- masked by the caller too).
+local function key_args(op, a)
+  local t = {}
+  for _, f in ipairs(op.fields) do
+    local v = a[f.name]
+    local tv = type(v)
+    if (f.required or f["in"] == "path") and (tv == "string" or tv == "number" or tv == "boolean") then
+      t[f.name] = v
+    end
+  end
   return t
+end
+
+local ITEM_KEYS = { "index", "vendor", "operation", "args", "ok", "valid", "result", "extra", "error" }
+
+-- The head of a printed item: which call it is.
+local function item_head(i, c, secrets)
+  return { index = i, vendor = c.op.vendor, operation = names.kebab(c.op.name),
+    args = output.scrub(key_args(c.op, c.args), secrets) }
+end
+
+local function text_line(item, c)
+  local what
+  if item.valid ~= nil then
+    what = item.valid and "valid" or ("invalid: " .. tostring(item.error.message))
+  elseif item.ok then
+    -- the new object's id, also where the answer holds it among others (Versori's project)
+    local made = output.created_item(c.op, item.result, c.args) or item.result
+    local id = type(made) == "table" and made.id
+    what = "ok" .. (id and (" id=" .. tostring(id)) or "")
+  else
+    local e = item.error
+    what = "failed: " .. tostring(e.kind) .. (e.status and (" " .. e.status) or "") .. ": " .. tostring(e.message)
+    if type(e.created) == "table" then
+      local _, id = next(e.created)
+      if id ~= nil then what = what .. " (created " .. tostring(id) .. ")" end
+    end
+  end
+  return string.format("%d %s %s %s", item.index, item.vendor, item.operation, json.utf8_repair(what))
+end
+
+-- Prints the items: a JSON array, or a line each (--output text).
+local function print_items(out, items, format, calls)
+  if format == "text" then
+    for i, item in ipairs(items) do out:write(text_line(item, calls[i]), "\n") end
+    return
+  end
+  for _, item in ipairs(items) do json.ordered(item, ITEM_KEYS) end
+  out:write(#items == 0 and "[]" or json.encode(items), "\n")
 end
 
 local function batch_progress(errout, started)
@@ -94,6 +238,10 @@ end
 -- @tparam[opt] table tty `{ out = boolean, err = boolean }` (see `envclone.cli.main`)
 -- @treturn integer exit status
 function batchfile.run(argv, out, errout, tty)
+  local format
+  for i, a in ipairs(argv) do
+    if a == "--output" then format = argv[i + 1] else format = a:match("^%-%-output=(.*)$") or format end
+  end
   local ok, p = pcall(function()
     local parsed = args.parse_batch(argv)
     if parsed.opts.help then return parsed end
@@ -101,60 +249,124 @@ function batchfile.run(argv, out, errout, tty)
     if parsed.opts.credentials then parsed.creds = credentials.read(parsed.opts.credentials) end
     return parsed
   end)
-  if not ok then return exit.report_usage(errout, p) end
+  if not ok then return exit.report_usage(errout, p, format ~= "text" and out or nil) end
   if p.opts.help then
     help.batch(out)
     return EXIT.ok
   end
+  format = p.opts.output or "json"
+  local json_out = format == "json" and out or nil
+  local function usage(line)
+    errout:write(line, "\n")
+    if json_out then output.write_error(out, { kind = "usage", message = (line:gsub("^envclone: ", "")) }) end
+    return EXIT.usage
+  end
   tty = output.tty(out, errout, tty)
   -- one client per vendor named in the file; every credential checked before anything is sent
-  local clients, secrets = {}, {}
-  for i, call in ipairs(p.calls) do
-    local op = call.op
+  local clients, secrets, client_opts = {}, {}, {}
+  local log
+  local function close_all() for _, c in pairs(clients) do c:close() end end
+  for i, c in ipairs(p.calls) do
+    local op = c.op
     local vendor = op.vendor
     if not clients[vendor] then
-      local opts = { base_url = os.getenv(names.url_env(vendor)), timeout = p.opts.timeout }
+      local opts = { base_url = names.getenv(names.url_env(vendor)), timeout = p.opts.timeout }
       local sources = credentials.sources(vendor, {}, p.creds, p.opts.credentials)
       if p.opts.no_retry then opts.retry = false end
       credentials.fill(vendor, p.creds, opts, secrets)
+      credentials.emulator_defaults(vendor, opts, secrets)
+      log = log or progress.log_hook(errout, p.opts, secrets)
+      opts.log = log
+      if p.opts.progress then opts.on_retry = progress.retry_lines(errout, secrets) end
       local cok, client = pcall(envclone[vendor], opts)
       if not cok then
-        errout:write(credentials.option_error(client, sources), "\n")
-        return EXIT.usage
+        close_all()
+        return usage(credentials.option_error(client, sources))
       end
-      clients[vendor] = client
+      clients[vendor], client_opts[vendor] = client, opts
+      local demo = credentials.demo_refusal(vendor, opts)
+      if demo then close_all(); return usage(demo) end
     end
-    if op.credential then
-      local var = names.credential_env[vendor][op.credential]
-      local v = (p.creds or {})[var] or os.getenv(var)
-      if v == nil or v == "" then
-        errout:write("envclone: batch: call ", i, ": ", vendor, " ", names.kebab(op.name), " needs ", var,
-          " in the environment or in --credentials FILE\n")
-        return EXIT.usage
-      end
+    local ways, has_one = ops.auth_ways(op), false
+    for _, way in ipairs(ways) do has_one = has_one or client_opts[vendor][way.credential] ~= nil end
+    if #ways > 0 and not has_one then
+      close_all()
+      return usage("envclone: batch: call " .. i .. ": " .. vendor .. " " .. names.kebab(op.name) .. " needs "
+        .. ops.credential_words(op) .. " in the environment or in --credentials FILE")
     end
   end
+
+  -- every call validated before any is sent
+  local checked, n_invalid = {}, 0
+  for i, c in ipairs(p.calls) do
+    local err = batchfile.validate(clients[c.op.vendor], c)
+    local item = item_head(i, c, secrets)
+    item.valid = err == nil
+    if err then
+      n_invalid = n_invalid + 1
+      item.error = output.error_doc(err, secrets)
+      errout:write("envclone: batch: call ", i, ": ", (output.error_line(err):gsub("^envclone: ", "")), "\n")
+    end
+    checked[i] = item
+  end
+  if p.opts.check or n_invalid > 0 then
+    close_all()
+    print_items(out, checked, format, p.calls)
+    if n_invalid > 0 then
+      errout:write(string.format("envclone: batch: %d of %d calls invalid; nothing was sent\n", n_invalid,
+        #p.calls))
+      return EXIT.validation
+    end
+    return EXIT.ok
+  end
+
   local started = runtime.now()
-  local b = envclone.batch{ max_in_flight = p.opts.max_in_flight,
-    on_progress = tty.err and batch_progress(errout, started) or nil }
-  for _, call in ipairs(p.calls) do b:add(clients[call.op.vendor], call.op.name, call.args) end
-  local results = b:run()
-  for _, c in pairs(clients) do c:close() end
-  if tty.err then errout:write("\r\27[K") end
+  local on_progress
+  if p.opts.progress then
+    on_progress = progress.batch_lines(errout, p.calls, secrets)
+  elseif tty.err then
+    on_progress = batch_progress(errout, started)
+  end
+  local b = envclone.batch{ max_in_flight = p.opts.max_in_flight, on_progress = on_progress }
+  for i, c in ipairs(p.calls) do
+    local a = c.args
+    if p.opts.progress and (a.wait or c.op.is_waiter) and a.on_progress == nil then
+      a = {}
+      for k, v in pairs(c.args) do a[k] = v end
+      a.on_progress = progress.wait_lines(errout, c.op, "call " .. i .. ": ")
+    end
+    b:add(clients[c.op.vendor], c.op.name, a)
+  end
+  -- asked for here, once nothing more can be refused
+  core.catch_signals{ "INT", "TERM" }
+  local rok, results = pcall(b.run, b)
+  close_all()
+  local signal
+  if not rok then
+    if type(results) ~= "table" or results.kind ~= "interrupted" or type(results.results) ~= "table" then
+      error(results, 0)
+    end
+    signal, results = results.signal, results.results
+  end
+  if tty.err and not p.opts.progress then errout:write("\r\27[K") end
   local printed, status = {}, EXIT.ok
   for i, r in ipairs(results) do
+    local item = item_head(i, p.calls[i], secrets)
+    item.ok = r.ok
     if r.ok then
-      printed[i] = { ok = true, result = output.scrub(r.value, secrets), extra = output.scrub(r.extra, secrets) }
+      item.result, item.extra = output.scrub(r.value, secrets), output.scrub(r.extra, secrets)
     else
-      printed[i] = { ok = false, error = output.scrub(plain_error(r.err), secrets) }
-      if status == EXIT.ok then status = exit.for_kind[r.err.kind] or EXIT.failure end
+      item.error = output.error_doc(r.err, secrets)
+      status = EXIT.partial
     end
+    printed[i] = item
   end
-  out:write(#printed == 0 and "[]" or json.encode(printed), "\n")
-  if tty.err then
-    errout:write(string.format("batch: %d calls, %d succeeded, %d failed in %.1fs\n", #printed,
-      results.succeeded, results.failed, runtime.now() - started))
+  print_items(out, printed, format, p.calls)
+  if tty.err or signal or p.opts.progress then
+    errout:write(string.format("batch: %d calls, %d succeeded, %d failed in %.1fs%s\n", #printed,
+      results.succeeded, results.failed, runtime.now() - started, signal and (", interrupted by " .. signal) or ""))
   end
+  if signal then return exit.for_signal[signal] or EXIT.interrupted end
   return status
 end
 

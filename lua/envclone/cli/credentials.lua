@@ -85,6 +85,72 @@ function credentials.fill(vendor, file_creds, client_opts, secrets)
   end
 end
 
+--- The client's base URLs from `ENVCLONE_EMULATOR_URL` (the emulator's
+-- root, as `envclone emulator` prints it), when it is set and neither
+-- `--base-url` nor `ENVCLONE_<VENDOR>_URL` gave one; and then the
+-- emulator's demo credentials for those the user did not set. Nothing
+-- when the variable is unset or the emulator is not installed.
+-- @tparam string vendor
+-- @tparam table client_opts (`base_url` already set from the flag or the vendor's variable, if any)
+-- @tparam table secrets masked in what is printed
+-- @treturn boolean whether the emulator's URL was used
+function credentials.emulator_defaults(vendor, client_opts, secrets)
+  local url = names.getenv("ENVCLONE_EMULATOR_URL")
+  if url == nil or client_opts.base_url ~= nil then return false end
+  local ok, emu = pcall(require, "envclone.emulator")
+  if not ok or type(emu.prefixes) ~= "table" or not emu.prefixes[vendor] then return false end
+  url = url:gsub("/+$", "")
+  client_opts.base_url = url .. emu.prefixes[vendor]
+  local connect = emu.prefixes[vendor .. "_connect"]
+  if connect then client_opts.connect_base_url = url .. connect end
+  local any = false
+  for option in pairs(names.credential_env[vendor]) do any = any or client_opts[option] ~= nil end
+  if not any then
+    for option, v in pairs(emu.credentials[vendor] or {}) do
+      if names.credential_env[vendor][option] then
+        client_opts[option] = v
+        secrets[#secrets + 1] = v
+      end
+    end
+  end
+  return true
+end
+
+-- Whether `url` names this machine: localhost, 127.0.0.0/8 or [::1].
+local function loopback(url)
+  local host = type(url) == "string" and url:match("^%a[%w+.-]*://([^/?#]+)")
+  if not host then return false end
+  host = host:gsub("^.*@", "")
+  if host:match("^%[::1%]") then return true end
+  host = host:gsub(":%d*$", ""):lower()
+  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+--- Refuses to send the emulator's demo credentials (`emu-...` values) to a
+-- host that is not this machine: a tour's exported key must never reach a
+-- real vendor. Returns the line to print, or nil when all is well.
+-- @tparam string vendor
+-- @tparam table client_opts
+-- @treturn ?string
+function credentials.demo_refusal(vendor, client_opts)
+  for option, var in pairs(names.credential_env[vendor]) do
+    local v = client_opts[option]
+    if type(v) == "string" and (v:match("^emu%-") or v:match("=emu%-")) then
+      for _, key in ipairs{ "base_url", "connect_base_url" } do
+        if key == "base_url" or client_opts[key] ~= nil then
+          local url = client_opts[key]
+          if not loopback(url) then
+            return "envclone: " .. var .. " holds the emulator's demo credential; refusing to send it to "
+              .. (url or ("the real " .. vendor .. " API")) .. " (set ENVCLONE_EMULATOR_URL or --base-url to the "
+              .. "emulator, or a real credential)"
+          end
+        end
+      end
+    end
+  end
+  return nil
+end
+
 --- Where each client option came from, for error messages: option -> the
 -- name a user knows (an environment variable, "NAME in FILE", a flag).
 -- @tparam string vendor

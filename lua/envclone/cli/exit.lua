@@ -6,8 +6,15 @@ local exit = {}
 
 --- Exit statuses, one per kind of failure (documented as `envclone.cli.exit_codes`).
 -- @table codes
-exit.codes = { ok = 0, failure = 1, usage = 2, validation = 3, http = 4, transport = 5, timeout = 6, state = 7 }
+exit.codes = { ok = 0, failure = 1, usage = 2, validation = 3, http = 4, transport = 5, timeout = 6, state = 7,
+  partial = 8, interrupted = 130, terminated = 143 }
 local EXIT = exit.codes
+
+--- Signal -> exit status, as a shell reports a process the signal ended
+-- (128 + its number): the command caught it, printed what it had, and
+-- exits with the status a CI runner expects of a cancelled job.
+-- @table for_signal
+exit.for_signal = { SIGINT = EXIT.interrupted, SIGTERM = EXIT.terminated, SIGHUP = 129 }
 
 --- Error kind -> exit status ("decode": the answer was not the JSON promised).
 -- @table for_kind
@@ -17,17 +24,25 @@ exit.for_kind = { validation = EXIT.validation, http = EXIT.http, transport = EX
 --- Raises a usage error (caught by `report_usage`'s caller with pcall).
 -- @tparam string msg what is wrong
 -- @tparam[opt] string hint what to try, e.g. "try 'envclone kontent --help'"
-function exit.usage_error(msg, hint)
-  error({ usage = msg, hint = hint }, 0)
+-- @tparam[opt] string flag the flag at fault, as typed ("--max-in-flight")
+function exit.usage_error(msg, hint, flag)
+  error({ usage = msg, hint = hint, flag = flag }, 0)
 end
 
---- Writes a caught usage error as one line; any other error is raised again.
+--- Writes a caught usage error as one line, and, in JSON mode, as the
+-- error document on `json_out` (`{"error": {"kind": "usage", "message": ...,
+-- "flag": ..., "hint": ...}}`); any other error is raised again.
 -- @param errout file for the line
 -- @param err what pcall caught
+-- @param[opt] json_out stdout in JSON mode, else nil
 -- @treturn integer `codes.usage`
-function exit.report_usage(errout, err)
+function exit.report_usage(errout, err, json_out)
   if type(err) ~= "table" or not err.usage then error(err, 0) end
   errout:write("envclone: ", err.usage, err.hint and (" (" .. err.hint .. ")") or "", "\n")
+  if json_out then
+    require("envclone.cli.output").write_error(json_out, { kind = "usage", message = err.usage, flag = err.flag,
+      hint = err.hint })
+  end
   return EXIT.usage
 end
 

@@ -16,26 +16,42 @@ local EXIT_HELP = [[
 Exit status: 0 success, 1 other failure, 2 usage (bad command line or
 credentials; nothing sent), 3 validation (nothing sent), 4 the vendor
 answered with an HTTP error, 5 transport (no usable answer), 6 timeout,
-7 the wait ended in a failed state.
+7 the wait ended in a failed state, 8 batch: some calls failed, 130 / 143
+interrupted by SIGINT / SIGTERM (what was known, created ids included, is
+printed first). With --output json (or stdout not a terminal) a failure
+prints {"error": {"kind": ..., "message": ..., ...}} on stdout
+(doc/cli-output.schema.json).
 ]]
 
 local BATCH_USAGE = [[
-usage: envclone batch FILE [--max-in-flight N] [--timeout SECONDS] [--no-retry] [--credentials FILE]
+usage: envclone batch FILE [--check] [--max-in-flight N] [--timeout SECONDS] [--no-retry]
+                           [--credentials FILE] [--output json|text] [--progress] [--verbose|--debug]
 
 Runs the calls in FILE (a JSON array; "-" reads stdin) together, as one batch
 (envclone.batch): at most N requests on the wire at once (default 16), inside
 each vendor's rate limits. Each element is
   { "vendor": "kontent", "operation": "clone-environment", "args": { ... } }
-(operation in kebab-case or the library's snake_case; args as the library takes
-them, e.g. "wait": true after a Kontent clone). Prints a JSON array of results
-in the same order on stdout: {"ok": true, "result": ..., "extra": ...} or
-{"ok": false, "error": {"kind": ..., "message": ..., ...}}; a progress line on
-a terminal. A file that is not a JSON array of such calls, or names an unknown
-vendor or operation, is refused before anything is sent. Base URLs come from
-$ENVCLONE_<VENDOR>_URL, credentials as for a single call.
+(operation and argument names in kebab-case, as on the command line, or the
+library's; args as the library takes them, e.g. "wait": true after a Kontent
+clone; a waiter such as "wait-for-cloning" is an operation too).
 
-Exit status: 0 when every call succeeded; otherwise the status of the first
-failed call's kind (as for a single call); 2 usage (nothing sent).
+Every call is validated before any is sent: a file with one invalid call
+sends nothing (exit 3) and prints each call with "valid": true or false and
+its error. --check does only that. Otherwise prints a JSON array of results in
+the file's order on stdout, each saying which call it is:
+  {"index": 1, "vendor": ..., "operation": ..., "args": {...}, "ok": true, "result": ..., "extra": ...}
+  {"index": 2, ..., "ok": false, "error": {"kind": ..., "message": ..., ...}}
+(--output text: one line per call). --progress writes a line on stderr per
+finished call, per retry and per poll; on a terminal a progress line shows.
+SIGINT / SIGTERM stop starting calls, let the calls on the wire finish, and
+print every result so far (calls never started: kind "interrupted", "sent":
+false), exit 130 / 143; a second signal abandons the calls on the wire.
+Base URLs come from $ENVCLONE_<VENDOR>_URL or $ENVCLONE_EMULATOR_URL,
+credentials as for a single call.
+
+Exit status: 0 every call succeeded; 8 some calls failed (each result says
+which and why); 3 a call is invalid (nothing sent); 2 usage (nothing sent);
+130 / 143 interrupted.
 ]]
 
 local function credential_names()
@@ -52,7 +68,11 @@ end
 local function write_options(out, op)
   out:write("Options:\n")
   for _, o in ipairs(args.options) do
-    if not o.wait or not op or ops.supports_wait(op) then
+    local shown
+    if op == nil then shown = not o.waiter
+    elseif op.is_waiter then shown = not o.create_only
+    else shown = not o.waiter and (not o.wait or ops.supports_wait(op)) end
+    if shown then
       out:write(string.format("  %-26s %s\n", o[1] .. (o[2] and " " .. o[2] or ""), o[3]))
     end
   end
@@ -83,7 +103,7 @@ function help.top(out)
     "       envclone VENDOR --help           the vendor's operations\n",
     "       envclone VENDOR OPERATION --help the operation's fields\n",
     "       envclone list                    every operation on one line\n",
-    "       envclone batch FILE [--max-in-flight N]  a JSON array of calls run together (see --help)\n",
+    "       envclone batch FILE [--check]    a JSON array of calls run together (see batch --help)\n",
     "       envclone emulator [--port N] [--faults PLAN]  the local emulator (see --help)\n",
     "       envclone --version               envclone's and libcurl's versions\n\n",
     "Vendors and operations:\n")

@@ -30,6 +30,9 @@ local cli = {}
 -- @field transport 5: no usable answer (connection, TLS, DNS, malformed answer)
 -- @field timeout 6: the call or the `--wait` ran out of time
 -- @field state 7: the wait ended in a failed state (Kontent cloning failed)
+-- @field partial 8: `batch`: some calls failed after the batch was sent (each result says which and why)
+-- @field interrupted 130: SIGINT; what was known was printed (128 + the signal's number)
+-- @field terminated 143: SIGTERM (a cancelled CI job); what was known was printed
 cli.exit_codes = EXIT
 
 --- Where each vendor's credentials come from: client option -> environment
@@ -49,12 +52,23 @@ cli.url_env = names.url_env
 -- @treturn string
 cli.kebab = names.kebab
 
+-- Where a usage error's JSON document goes: `out` in JSON mode (`--output
+-- json`, or stdout not a terminal and no `--output text`), else nil.
+local function json_target(argv, out, errout, tty)
+  for i, a in ipairs(argv) do
+    local v = a:match("^%-%-output=(.*)$")
+    if a == "--output" then v = argv[i + 1] end
+    if v == "json" then return out elseif v == "text" then return nil end
+  end
+  return not require("envclone.cli.output").tty(out, errout, tty).out and out or nil
+end
+
 -- The command line, its exit status (cli.main checks the output reached stdout).
 local function run(argv, out, errout, tty)
   -- `envclone emulator` needs neither the library nor its C core, and runs
   -- under lua5.4 whichever Lua the core was built for: the modules that load
   -- them are required below it, not at the top
-  if argv[1] == "emulator" then return require("envclone.cli.emulator").run(argv, errout) end
+  if argv[1] == "emulator" then return require("envclone.cli.emulator").run(argv, errout, out) end
   if argv[1] == "batch" then return require("envclone.cli.batchfile").run(argv, out, errout, tty) end
   local help = require("envclone.cli.help")
   if argv[1] == "list" then
@@ -68,14 +82,24 @@ local function run(argv, out, errout, tty)
   end
   if argv[1] == "help" then argv = { "--help" } end
   local ok, p = pcall(require("envclone.cli.args").parse, argv)
-  if not ok then return exit.report_usage(errout, p) end
+  if not ok then return exit.report_usage(errout, p, json_target(argv, out, errout, tty)) end
   if p.opts.help or not p.vendor then
     local to = p.opts.help and out or errout
     if p.op then help.op(to, p.op) elseif p.vendor then help.vendor(to, p.vendor) else help.top(to) end
-    return p.opts.help and EXIT.ok or EXIT.usage
+    if p.opts.help then return EXIT.ok end
+    local json_out = json_target(argv, out, errout, tty)
+    if json_out then
+      require("envclone.cli.output").write_error(json_out, { kind = "usage", message = "no vendor given" })
+    end
+    return EXIT.usage
   end
   if not p.op then
     help.vendor(errout, p.vendor)
+    local json_out = json_target(argv, out, errout, tty)
+    if json_out then
+      require("envclone.cli.output").write_error(json_out, { kind = "usage",
+        message = "no operation given for " .. p.vendor })
+    end
     return EXIT.usage
   end
   return require("envclone.cli.operation").run(p, out, errout, tty)

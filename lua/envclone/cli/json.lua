@@ -58,24 +58,91 @@ function json.utf8_repair(s)
   return bad and table.concat(out) or s
 end
 
--- `value` with every string (keys too) repaired; tables copied, metatables kept.
-local function repair(value, depth)
-  if type(value) == "string" then return json.utf8_repair(value) end
-  if type(value) ~= "table" or depth > 64 then return value end
-  local copy = {}
-  for k, v in pairs(value) do copy[repair(k, depth + 1)] = repair(v, depth + 1) end
-  return setmetatable(copy, getmetatable(value))
+-- Tables whose members print in a given order: table -> { key, ... }.
+local key_order = setmetatable({}, { __mode = "k" })
+
+--- Marks `t` (an object) so that `encode` writes the keys listed in
+-- `keys` first, in that order; its other keys follow, sorted.
+-- @tparam table t
+-- @tparam {string,...} keys
+-- @treturn table t
+function json.ordered(t, keys)
+  key_order[t] = keys
+  return t
 end
 
---- Encodes a result for stdout. Strings that are not valid UTF-8 (a vendor's
--- message in ISO-8859-1) never stop the output: when the encoder refuses
--- them, each invalid byte is replaced with U+FFFD and the value encoded again.
+local function is_array(t)
+  if getmetatable(t) == core.array_mt then return true end
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
+end
+
+local encode_value
+
+-- A string, a number, a boolean or null as JSON (the C encoder's forms).
+local function scalar(v)
+  if type(v) == "string" then
+    return core.json_encode(v) or assert(core.json_encode(json.utf8_repair(v)))
+  end
+  return assert(core.json_encode(v))
+end
+
+local function encode_object(t, buf, depth)
+  local keys, seen = {}, {}
+  for _, k in ipairs(key_order[t] or {}) do
+    if t[k] ~= nil then keys[#keys + 1] = k; seen[k] = true end
+  end
+  local rest = {}
+  for k in pairs(t) do
+    if not seen[k] then rest[#rest + 1] = k end
+  end
+  table.sort(rest, function(x, y) return tostring(x) < tostring(y) end)
+  for _, k in ipairs(rest) do keys[#keys + 1] = k end
+  buf[#buf + 1] = "{"
+  for i, k in ipairs(keys) do
+    if i > 1 then buf[#buf + 1] = "," end
+    buf[#buf + 1] = scalar(tostring(k))
+    buf[#buf + 1] = ":"
+    encode_value(t[k], buf, depth + 1)
+  end
+  buf[#buf + 1] = "}"
+end
+
+function encode_value(v, buf, depth)
+  if depth > 64 then error("envclone: json: nested too deep", 0) end
+  local tv = type(v)
+  if tv == "table" then
+    if is_array(v) then
+      buf[#buf + 1] = "["
+      for i = 1, #v do
+        if i > 1 then buf[#buf + 1] = "," end
+        encode_value(v[i], buf, depth + 1)
+      end
+      buf[#buf + 1] = "]"
+    else
+      encode_object(v, buf, depth)
+    end
+  elseif tv == "string" or tv == "number" or tv == "boolean" or v == core.null then
+    buf[#buf + 1] = scalar(v)
+  else
+    buf[#buf + 1] = "null" -- a function or userdata: nothing JSON can hold
+  end
+end
+
+--- Encodes a value for stdout, the same bytes on every run: an object's
+-- keys in the order `ordered` gave, then sorted; arrays (decoded ones, or
+-- tables 1..n) in order; strings, numbers and null as the C encoder writes
+-- them. Strings that are not valid UTF-8 (a vendor's message in
+-- ISO-8859-1) never stop the output: each invalid byte becomes U+FFFD.
 -- @param value
 -- @treturn string
 function json.encode(value)
-  local text = core.json_encode(value)
-  if text == nil then text = assert(core.json_encode(repair(value, 0))) end
-  return text
+  local buf = {}
+  encode_value(value, buf, 0)
+  return table.concat(buf)
 end
 
 return json

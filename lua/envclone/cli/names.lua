@@ -16,6 +16,16 @@ names.credential_env = envvars.credentials
 -- @treturn string
 names.url_env = envvars.url
 
+--- An environment variable's value; nil when unset or empty (as a shell's
+-- `VAR= command` means "not set").
+-- @tparam string var
+-- @treturn ?string
+function names.getenv(var)
+  local v = os.getenv(var)
+  if v == "" then return nil end
+  return v
+end
+
 --- The command-line name of an operation or field: `clone_environment` ->
 -- `clone-environment`, `ecosystemId` -> `ecosystem-id`.
 -- @tparam string name

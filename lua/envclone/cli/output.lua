@@ -52,19 +52,49 @@ local function secret_name(k)
   return l:find("key$") or l:find("token") or l:find("secret") or l:find("cookie") or l:find("password")
 end
 
---- Writes a result as a terminal shows it: one line per field, keys and tokens hidden.
+--- The object a create made, when its answer is the object that holds it
+-- (Versori's clone answers the whole project): the row's `lookup` column
+-- says where (`result = "read"`: the answer is what `read` returns; the
+-- new object is the item of `list` whose `key` is the argument `key_arg`).
+-- @tparam table op the operation's row
+-- @param res the result
+-- @tparam ?table args the call's arguments
+-- @treturn ?table the item
+-- @treturn ?string the list's name
+function output.created_item(op, res, args)
+  local l = op.lookup
+  if not (type(l) == "table" and l.result == "read" and type(res) == "table" and type(args) == "table") then
+    return nil
+  end
+  local list, want = res[l.list], args[l.key_arg]
+  if type(list) ~= "table" or want == nil then return nil end
+  for _, item in ipairs(list) do
+    if type(item) == "table" and item[l.key] == want then return item, l.list end
+  end
+  return nil
+end
+
+--- Writes a result as a terminal shows it: one line per field, keys and
+-- tokens hidden; for a create whose answer holds the new object among
+-- others (`created_item`), that object's fields.
 -- @param out file
 -- @tparam table op the operation's row
 -- @param res the result
 -- @tparam[opt] table state the waiter's last state (`--wait`)
 -- @tparam[opt] number waited seconds since the call started
-function output.summary(out, op, res, state, waited)
+-- @tparam[opt] table args the call's arguments
+function output.summary(out, op, res, state, waited, args)
   local head = op.vendor .. " " .. names.kebab(op.name) .. ": ok"
   -- the waiter's row names the state's field (Kontent: cloning_state, shown as "cloning done")
   local field = op.waiter and op.waiter.state_field
   if field and type(state) == "table" and state[field] then
     head = head .. string.format(", %s %s after %.0f s", (field:gsub("_state$", "")), tostring(state[field]),
       waited or 0)
+  end
+  local item, list = output.created_item(op, res, args)
+  if item then
+    head = head .. string.format(", created in %s of %s", list, tostring(res.id or res.name or "the answer"))
+    res = item
   end
   out:write(head, "\n")
   if type(res) ~= "table" then return end
@@ -82,6 +112,67 @@ function output.summary(out, op, res, state, waited)
     out:write(string.format("  %-24s %s\n", json.utf8_repair(k), json.utf8_repair(shown)))
   end
   if hidden then out:write("  (keys hidden on a terminal: --output json prints them)\n") end
+  if item then out:write("  (--output json prints the whole answer)\n") end
+end
+
+--- The members of the error document (`{"error": {...}}`), in the order
+-- they print; a member the error does not have is left out.
+-- (doc/cli-output.schema.json describes each.)
+-- @table error_keys
+output.error_keys = { "kind", "reason", "status", "code", "message", "maybe_applied", "sent", "created",
+  "request_id", "field", "flag", "hint", "signal", "vendor", "operation", "attempts", "retry_after", "state" }
+
+--- The error document's object for `err` (an error object, a usage error
+-- as `{ kind = "usage", ... }`, or anything else as kind "failure"): the
+-- members of `error_keys` it has, secrets masked, `flag` added from
+-- `flag_of(field)` when it names a field.
+-- @param err
+-- @tparam[opt] {string,...} secrets
+-- @tparam[opt] function flag_of field -> the flag the user typed, or nil
+-- @treturn table
+function output.error_doc(err, secrets, flag_of)
+  if type(err) ~= "table" then err = { kind = "failure", message = tostring(err) } end
+  local d = {}
+  for _, k in ipairs(output.error_keys) do
+    local v = err[k]
+    if v ~= nil and type(v) ~= "function" and (type(v) ~= "userdata" or v == envclone.null) then d[k] = v end
+  end
+  d.kind = d.kind or "failure"
+  if d.message == nil then d.message = tostring(err) end
+  if d.field and not d.flag and flag_of then d.flag = flag_of(d.field) end
+  if secrets then d = output.scrub(d, secrets) end
+  return json.ordered(d, output.error_keys)
+end
+
+--- Writes the error document, `{"error": {...}}` (see `error_doc`), as one line.
+-- @param out file
+-- @param err
+-- @tparam[opt] {string,...} secrets
+-- @tparam[opt] function flag_of
+function output.write_error(out, err, secrets, flag_of)
+  out:write(json.encode({ error = output.error_doc(err, secrets, flag_of) }), "\n")
+end
+
+--- The error's line for stderr: its text, the flag the user typed in place
+-- of the field's name ("--new-env-name (field 'newEnvName')"), and what was
+-- created when a wait after a create failed.
+-- @param err
+-- @tparam[opt] function flag_of
+-- @treturn string
+function output.error_line(err, flag_of)
+  local line = json.utf8_repair(tostring(err))
+  if type(err) ~= "table" then return line end
+  local flag = err.field and flag_of and flag_of(err.field)
+  if flag then
+    local quoted = "field '" .. err.field .. "'"
+    local at = line:find(quoted, 1, true)
+    if at then line = line:sub(1, at - 1) .. flag .. " (" .. quoted .. ")" .. line:sub(at + #quoted) end
+  end
+  if type(err.created) == "table" then
+    local _, id = next(err.created)
+    if id ~= nil then line = line .. " (created " .. tostring(id) .. ")" end
+  end
+  return line
 end
 
 --- The live line while waiting (the waiter's `on_progress`): state, elapsed time, next poll.
