@@ -11,6 +11,7 @@
 #include "ec_compat.h"
 #include "ec_curl.h"
 #include "ec_error.h"
+#include "ec_file.h"
 #include "ec_http1.h"
 #include "ec_json.h"
 #include "ec_jsondec.h"
@@ -355,6 +356,8 @@ static const luaL_Reg core_functions[] = {
     { "catch_signals", ec_signal_lua_catch },
     { "interrupted", ec_signal_lua_interrupted },
     { "clear_interrupted", ec_signal_lua_clear },
+    { "write_file_atomic", ec_file_lua_write_atomic },
+    { "lock_file", ec_file_lua_lock },
     { NULL, NULL }
 };
 
@@ -367,6 +370,7 @@ int luaopen_envclone_core_impl(lua_State *L)
     ec_error_init(L);
     ec_request_init(L);
     ec_multi_init(L);
+    ec_file_init(L);
 
     ec_client_init(L);
 
