@@ -105,7 +105,9 @@ describe("rate_limit_store: Redis", function()
     local holder = limiter.new("kontent", e.base_urls.kontent, nil, nil, 0.5, store) -- lease 1.5 s
     local other = limiter.new("kontent", e.base_urls.kontent, nil, nil, 5, store)
     local args = { environment_id = "env-lease" }
-    local t1 = assert(limiter.acquire(holder, args))
+    -- its holder (a coroutine) has gone without a release: nobody renews the lease
+    local t1
+    assert(coroutine.resume(coroutine.create(function() t1 = assert(limiter.acquire(holder, args)) end)))
     local t0 = socket.gettime()
     local t2 = assert(limiter.acquire(other, args))
     local waited = socket.gettime() - t0
@@ -124,6 +126,22 @@ describe("rate_limit_store: Redis", function()
     limiter.release(t2, true)
     st = require("envclone.limiter.rule").decode(r:call("GET", k))
     assert.are.equal(0, st.n_inflight)
+  end)
+
+  it("a holder that lives past its lease keeps it: renewed on the process's next look at Redis", function()
+    local rule = require("envclone.limiter.rule")
+    local lim = limiter.new("kontent", e.base_urls.kontent, nil, nil, 0.5, r.url) -- lease 1.5 s
+    local t1 = assert(limiter.acquire(lim, { environment_id = "env-renew" }))
+    local k = next(r:keys())
+    local d0 = rule.decode(r:call("GET", k)).inflight[t1.id]
+    socket.sleep(0.6)
+    -- another key's admission looks at Redis: t1's lease (due after a third of it) is renewed
+    local t2 = assert(limiter.acquire(lim, { environment_id = "env-renew-2" }))
+    local d1 = rule.decode(r:call("GET", k)).inflight[t1.id]
+    assert.is_true(d1 >= d0 + 0.5, d0 .. " " .. d1)
+    limiter.release(t2, true)
+    limiter.release(t1, true)
+    assert.are.same({}, lines)
   end)
 
   it("Redis paused then killed: calls go on through the fallback with one log line, then shared again", function()

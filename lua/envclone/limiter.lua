@@ -371,9 +371,27 @@ local function dict_store(name)
   return store
 end
 
--- Slots held in shared dicts, renewed from a timer while any is held.
+-- Slots held in shared dicts and in Redis, renewed while their holder
+-- lives: from a timer inside nginx while any is held; in plain Lua, Redis
+-- leases also on this Lua state's next look at a Redis store (a batch whose
+-- other tasks wait), as due.
 local dict_held = setmetatable({}, { __mode = "k" })
 local renewing = false
+
+-- Renews the Redis leases held longer than a third of their lease since
+-- they were last renewed (their holder alive: a dropped ticket is collected).
+local function renew_redis(now)
+  for t in pairs(dict_held) do
+    if t.rkey and now - t.renewed >= t.hold / 3 then
+      if t.co ~= nil and coroutine.status(t.co) == "dead" then
+        dict_held[t] = nil
+      else
+        t.renewed = now
+        t.store:renew(t.rkey, t.id, t.hold)
+      end
+    end
+  end
+end
 
 local function renew(premature)
   renewing = false
@@ -381,10 +399,13 @@ local function renew(premature)
   local any = false
   for t in pairs(dict_held) do
     any = true
-    pcall(t.store.update, t.key, function(st)
-      if st.inflight[t.id] then st.inflight[t.id] = runtime.now() + t.hold end
-    end)
+    if not t.rkey then
+      pcall(t.store.update, t.key, function(st)
+        if st.inflight[t.id] then st.inflight[t.id] = runtime.now() + t.hold end
+      end)
+    end
   end
+  pcall(renew_redis, runtime.now())
   if any then
     local ok, timer = pcall(runtime.ngx().timer.at, RENEW_EVERY, renew)
     renewing = ok and timer and true or false
@@ -693,6 +714,7 @@ function limiter.admit(lim, args)
       local window, busy, suspect, store
       if remote_usable(lim, now) then
         store = lim.remote
+        if next(dict_held) then renew_redis(now) end
         local rk = redis_key(key)
         -- a key this process kept alone while the store was down brings its
         -- ends along, so that they still count
@@ -729,7 +751,8 @@ function limiter.admit(lim, args)
           store_up(lim)
           if window == 0 and not busy then
             local ticket = { key = key, rkey = rk, id = id, store = store, co = w.co, since = now, hold = lim.hold,
-              lim = lim }
+              lim = lim, renewed = now }
+            hold_in_dict(ticket)
             leave(key, g, w, now)
             return ticket
           end

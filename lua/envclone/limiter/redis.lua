@@ -4,7 +4,8 @@
 --
 -- The rule is `envclone.limiter.rule`'s source, shipped inside two scripts
 -- that Redis runs atomically: one per admission (`start`) and one per
--- release (`finish`). Both read the clock with Redis's `TIME`, never a
+-- release (`finish`); a third renews the lease of a holder whose attempt
+-- outlasts it (`renew`). Both read the clock with Redis's `TIME`, never a
 -- client's, and keep per key the latest time used, so time never runs
 -- backwards for a key (Redis restarted on a host whose clock stepped back).
 -- Scripts are sent by SHA (EVALSHA) and loaded again on NOSCRIPT (after
@@ -79,6 +80,16 @@ R.prune(st, now)
 save_state(KEYS[1], st, now)
 return held and 1 or 0
 ]]
+
+-- A lease renewed by its holder, still alive, whose attempt lasts longer than
+-- the lease (in a batch, waiting for a wire slot): 1 if it was still held.
+M.RENEW = PRELUDE .. [=[
+local st, now = load_state(KEYS[1], ARGV[3])
+local held = st.inflight[ARGV[1]] ~= nil
+if held then st.inflight[ARGV[1]] = now + tonumber(ARGV[2]) end
+save_state(KEYS[1], st, now)
+return held and 1 or 0
+]=]
 
 -- ---------------------------------------------------------------------------
 -- Key hashing: four 32-bit FNV-1a lanes with different offset bases (plain
@@ -259,6 +270,19 @@ function Store:finish(key, id, counted)
   local res, err = self:eval("finish", M.FINISH, key, id, counted and "1" or "0", client_clock())
   if res == nil then return nil, err end
   if res ~= 0 and res ~= 1 then return nil, "unexpected reply from the release script" end
+  return res == 1
+end
+
+--- Renews a lease (the RENEW script) for `hold` seconds from now.
+-- @tparam string key
+-- @tparam string id
+-- @tparam number hold
+-- @treturn[1] boolean true when the slot was still held
+-- @treturn[2] nil
+-- @treturn[2] string what went wrong
+function Store:renew(key, id, hold)
+  local res, err = self:eval("renew", M.RENEW, key, id, string.format("%.3f", hold), client_clock())
+  if res == nil then return nil, err end
   return res == 1
 end
 
