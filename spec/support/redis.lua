@@ -112,4 +112,8 @@ function R:stop()
   os.execute("rm -rf " .. emu.quote(self.dir))
 end
 
+-- a server nobody stopped goes with its handle (Lua 5.4; 5.1 and LuaJIT
+-- call no __gc on tables: there teardown stops it)
+R.__gc = R.stop
+
 return M
