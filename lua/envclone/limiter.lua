@@ -558,7 +558,7 @@ function limiter.new(vendor, base_url, rate_limit, dict, timeout, store, failure
   if store ~= nil and store ~= false and type(store) ~= "string" then
     error("envclone." .. vendor .. ": option 'rate_limit_store' must be a redis:// URL string", 0)
   end
-  if failure ~= nil and type(failure) ~= "string" then
+  if failure ~= nil and failure ~= "local" and failure ~= "closed" then
     error("envclone." .. vendor .. ": option 'rate_limit_store_failure' must be 'local' or 'closed'", 0)
   end
   local remote
