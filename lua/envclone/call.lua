@@ -189,7 +189,12 @@ local exchange = call.exchange
 -- @tparam table args the call's arguments (the limiter's key is read from them)
 -- @return result, or nil and an error object
 function call.attempt(limit, transport, req, args)
-  local ticket = limit and limiter.acquire(limit, args)
+  local ticket, lerr
+  if limit then
+    ticket, lerr = limiter.admit(limit, args)
+    -- a Redis store down with rate_limit_store_failure = "closed": not sent
+    if ticket == false then return nil, lerr end
+  end
   if not ticket then return exchange(transport, req) end
   -- The limiter's slot is the attempt's: released when the exchange ends,
   -- also by an error raised in it (a host transport's perform), which then
