@@ -113,6 +113,8 @@ describe("envclone where nginx disables cosockets", function()
       assert.is_false(r[k].raised, k .. " raised: " .. tostring(r[k].message))
       assert.is_true(r[k].ok, k .. ": " .. tostring(r[k].text))
     end
-    assert.are.equal(2, #e:requests())
+    -- the Droplit create's lookup by alias, the create, the Kontent GET
+    assert.are.equal(3, #e:requests())
+    assert.are.equal(1, e:stats().by_operation["droplit.create_environment"])
   end)
 end)
