@@ -194,6 +194,45 @@ describe("envclone interrupted", function()
     end)
   end
 
+  it("a second signal abandons the calls on the wire at once, marked maybe applied", function()
+    -- every answer takes 5 s: the first signal would wait for them
+    e:faults{ rules = { { operation = "*", rate = 1, kinds = { "slow" }, slow_seconds = 5 } } }
+    local file = batch_file(99)
+    local h = spawn{ "batch", file, "--max-in-flight", "4" }
+    assert.is_true(wait_requests(1, 10))
+    socket.sleep(0.2)
+    h.kill("INT")
+    socket.sleep(0.3)
+    assert.is_nil(h.finished(), "the first signal waits for the calls on the wire")
+    local t0 = socket.gettime()
+    h.kill("INT")
+    local rc = h.wait(5)
+    local took = socket.gettime() - t0
+    local out = h.out()
+    h.clean()
+    os.remove(file)
+    e:clear_faults()
+    assert.are.equal(130, rc)
+    assert.is_true(took < 1, string.format("took %.2f s", took))
+    local results = cjson.decode(out)
+    assert.are.equal(40, #results)
+    -- abandoned: sent; maybe applied unless only a lookup (a GET) was on the wire
+    local abandoned, acting, never = 0, 0, 0
+    for _, r in ipairs(results) do
+      if r.error and r.error.kind == "interrupted" then
+        if r.error.message:find("abandoned", 1, true) then
+          abandoned = abandoned + 1
+          assert.is_true(r.error.sent, cjson.encode(r))
+          if r.error.maybe_applied then acting = acting + 1 end
+        elseif r.error.sent == false then
+          never = never + 1
+        end
+      end
+    end
+    assert.is_true(abandoned >= 1 and acting >= 1, out)
+    assert.is_true(never >= 30, out)
+  end)
+
   it("SIGINT during a wait with an 8 s poll interval ends the command within 0.5 s", function()
     local h = spawn{ "kontent", "clone-environment", "--environment-id", e.seed.kontent.environment_id,
       "--name", "slow-poll", "--wait", "--poll-interval", "8" }
@@ -217,14 +256,12 @@ describe("envclone interrupted", function()
       local envclone = require("envclone")
       local core = require("envclone.core")
       local cjson = require("cjson.safe")
-      local url = os.getenv("EMU")
-      local seed = require("envclone.emulator").seed
-      local k = envclone.kontent{ api_key = "emu-kontent-key", base_url = url .. "/kontent/v2" }
+      local k = envclone.kontent{ api_key = os.getenv("EMU_KEY"), base_url = os.getenv("EMU_URL") }
       core.catch_signals{ "INT" }
       assert(core.interrupted() == nil)
       local b = envclone.batch{ max_in_flight = 2 }
       for i = 1, 12 do
-        b:add(k, "clone_environment", { environment_id = seed.kontent.environment_id, name = "lua" .. i,
+        b:add(k, "clone_environment", { environment_id = os.getenv("EMU_ENV"), name = "lua" .. i,
           wait = true, wait_interval = 5 })
       end
       local pid = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
@@ -237,7 +274,8 @@ describe("envclone interrupted", function()
       end
       print(cjson.encode(out))
     ]])
-    local cmd = "EMU=" .. emu.quote(e.url) .. " LUA_PATH=" .. emu.quote(package.path) .. " LUA_CPATH="
+    local cmd = "EMU_URL=" .. emu.quote(e.base_urls.kontent)
+      .. " EMU_KEY=" .. emu.quote(e.credentials.kontent.api_key) .. " EMU_ENV=" .. emu.quote(e.seed.kontent.environment_id) .. " LUA_PATH=" .. emu.quote(package.path) .. " LUA_CPATH="
       .. emu.quote(package.cpath) .. " " .. LUA .. " " .. script
     local p = io.popen(cmd)
     local text = p:read("*a")

@@ -21,11 +21,11 @@ local function env(extra)
   return t
 end
 
-local function run(args, environment)
+local function run(args, environment, lua)
   local out, err = os.tmpname(), os.tmpname()
   local parts = { "env" }
   for k, v in pairs(environment or env()) do parts[#parts + 1] = k .. "=" .. emu.quote(v) end
-  parts[#parts + 1] = os.getenv("ENVCLONE_LUA") or "lua5.4"
+  parts[#parts + 1] = lua or os.getenv("ENVCLONE_LUA") or "lua5.4"
   parts[#parts + 1] = "bin/envclone"
   for _, a in ipairs(args) do parts[#parts + 1] = emu.quote(a) end
   local ok, _, code = os.execute(table.concat(parts, " ") .. " >" .. out .. " 2>" .. err .. " </dev/null")
@@ -147,6 +147,44 @@ describe("envclone progress and diagnostics", function()
   end)
 end)
 
+describe("envclone --rate-limit-store", function()
+  it("a malformed URL is a usage error naming the flag; a Redis store holds the limits", function()
+    local code, out, err = run({ "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id,
+      "--rate-limit-store", "nope" })
+    assert.are.equal(2, code)
+    assert.matches("^envclone: %-%-rate%-limit%-store: ", err)
+    assert.are.equal("usage", cjson.decode(out).error.kind)
+    if not os.execute("command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1") then
+      pending("redis-server is not installed")
+      return
+    end
+    local socket = require("socket")
+    local s = assert(socket.bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    s:close()
+    local pidfile = os.tmpname()
+    os.execute("redis-server --port " .. port .. " --save '' --appendonly no >/dev/null 2>&1 & echo $! >" .. pidfile)
+    local pid = tonumber(emu.read_file(pidfile))
+    os.remove(pidfile)
+    local ok, perr = pcall(function()
+      local deadline = socket.gettime() + 5
+      while not os.execute("redis-cli -p " .. port .. " ping >/dev/null 2>&1") and socket.gettime() < deadline do
+        socket.sleep(0.05)
+      end
+      local c2, out2, err2 = run({ "kontent", "get-environment", "--environment-id", e.seed.kontent.environment_id,
+        "--rate-limit-store", "redis://127.0.0.1:" .. port .. "/0" })
+      assert.are.equal(0, c2, err2)
+      assert.is_table(cjson.decode(out2).result)
+      local p = io.popen("redis-cli -p " .. port .. " --scan --pattern 'envclone:*'")
+      local keys = p:read("*a")
+      p:close()
+      assert.matches("envclone:", keys)
+    end)
+    os.execute("kill " .. pid)
+    assert(ok, perr)
+  end)
+end)
+
 describe("envclone for a newcomer", function()
   it("ENVCLONE_EMULATOR_URL alone reaches every vendor with the demo credentials", function()
     local s = e.seed
@@ -187,7 +225,8 @@ describe("envclone for a newcomer", function()
   end)
 
   it("envclone emulator --help lists the seed objects", function()
-    local code, out = run({ "emulator", "--help" })
+    -- the emulator is Lua 5.4 code: `envclone emulator` runs under lua5.4
+    local code, out = run({ "emulator", "--help" }, nil, "lua5.4")
     assert.are.equal(0, code)
     assert.matches("Seed objects", out, 1, true)
     for _, id in ipairs{ e.seed.kontent.environment_id, e.seed.versori.organisation_id, e.seed.versori.project_id,

@@ -100,10 +100,10 @@ function plain.run(self, results, record)
   local next_item = 1
   local run_ready -- (below)
   -- Interrupts: the signal acted on (nil: none), how many were pending
-  -- then, and the items that had put on the wire a request that may act
-  -- (not `safe`: item -> true; a call started without a task is on the
-  -- wire while its slots are in `items`)
-  local signal, acted, item_sent = nil, 0, {}
+  -- then, the items that had put on the wire a request that may act (not
+  -- `safe`: item -> true) and those that had put any (a call started
+  -- without a task is on the wire while its slots are in `items`)
+  local signal, acted, item_sent, item_wire = nil, 0, {}, {}
   local interrupted = core.interrupted
 
   local function push_ready(co, x, y, z)
@@ -197,6 +197,7 @@ function plain.run(self, results, record)
       req:release()
       record(self, results, i, true, nil, err)
     else
+      item_wire[i] = true
       if not req.safe then item_sent[i] = true end
       local op = row_of_start[op_start]
       spawn(i, function()
@@ -306,10 +307,12 @@ function plain.run(self, results, record)
         -- a second signal: the transfers on the wire are abandoned
         for i = 1, next_item - 1 do
           if results[i] == nil then
-            local op = items[4 * i - 3] ~= nil and row_of_start[items[4 * i]]
-            local acts = item_sent[i] or (op and op.method ~= "GET" and op.method ~= "HEAD") or false
+            local on_wire = items[4 * i - 3] ~= nil -- started without a task, not finished
+            local op = on_wire and row_of_start[items[4 * i]] or nil
+            local acts = item_sent[i] or (on_wire and not (op and (op.method == "GET" or op.method == "HEAD")))
             record(self, results, i, true, nil, runtime.interrupted_error(signal,
-              { sent = acts or op ~= nil, maybe_applied = acts }, "abandoned on a second signal"))
+              { sent = on_wire or item_wire[i] == true, maybe_applied = acts == true },
+              "abandoned on a second signal"))
           end
         end
         break
@@ -328,7 +331,9 @@ function plain.run(self, results, record)
       if not ok then
         push_ready(co, RAISE, added)
       elseif added then
-        if not req.safe then item_sent[item_of[co]] = true end
+        local i = item_of[co]
+        item_wire[i] = true
+        if not req.safe then item_sent[i] = true end
         sender[next_id] = co
         n_inflight = n_inflight + 1
       else

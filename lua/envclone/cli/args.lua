@@ -30,6 +30,8 @@ args.options = {
   { "--base-url", "URL", "API base URL (default: the vendor's, or $ENVCLONE_<VENDOR>_URL)" },
   { "--timeout", "SECONDS", "per attempt (default 30)" },
   { "--no-retry", nil, "one attempt only" },
+  { "--rate-limit-store", "URL", "share the vendor's rate limits with other processes through Redis "
+    .. "(redis://[user:pass@]host:port/db)" },
   { "--credentials", "FILE", "read credentials from FILE (NAME=value lines; must be mode 0600)" },
   { "--help", nil, "this help (also -h)" },
 }
@@ -242,7 +244,7 @@ end
 --- Parses the arguments of `envclone batch` (argv[1] is "batch").
 -- @tparam table argv the arguments
 -- @treturn table `{ file =, opts = { help, max_in_flight, timeout, credentials, no_retry, check, output,
---   progress, verbose, debug } }`;
+--   progress, verbose, debug, rate_limit_store } }`;
 --   raises a usage error
 function args.parse_batch(argv)
   local p = { opts = {} }
@@ -265,6 +267,8 @@ function args.parse_batch(argv)
       p.opts.timeout = number_option(flag, value())
     elseif flag == "--credentials" then
       p.opts.credentials = value()
+    elseif flag == "--rate-limit-store" then
+      p.opts.rate_limit_store = value()
     elseif flag == "--output" then
       p.opts.output = value()
       if p.opts.output ~= "json" and p.opts.output ~= "text" then
@@ -276,7 +280,8 @@ function args.parse_batch(argv)
       p.opts[flag:sub(3):gsub("-", "_")] = true
     elseif a:sub(1, 2) == "--" then
       unknown_flag(flag, { "--help", "--max-in-flight", "--timeout", "--credentials", "--no-retry", "--check",
-        "--output", "--progress", "--verbose", "--debug" }, " for batch", "try 'envclone batch --help'")
+        "--output", "--progress", "--verbose", "--debug", "--rate-limit-store" }, " for batch",
+        "try 'envclone batch --help'")
     elseif p.file then
       usage_error("batch takes one FILE", "try 'envclone batch --help'")
     else

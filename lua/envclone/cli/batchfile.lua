@@ -273,6 +273,10 @@ function batchfile.run(argv, out, errout, tty)
       local opts = { base_url = names.getenv(names.url_env(vendor)), timeout = p.opts.timeout }
       local sources = credentials.sources(vendor, {}, p.creds, p.opts.credentials)
       if p.opts.no_retry then opts.retry = false end
+      if p.opts.rate_limit_store then
+        opts.rate_limit_store = p.opts.rate_limit_store
+        secrets[#secrets + 1] = p.opts.rate_limit_store -- it may hold Redis's password
+      end
       credentials.fill(vendor, p.creds, opts, secrets)
       credentials.emulator_defaults(vendor, opts, secrets)
       log = log or progress.log_hook(errout, p.opts, secrets)

@@ -85,6 +85,33 @@ function credentials.fill(vendor, file_creds, client_opts, secrets)
   end
 end
 
+-- The emulator's URL prefixes and demo credentials: its module under Lua
+-- 5.4; under LuaJIT (the emulator is Lua 5.4 code) a lua5.4 process prints
+-- them. nil when neither works.
+local emulator_tables
+local function load_emulator_tables()
+  local ok, emu = pcall(require, "envclone.emulator")
+  if ok and type(emu.prefixes) == "table" then return emu end
+  local script = "package.path = " .. string.format("%q", package.path) .. "\n"
+    .. "local m = require('envclone.emulator')\n"
+    .. "for k, v in pairs(m.prefixes) do print('prefix\\t' .. k .. '\\t' .. v) end\n"
+    .. "for n, t in pairs(m.credentials) do for o, v in pairs(t) do\n"
+    .. "  print('cred\\t' .. n .. '\\t' .. o .. '\\t' .. v) end end"
+  local p = io.popen("lua5.4 -e '" .. script:gsub("'", "'\\''") .. "' 2>/dev/null")
+  if not p then return nil end
+  local t = { prefixes = {}, credentials = {} }
+  for line in p:lines() do
+    local a, b, c, d = line:match("^(%a+)\t([^\t]+)\t([^\t]+)\t?([^\t]*)$")
+    if a == "prefix" then t.prefixes[b] = c
+    elseif a == "cred" then
+      t.credentials[b] = t.credentials[b] or {}
+      t.credentials[b][c] = d
+    end
+  end
+  p:close()
+  return next(t.prefixes) and t or nil
+end
+
 --- The client's base URLs from `ENVCLONE_EMULATOR_URL` (the emulator's
 -- root, as `envclone emulator` prints it), when it is set and neither
 -- `--base-url` nor `ENVCLONE_<VENDOR>_URL` gave one; and then the
@@ -97,8 +124,9 @@ end
 function credentials.emulator_defaults(vendor, client_opts, secrets)
   local url = names.getenv("ENVCLONE_EMULATOR_URL")
   if url == nil or client_opts.base_url ~= nil then return false end
-  local ok, emu = pcall(require, "envclone.emulator")
-  if not ok or type(emu.prefixes) ~= "table" or not emu.prefixes[vendor] then return false end
+  if emulator_tables == nil then emulator_tables = load_emulator_tables() or false end
+  local emu = emulator_tables
+  if not emu or not emu.prefixes[vendor] then return false end
   url = url:gsub("/+$", "")
   client_opts.base_url = url .. emu.prefixes[vendor]
   local connect = emu.prefixes[vendor .. "_connect"]
@@ -160,7 +188,7 @@ end
 -- @treturn table
 function credentials.sources(vendor, opts, file_creds, credentials_path)
   local sources = { base_url = opts.base_url and "--base-url" or names.url_env(vendor),
-    timeout = "--timeout" }
+    timeout = "--timeout", rate_limit_store = "--rate-limit-store" }
   for option, var in pairs(names.credential_env[vendor]) do
     sources[option] = (file_creds or {})[var] and (var .. " in " .. credentials_path) or var
   end
@@ -177,7 +205,7 @@ end
 function credentials.option_error(err, sources)
   local msg = tostring(err):gsub("^[^\n]-:%d+: ", "")
   local option, rest = msg:match("^envclone[%.%w_]*: option '([%w_]+)' (.*)$")
-  if not option then option, rest = msg:match("^envclone[%.%w_]*: ([%w_]+) (.*)$") end
+  if not option then option, rest = msg:match("^envclone[%.%w_]*: ([%w_]+):? (.*)$") end
   if option and sources[option] then return "envclone: " .. sources[option] .. ": " .. rest end
   return (msg:gsub("^envclone[%.%w_]*: ", "envclone: "))
 end

@@ -26,6 +26,7 @@ prints {"error": {"kind": ..., "message": ..., ...}} on stdout
 local BATCH_USAGE = [[
 usage: envclone batch FILE [--check] [--max-in-flight N] [--timeout SECONDS] [--no-retry]
                            [--credentials FILE] [--output json|text] [--progress] [--verbose|--debug]
+                           [--rate-limit-store URL]
 
 Runs the calls in FILE (a JSON array; "-" reads stdin) together, as one batch
 (envclone.batch): at most N requests on the wire at once (default 16), inside

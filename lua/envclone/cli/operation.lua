@@ -73,6 +73,10 @@ function operation.run(p, out, errout, tty)
     timeout = p.opts.timeout }
   if p.opts.no_retry then client_opts.retry = false end
   local secrets = {}
+  if p.opts.rate_limit_store then
+    client_opts.rate_limit_store = p.opts.rate_limit_store
+    secrets[#secrets + 1] = p.opts.rate_limit_store -- it may hold Redis's password
+  end
   credentials.fill(op.vendor, file_creds, client_opts, secrets)
   credentials.emulator_defaults(op.vendor, client_opts, secrets)
   local ways, has_one = ops.auth_ways(op), false
