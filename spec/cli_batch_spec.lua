@@ -135,6 +135,39 @@ describe("envclone batch FILE", function()
     assert.are.equal(0, #e:requests())
   end)
 
+  it("--check: one bad call among 20 is named, nothing is sent, with or without --check", function()
+    local calls = calls_json(20)
+    -- a misspelt argument in call 13, kebab-case names elsewhere
+    calls[13] = { vendor = "droplit", operation = "create-environment",
+      args = { ["ecosystem-id"] = e.seed.droplit.ecosystem_id, aliass = "x" } }
+    calls[14] = { vendor = "kontent", operation = "get-environment",
+      args = { ["environment-id"] = e.seed.kontent.environment_id } }
+    local file = write_file(cjson.encode(calls))
+    for _, args in ipairs{ { "batch", file, "--check" }, { "batch", file } } do
+      local code, out, err = run(env_all(), args)
+      assert.are.equal(3, code, err)
+      local checked = cjson.decode(out)
+      assert.are.equal(20, #checked)
+      for i, item in ipairs(checked) do
+        assert.are.equal(i ~= 13, item.valid, i .. ": " .. out)
+      end
+      assert.are.equal("validation", checked[13].error.kind)
+      assert.matches("aliass", checked[13].error.message)
+      assert.matches("call 13: .*aliass", err)
+      assert.matches("1 of 20 calls invalid; nothing was sent", err)
+    end
+    assert.are.equal(0, #e:requests())
+    -- the same file with the argument fixed: --check passes and still sends nothing
+    calls[13].args.alias, calls[13].args.aliass = "x13", nil
+    local good = write_file(cjson.encode(calls))
+    local code, out = run(env_all(), { "batch", good, "--check" })
+    os.remove(file)
+    os.remove(good)
+    assert.are.equal(0, code)
+    assert.are.equal(20, #cjson.decode(out))
+    assert.are.equal(0, #e:requests())
+  end)
+
   it("a call that fails after the batch was sent has its own error; the batch exits 8", function()
     local calls = calls_json(4)
     -- Kontent refuses to delete the production environment: an HTTP 400
