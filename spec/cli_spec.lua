@@ -618,33 +618,7 @@ describe("envclone list and emulator", function()
     end
   end)
 
-  it("the README's Command line examples run as pasted against the emulator", function()
-    local readme = emu.read_file("README.md")
-    local section = assert(readme:match("\n### Command line\n(.-)\n### "))
-    local env = bare_env()
-    for _, line in ipairs(emulator_cli_env(e.url)) do
-      local name, value = line:match("^([%w_]+)=(.*)$")
-      env[name] = value
-    end
-    local ran = 0
-    for block in section:gmatch("```sh\n(.-)```") do
-      if block:find("envclone emulator --port", 1, true) then
-        for command in block:gsub("\\\n%s*", ""):gmatch("[^\n]+") do
-          if command:match("^envclone ") and not command:match("^envclone emulator") then
-            local args = {}
-            -- words, or '...' quoted words without spaces (the only quoting the examples use)
-            for quoted, word in command:sub(10):gmatch("%s*(%'?)([^%s']*)%'?") do
-              if quoted ~= "" or word ~= "" then args[#args + 1] = word end
-            end
-            local code, _, err = run(env, args)
-            assert.are.equal(0, code, command .. ": " .. err)
-            ran = ran + 1
-          end
-        end
-      end
-    end
-    assert.are.equal(4, ran)
-  end)
+  -- The README's commands (the tour's included) run as pasted: spec/readme_blocks_spec.lua.
 
   it("envclone emulator starts the emulator, with a fault plan", function()
     local port_file = os.tmpname()
