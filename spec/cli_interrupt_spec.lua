@@ -275,8 +275,10 @@ describe("envclone interrupted", function()
       print(cjson.encode(out))
     ]])
     local cmd = "EMU_URL=" .. emu.quote(e.base_urls.kontent)
-      .. " EMU_KEY=" .. emu.quote(e.credentials.kontent.api_key) .. " EMU_ENV=" .. emu.quote(e.seed.kontent.environment_id) .. " LUA_PATH=" .. emu.quote(package.path) .. " LUA_CPATH="
-      .. emu.quote(package.cpath) .. " " .. LUA .. " " .. script
+      .. " EMU_KEY=" .. emu.quote(e.credentials.kontent.api_key)
+      .. " EMU_ENV=" .. emu.quote(e.seed.kontent.environment_id)
+      .. " LUA_PATH=" .. emu.quote(package.path) .. " LUA_CPATH=" .. emu.quote(package.cpath)
+      .. " " .. LUA .. " " .. script
     local p = io.popen(cmd)
     local text = p:read("*a")
     p:close()
