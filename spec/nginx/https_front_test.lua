@@ -99,7 +99,8 @@ describe("cosockets to an HTTPS front end (verification on)", function()
     local seen, gets, get_conns = {}, 0, {}
     for _, l in ipairs(log) do
       assert.are.equal("HTTP/1.1", l.protocol)
-      assert.matches("^2", l.status)
+      -- (a create's lookup by key, a GET before it, finds nothing: 404)
+      if not (l.method == "GET" and l.status == "404") then assert.matches("^2", l.status) end
       if l.method == "GET" then
         gets = gets + 1
         get_conns[l.connection] = true
