@@ -136,9 +136,16 @@ function operation.run(p, out, errout, tty)
   client:close()
   local sig = core.interrupted()
   if not ok then
-    if not is_interrupt(res) then error(res, 0) end
-    sig = sig or res.signal or (res.cause and res.cause.signal)
-    res, extra = nil, runtime.interrupted_item(res, sig, op.method ~= "GET" and op.method ~= "HEAD")
+    if is_interrupt(res) then
+      sig = sig or res.signal or (res.cause and res.cause.signal)
+      res, extra = nil, runtime.interrupted_item(res, sig, op.method ~= "GET" and op.method ~= "HEAD")
+    elseif envclone.is_error(res) then
+      -- raised after the create (a hook: the progress line could not be
+      -- written, say): printed like any failure, what was created with it
+      res, extra = nil, res
+    else
+      error(res, 0)
+    end
   end
   if live then errout:write("\r\27[K") end
   local status
