@@ -182,7 +182,7 @@ end
 
 --- Carries one request over a cosocket: the transport interface's
 -- `perform`, with the client's pool settings.
--- @param req an envclone request (see the README, "Transports")
+-- @param req an envclone request (see doc/transports.md)
 -- @tparam[opt] table pool `size` (idle connections kept per pool) and
 --   `idle` (seconds an idle connection is kept)
 -- @return a response `{ status, headers, body }` (header names in lower

@@ -7,7 +7,7 @@
 --
 -- One constructor per vendor; one method per operation, named and
 -- argued as on the vendor's page. Expected failures return `nil, err`
--- (see the README for the error object); programmer errors raise.
+-- (doc/errors.md describes the error object); programmer errors raise.
 -- @module envclone
 local core = require("envclone.core")
 local runtime = require("envclone.runtime")
