@@ -218,6 +218,16 @@ function envclone.batch(opts)
   return require("envclone.batch").new(opts, get_batch_env())
 end
 
+--- A set: objects across vendors planned, applied and destroyed as one
+-- (preview environments of a pull request): see `envclone.set` (the module)
+-- and doc/sets.md.
+-- @tparam table spec `{ name =, objects = { [id] = { vendor =, operation =, args =, after =, client = } } }`
+-- @tparam[opt] table opts `name`, `file`, `state`, `client_options`, `clients`, `lock_timeout`, `max_in_flight`
+-- @return the set (`s:plan()`, `s:apply()`, `s:destroy()`), or nil and a validation error
+function envclone.set(spec, opts)
+  return require("envclone.set").new(spec, opts, envclone)
+end
+
 local function new_client(vendor, opts, level)
   if opts ~= nil and type(opts) ~= "table" then
     error("envclone." .. vendor .. ": options must be a table, got " .. type(opts), level)

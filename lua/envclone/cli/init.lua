@@ -70,6 +70,9 @@ local function run(argv, out, errout, tty)
   -- them are required below it, not at the top
   if argv[1] == "emulator" then return require("envclone.cli.emulator").run(argv, errout, out) end
   if argv[1] == "batch" then return require("envclone.cli.batchfile").run(argv, out, errout, tty) end
+  if argv[1] == "plan" or argv[1] == "apply" or argv[1] == "destroy" then
+    return require("envclone.cli.set").run(argv, out, errout, tty)
+  end
   local help = require("envclone.cli.help")
   if argv[1] == "list" then
     help.list(out)
