@@ -122,6 +122,23 @@ local function parse(argv)
   return p
 end
 
+-- The emulator's demo value of a credential option: from its module under
+-- Lua 5.4; under LuaJIT (the emulator is Lua 5.4 code) a lua5.4 process
+-- prints it. nil when neither works.
+local function emulator_credential(vendor, option)
+  local ok, emu = pcall(require, "envclone.emulator")
+  if ok and type(emu.credentials) == "table" then return (emu.credentials[vendor] or {})[option] end
+  local script = "package.path = " .. string.format("%q", package.path) .. "\n"
+    .. "local c = require('envclone.emulator').credentials[" .. string.format("%q", vendor) .. "] or {}\n"
+    .. "io.write(c[" .. string.format("%q", option) .. "] or '')"
+  local p = io.popen("lua5.4 -e '" .. script:gsub("'", "'\\''") .. "' 2>/dev/null")
+  if not p then return nil end
+  local v = p:read("*a")
+  p:close()
+  if v == nil or v == "" then return nil end
+  return v
+end
+
 -- Client options per vendor named in the set: base URL, credentials.
 local function client_options(spec, p, secrets)
   local out = {}
@@ -139,10 +156,9 @@ local function client_options(spec, p, secrets)
       end
       if credentials.emulator_defaults(vendor, opts, secrets) then
         -- the emulator's demo lookup credential too, when the user set none
-        local ok, emu = pcall(require, "envclone.emulator")
         for option in pairs(extra_credentials[vendor] or {}) do
-          local v = ok and emu.credentials[vendor] and emu.credentials[vendor][option]
-          if opts[option] == nil and v then opts[option] = v; secrets[#secrets + 1] = v end
+          local v = opts[option] == nil and emulator_credential(vendor, option)
+          if v then opts[option] = v; secrets[#secrets + 1] = v end
         end
       end
       local demo = credentials.demo_refusal(vendor, opts)
