@@ -189,7 +189,8 @@ describe("envclone plan|apply|destroy", function()
         "vendor.json: objects.web.vendor: unknown vendor 'heroku'" },
       { write("cycle.json", cjson.encode({ objects = {
         a = { vendor = "droplit", operation = "create_environment", args = { ecosystemId = "E1", alias = "a{b.id}" } },
-        b = { vendor = "droplit", operation = "create_environment", args = { ecosystemId = "E1" }, after = { "a" } } } })),
+        b = { vendor = "droplit", operation = "create_environment", args = { ecosystemId = "E1" },
+          after = { "a" } } } })),
         "a dependency cycle: a -> b -> a" },
       { write("var.json", cjson.encode({ objects = { a = { vendor = "droplit", operation = "create_environment",
         args = { ecosystemId = "E1", alias = "{pull_request}" } } } })), "unknown template variable {pull_request}" },
