@@ -290,6 +290,9 @@ static void push_valid(const ec_field *f)
     case EC_T_BOOLEAN:
         lua_pushboolean(L, 1);
         return;
+    case EC_T_INTEGER:
+        lua_pushinteger(L, (lua_Integer)(f->min_value > 1 ? f->min_value : 1));
+        return;
     case EC_T_STRING_ARRAY:
     case EC_T_OBJECT:
     case EC_T_FREE_OBJECT:
@@ -322,9 +325,19 @@ static void check_request(const ec_client *cl, const ec_op *op)
     for (const char *t = op->path; *t; t++)
         tmpl_slashes += *t == '/';
     const char *u = r->url.data + blen;
+    /* a literal ';' only where a template has one (Droplit's {ecosystemId};{alias}) */
+    int semicolon_ok = strchr(op->path, ';') != NULL || (op->alt_path && strchr(op->alt_path, ';') != NULL);
+    int in_query = 0;
     for (size_t i = 0; u[i]; i++) {
         unsigned char ch = (unsigned char)u[i];
-        if (ch == '/') {
+        if (ch == '?' && !in_query) {
+            /* the query: name=value pairs of the row's query fields, values encoded as the path's */
+            in_query = 1;
+        } else if (in_query && (ch == '=' || ch == '&')) {
+            continue;
+        } else if (ch == ';' && semicolon_ok && !in_query) {
+            continue;
+        } else if (ch == '/' && !in_query) {
             slashes++;
             /* no "." or ".." segment */
             const char *seg = u + i + 1;
