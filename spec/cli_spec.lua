@@ -576,8 +576,16 @@ describe("envclone list and emulator", function()
     assert.are.equal(0, code)
     local n = 0
     for _ in out:gmatch("[^\n]+") do n = n + 1 end
-    assert.are.equal(#envclone.operations + 1, n)
+    -- every operation, and every waiter as a command of its own
+    local waiters, seen = 0, {}
+    for _, op in ipairs(envclone.operations) do
+      local name = op.waiter and op.vendor .. "." .. op.waiter.name
+      if name and not seen[name] then seen[name], waiters = true, waiters + 1 end
+    end
+    assert.is_true(waiters >= 1)
+    assert.are.equal(#envclone.operations + waiters + 1, n)
     assert.matches("droplit%s+create%-environment%s+POST%s+ecosystemId%*:string", out)
+    assert.matches("kontent%s+wait%-for%-cloning%s+GET%s+environment_id%*:string", out)
   end)
 
   -- The emulator is Lua 5.4 code (as everywhere in the suite, it runs under

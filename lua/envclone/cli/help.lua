@@ -3,7 +3,6 @@
 -- and `envclone list`.
 -- @module envclone.cli.help
 
-local envclone = require("envclone")
 local args = require("envclone.cli.args")
 local names = require("envclone.cli.names")
 local ops = require("envclone.cli.ops")
@@ -212,11 +211,16 @@ function help.batch(out)
   out:write(BATCH_USAGE)
 end
 
---- Writes `envclone list`: every operation on one line, with its fields.
+--- Writes `envclone list`: every operation on one line, with its fields,
+-- each vendor's waiters (commands of their own) after its operations.
 -- @param out file
 function help.list(out)
   local short_type = { ["array of strings"] = "string[]", ["table (object)"] = "object" }
-  for _, op in ipairs(envclone.operations) do
+  local rows = {}
+  for _, vendor in ipairs(ops.vendors) do
+    for _, op in ipairs(ops.by_vendor[vendor]) do rows[#rows + 1] = op end
+  end
+  for _, op in ipairs(rows) do
     local fields = {}
     for _, f in ipairs(op.fields) do
       fields[#fields + 1] = f.name .. (f.required and "*" or "") .. ":" .. (short_type[f.type] or f.type)
