@@ -213,6 +213,16 @@ describe("envclone.set", function()
     assert.are.equal(creates, e:stats().applied.creates)
   end)
 
+  it("doc/set.schema.json is scripts/set_schema.lua's output; examples/preview_set.json is a valid set", function()
+    local p = assert(io.popen((os.getenv("ENVCLONE_LUA") or "lua5.4") .. " scripts/set_schema.lua"))
+    local generated = p:read("*a")
+    p:close()
+    assert.are.equal(emu.read_file("doc/set.schema.json"), generated)
+    local spec = assert(set.load("examples/preview_set.json"))
+    local s = assert(envclone.set(spec, { name = "pr-123", file = "examples/preview_set.json" }))
+    assert.are.equal(9, #s.order)
+  end)
+
   describe("bad input: an error naming the place, nothing sent", function()
     local function bad(spec, pattern, field, opts)
       local s, err = envclone.set(spec, opts or { name = "x", file = "preview.json",
