@@ -104,6 +104,7 @@ function help.top(out)
     "       envclone VENDOR OPERATION --help the operation's fields\n",
     "       envclone list                    every operation on one line\n",
     "       envclone batch FILE [--check]    a JSON array of calls run together (see batch --help)\n",
+    "       envclone plan|apply|destroy SET.json --set NAME  a set of objects (see apply --help)\n",
     "       envclone emulator [--port N] [--faults PLAN]  the local emulator (see --help)\n",
     "       envclone --version               envclone's and libcurl's versions\n\n",
     "Vendors and operations:\n")
