@@ -299,4 +299,38 @@ describe("envclone interrupted", function()
     assert.is_true(#ids >= 1 and never >= 1, text)
     for _, id in ipairs(ids) do assert.is_true(printed[id], id .. " not in the results: " .. text) end
   end)
+
+  it("in Lua: a clone's wait interrupted raises kind 'interrupted' carrying created, at once", function()
+    local script = write_file([[
+      local envclone = require("envclone")
+      local core = require("envclone.core")
+      local socket = require("socket")
+      local cjson = require("cjson.safe")
+      local k = envclone.kontent{ api_key = os.getenv("EMU_KEY"), base_url = os.getenv("EMU_URL") }
+      core.catch_signals{ "INT" }
+      local pid = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
+      os.execute("(sleep 0.4; kill -INT " .. pid .. ") &")
+      local t0 = socket.gettime()
+      local ok, err = pcall(k.clone_environment, k, { environment_id = os.getenv("EMU_ENV"), name = "direct",
+        wait = true, wait_interval = 8 })
+      print(cjson.encode{ ok = ok, kind = err.kind, signal = err.signal, took = socket.gettime() - t0,
+        created = err.created and err.created.id })
+    ]])
+    local cmd = "EMU_URL=" .. emu.quote(e.base_urls.kontent)
+      .. " EMU_KEY=" .. emu.quote(e.credentials.kontent.api_key)
+      .. " EMU_ENV=" .. emu.quote(e.seed.kontent.environment_id)
+      .. " LUA_PATH=" .. emu.quote(package.path) .. " LUA_CPATH=" .. emu.quote(package.cpath)
+      .. " " .. LUA .. " " .. script
+    local p = io.popen(cmd)
+    local text = p:read("*a")
+    p:close()
+    os.remove(script)
+    local doc = cjson.decode(text)
+    assert.is_table(doc, text)
+    assert.is_false(doc.ok)
+    assert.are.equal("interrupted", doc.kind, text)
+    assert.are.equal("SIGINT", doc.signal)
+    assert.is_true(doc.took < 1.5, text)
+    assert.are.equal(created_ids()[1], doc.created)
+  end)
 end)

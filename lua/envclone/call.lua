@@ -266,7 +266,8 @@ local function wait_after(self, op, res, args, opts)
   local ok, state, werr
   if pcall_yields or runtime.scheduler() == nil then
     ok, state, werr = pcall(self[w.name], self, wargs)
-    if not ok then error(retry.raised_after_create(state, op, res), 0) end
+    -- (an interrupt in the wait raises kind "interrupted" with `created`)
+    if not ok then error(runtime.interrupted_item(retry.raised_after_create(state, op, res)), 0) end
   else
     state, werr = self[w.name](self, wargs)
   end
