@@ -170,6 +170,36 @@ describe("envclone subcommands", function()
     assert.are.equal(3, acting)
   end)
 
+  it("--if-exists adopt: run twice, the second creates nothing and says adopted; --no-reconcile sends one", function()
+    local s = e.seed
+    local argv = { "qovery", "clone-application", "--application-id", s.qovery.application_id,
+      "--name", "pr-42", "--environment-id", s.qovery.environment_id, "--if-exists", "adopt" }
+    local code, out, err = run(vendor_env("qovery"), argv)
+    assert.are.equal(0, code, err)
+    local first = cjson.decode(out).result
+    assert.is_nil(first.adopted)
+    code, out, err = run(vendor_env("qovery"), argv)
+    assert.are.equal(0, code, err)
+    local second = cjson.decode(out).result
+    assert.is_true(second.adopted)
+    assert.are.equal(first.id, second.id)
+    assert.are.equal(1, e:stats().by_operation["qovery.clone_application"])
+    e:reset()
+    code, out, err = run(vendor_env("qovery"), { "qovery", "clone-application", "--application-id",
+      s.qovery.application_id, "--name", "pr-43", "--environment-id", s.qovery.environment_id, "--no-reconcile" })
+    assert.are.equal(0, code, err)
+    assert.are.equal(1, e:stats().requests)
+    -- a bad value, or an operation with no lookup: usage errors, nothing sent
+    code = run(vendor_env("qovery"), { "qovery", "clone-application", "--application-id", s.qovery.application_id,
+      "--name", "pr-44", "--environment-id", s.qovery.environment_id, "--if-exists", "merge" })
+    assert.are.equal(2, code)
+    code, out = run(vendor_env("qovery"), { "qovery", "get-application", "--application-id",
+      s.qovery.application_id, "--if-exists", "adopt", "--output", "json" })
+    assert.are.equal(2, code)
+    assert.are.equal("--if-exists", cjson.decode(out).error.flag)
+    assert.are.equal(1, e:stats().requests)
+  end)
+
   it("--output text prints a summary, hiding keys; JSON never echoes the credential", function()
     local code, out, err = run(kontent_env(), { "kontent", "clone-environment", "--environment-id",
       e.seed.kontent.environment_id, "--name", "Text", "--wait", "--poll-interval", "0.1", "--output", "text" })

@@ -14,7 +14,8 @@ local args = {}
 
 --- The options shared by every operation: `{ flag, metavar or nil, help, wait = true }`
 -- (`wait`: shown only for operations with a waiter and for waiters;
--- `create_only`: not for waiters; `waiter`: for waiters only).
+-- `create_only`: not for waiters; `waiter`: for waiters only; `lookup`:
+-- only for creates found by their natural key, see doc/exactly-once.md).
 -- @table options
 args.options = {
   { "--output", "FORMAT", "json or text (default: text on a terminal, json otherwise)" },
@@ -24,6 +25,10 @@ args.options = {
   { "--poll-interval", "SECONDS", "first delay between polls while waiting (default 2)", wait = true },
   { "--wait-grace", "SECONDS", "while this young, a 'not found' means 'not visible yet' (default 30)", wait = true },
   { "--max-poll-interval", "SECONDS", "the longest delay between polls (default 30)", waiter = true },
+  { "--if-exists", "WHAT", "error (default) or adopt: return the object that already has the key instead of "
+    .. "making a second", lookup = true },
+  { "--no-reconcile", nil, "no lookup by key: a lost answer stays maybe_applied (one request per create)",
+    lookup = true },
   { "--progress", nil, "a line on stderr per poll and per retry (for logs without a terminal)" },
   { "--verbose", nil, "the client's log lines (info and above) on stderr; never a secret" },
   { "--debug", nil, "every log line of the client on stderr; never a secret" },
@@ -222,6 +227,13 @@ function args.parse(argv)
     usage_error("--output must be json or text", hint, "--output")
   end
   local o = p.opts
+  if o.if_exists and o.if_exists ~= "error" and o.if_exists ~= "adopt" then
+    usage_error("--if-exists must be error or adopt", hint, "--if-exists")
+  end
+  if p.op and not o.help and (o.if_exists or o.no_reconcile) and not p.op.lookup then
+    usage_error(p.vendor .. " " .. names.kebab(p.op.name) .. " has no lookup by key", hint,
+      o.if_exists and "--if-exists" or "--no-reconcile")
+  end
   if p.op and not o.help and p.op.is_waiter then
     if o.wait then usage_error(p.vendor .. " " .. names.kebab(p.op.name) .. " is a wait: no --wait needed", hint,
       "--wait") end

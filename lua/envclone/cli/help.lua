@@ -72,6 +72,7 @@ local function write_options(out, op)
     if op == nil then shown = not o.waiter
     elseif op.is_waiter then shown = not o.create_only
     else shown = not o.waiter and (not o.wait or ops.supports_wait(op)) end
+    if o.lookup and not (op and op.lookup) then shown = false end
     if shown then
       out:write(string.format("  %-26s %s\n", o[1] .. (o[2] and " " .. o[2] or ""), o[3]))
     end

@@ -115,6 +115,8 @@ function operation.run(p, out, errout, tty)
     args = { [w.id_arg] = args[w.id_arg], timeout = p.opts.wait_timeout, interval = p.opts.poll_interval,
       max_interval = p.opts.max_poll_interval, grace = p.opts.wait_grace }
   end
+  if p.opts.if_exists then args.if_exists = p.opts.if_exists end
+  if p.opts.no_reconcile then args.reconcile = false end
   if p.opts.wait or op.is_waiter then
     if p.opts.wait then
       args.wait = true
