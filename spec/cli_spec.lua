@@ -188,6 +188,7 @@ describe("envclone subcommands", function()
     code, out, err = run(vendor_env("qovery"), { "qovery", "clone-application", "--application-id",
       s.qovery.application_id, "--name", "pr-43", "--environment-id", s.qovery.environment_id, "--no-reconcile" })
     assert.are.equal(0, code, err)
+    assert.are.equal("pr-43", cjson.decode(out).result.name)
     assert.are.equal(1, e:stats().requests)
     -- a bad value, or an operation with no lookup: usage errors, nothing sent
     code = run(vendor_env("qovery"), { "qovery", "clone-application", "--application-id", s.qovery.application_id,

@@ -344,17 +344,15 @@ describe("the new columns in envclone.operations", function()
     assert.is_nil(op("versori", "get_project").alt_path)
   end)
 
-  it("waiters: pending as a list (and its first state), done_status, id_from_args", function()
+  it("waiters: pending as a list, done_status, id_from_args", function()
     local k = op("kontent", "clone_environment").waiter
-    assert.are.same({ "in_progress" }, k.pending_states)
-    assert.are.equal("in_progress", k.pending)
+    assert.are.same({ "in_progress" }, k.pending)
     assert.is_nil(k.id_from_args)
     assert.are.equal("id", k.id_result)
     local q = op("qovery", "delete_application").waiter
     assert.are.same({ name = "wait_for_deletion", poll = "get_application_status", id_arg = "applicationId",
       id_from_args = "applicationId", state_field = "state", done = "DELETED", done_status = 404,
-      failed = "DELETE_ERROR", pending = "DELETE_QUEUED",
-      pending_states = { "DELETE_QUEUED", "DELETING", "WAITING_DELETING" },
+      failed = "DELETE_ERROR", pending = { "DELETE_QUEUED", "DELETING", "WAITING_DELETING" },
       failed_message = "application deletion failed" }, q)
   end)
 

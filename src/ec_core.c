@@ -193,11 +193,8 @@ static void push_operations(lua_State *L)
             ec_setfield_string(L, "state_field", w->state_field);
             ec_setfield_string(L, "done", w->done);
             ec_setfield_string(L, "failed", w->failed);
-            /* pending: the first state as a string until init.lua's waiter
-             * reads pending_states, the whole list */
-            ec_setfield_string(L, "pending", w->pending ? w->pending[0] : NULL);
             push_strings(L, w->pending);
-            lua_setfield(L, -2, "pending_states");
+            lua_setfield(L, -2, "pending");
             ec_setfield_string(L, "failed_message", w->failed_message);
             if (w->not_yet_status) {
                 lua_pushinteger(L, w->not_yet_status);

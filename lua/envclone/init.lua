@@ -80,7 +80,7 @@ end
 
 -- The one waiter, made from an operation's `waiter` column: poll `w.poll`
 -- until the answer's `w.state_field` is `w.done` (a result) or `w.failed`
--- (an error of kind "state"); `w.pending` means "not yet". A new object may
+-- (an error of kind "state"); a state in `w.pending` means "not yet". A new object may
 -- not be visible for a moment after the create: `w.not_yet_status` during
 -- the first `grace` seconds means "not visible yet" and the waiter keeps
 -- polling. A state the vendor never documented (neither of the three: say
@@ -95,9 +95,8 @@ local function make_waiter(vendor, w)
   local where = "envclone: " .. w.name
   local not_yet = { [w.state_field] = "not_visible_yet" }
   local pending = {}
-  local pending_list = type(w.pending) == "table" and w.pending or w.pending_states or { w.pending }
-  for _, s in ipairs(pending_list) do pending[s] = true end
-  local documented = table.concat(pending_list, ", ") .. ", " .. w.done .. ", " .. w.failed
+  for _, s in ipairs(w.pending) do pending[s] = true end
+  local documented = table.concat(w.pending, ", ") .. ", " .. w.done .. ", " .. w.failed
   local gone = { [w.state_field] = w.done }
   return function(self, args)
     if type(args) ~= "table" then

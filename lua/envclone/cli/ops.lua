@@ -40,7 +40,7 @@ local function waiter_row(op)
       id_field.required = true
     end
   end
-  local states = table.concat({ w.pending, w.done, w.failed }, ", ")
+  local states = table.concat(w.pending, ", ") .. ", " .. w.done .. ", " .. w.failed
   return { vendor = op.vendor, name = w.name, method = poll and poll.method or "GET", path = poll and poll.path or "",
     page = poll and poll.page, auth = poll and poll.auth, credential = poll and poll.credential,
     fields = { id_field }, waiter = w, is_waiter = true, follows = op.name,
