@@ -243,6 +243,19 @@ describe("exactly once", function()
     assert.are.equal(1, e:stats().by_operation["kontent.clone_environment"])
   end)
 
+  it("adopt: a key taken between the lookup and the create (the vendor's 'exists') is adopted", function()
+    local d = e:client("droplit")
+    local first = assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "racer" })
+    -- the lookup before the create does not see it yet (a 404 from the emulator)
+    e:faults{ rules = { { operation = "droplit.get_environment", queue = { "404" } } } }
+    local res = assert(d:create_environment{ ecosystemId = seed.droplit.ecosystem_id, alias = "racer",
+      if_exists = "adopt" })
+    assert.is_true(res.adopted)
+    assert.are.equal(first.id, res.id)
+    assert.are.equal(2, e:stats().by_operation["droplit.create_environment"]) -- the second refused: Alias Exists
+    assert.are.equal(1, e:stats().applied.creates)
+  end)
+
   describe("ambiguous: an error, never an adoption", function()
     it("a key held before the create whose answer was lost: reason exists (each unique-key vendor)", function()
       local c = clients()

@@ -310,9 +310,9 @@ function reconcile.create(client, handle, op, args, if_exists, policy, send)
     if res ~= nil then return res end
     if if_exists == "adopt" and l.exists_reason and err.reason == l.exists_reason then
       -- made by someone else between the snapshot and the create
-      local now = reconcile.find(client, handle, op, args)
+      local now, now_answer = reconcile.find(client, handle, op, args)
       if now and #now == 1 then
-        local r = result_of(l, now[1], answer)
+        local r = result_of(l, now[1], now_answer)
         r.adopted = true
         return r
       end
