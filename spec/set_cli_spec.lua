@@ -55,7 +55,7 @@ local function spawn(args)
   end
   function h.out() return emu.read_file(dir .. "/out") end
   function h.err() return emu.read_file(dir .. "/err") end
-  function h.kill() os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+  function h.kill(sig) os.execute("kill -" .. (sig or "KILL") .. " " .. pid .. " 2>/dev/null") end
   return h
 end
 
@@ -124,6 +124,24 @@ describe("envclone plan|apply|destroy", function()
     print(string.format("\n    20 kills (%d inside the run, a full run %.2f s), %d re-runs", killed_inside, full,
       reruns))
     assert.is_true(killed_inside >= 10)
+  end)
+
+  it("SIGTERM (a cancelled CI job): exit 143, every result so far printed; the re-run finishes", function()
+    e:faults{ delay = 0.05 }
+    local h = spawn({ "apply", set_file, "--set", "term", "--output", "json" })
+    socket.sleep(0.4)
+    h.kill("TERM")
+    local rc = h.wait(20)
+    e:clear_faults()
+    assert.are.equal(143, rc, h.err())
+    local doc = cjson.decode(h.out())
+    assert.are.equal("SIGTERM", doc.interrupted)
+    assert.are.equal(9, #doc.objects)
+    local rc2, again = run({ "apply", set_file, "--set", "term", "--output", "json" })
+    assert.are.equal(0, rc2, cjson.encode(again))
+    local total, dups = sets.count(e, seed, "term")
+    assert.are.equal(8, total)
+    assert.are.same({}, dups)
   end)
 
   it("two applies of one set at once: 8 objects; the second waits for the first's lock and adopts", function()
