@@ -47,7 +47,7 @@ build = {
         "src/ec_buf.c", "src/ec_ops.c", "src/ec_policy.c", "src/ec_json.c", "src/ec_client.c", "src/ec_mask.c", "src/ec_error.c",
         "src/ec_marshal.c", "src/ec_parse.c",
         "src/ec_core.c", "src/ec_curl.c", "src/ec_http1.c", "src/ec_request.c", "src/ec_multi.c",
-        "src/ec_signal.c",
+        "src/ec_signal.c", "src/ec_file.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "src", "$(CURL_INCDIR)" },
@@ -71,6 +71,9 @@ build = {
     ["envclone.cosocket"] = "lua/envclone/cosocket.lua",
     ["envclone.http1"] = "lua/envclone/http1.lua",
     ["envclone.envvars"] = "lua/envclone/envvars.lua",
+    ["envclone.set"] = "lua/envclone/set.lua",
+    ["envclone.set.state"] = "lua/envclone/set/state.lua",
+    ["envclone.set.template"] = "lua/envclone/set/template.lua",
     -- the command line (bin/envclone)
     ["envclone.cli"] = "lua/envclone/cli/init.lua",
     ["envclone.cli.args"] = "lua/envclone/cli/args.lua",
@@ -85,6 +88,7 @@ build = {
     ["envclone.cli.ops"] = "lua/envclone/cli/ops.lua",
     ["envclone.cli.output"] = "lua/envclone/cli/output.lua",
     ["envclone.cli.progress"] = "lua/envclone/cli/progress.lua",
+    ["envclone.cli.set"] = "lua/envclone/cli/set.lua",
     -- the emulator: Lua 5.4 only (bin/envclone-emulator runs lua5.4)
     ["envclone.emulator"] = "lua/envclone/emulator/init.lua",
     ["envclone.emulator.main"] = "lua/envclone/emulator/main.lua",
