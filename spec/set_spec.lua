@@ -176,6 +176,28 @@ describe("envclone.set", function()
       assert.are.equal(2, assert(s:destroy()).counts.already_gone)
     end)
 
+  it("a caller's own clients (opts.clients) are used and left open; client options are shared per vendor", function()
+    local d = e:client("droplit")
+    local spec = { objects = {
+      a = { vendor = "droplit", operation = "create_environment", args = { ecosystemId = seed.droplit.ecosystem_id,
+        alias = "own_{set_id}" } },
+      b = { vendor = "droplit", operation = "create_environment", args = { ecosystemId = seed.droplit.ecosystem_id,
+        alias = "own_{set_id}_b" }, after = { "a" } },
+    } }
+    local s = assert(envclone.set(spec, { name = "c1", clients = { droplit = d }, state = false }))
+    local r = assert(s:apply())
+    assert.are.equal(2, r.counts.created)
+    assert.are.equal("b", r.order[2])
+    -- still usable: the set did not close it
+    assert(d:get_environment{ id = r.objects.a.object_id })
+    -- a vendor with neither clients nor client_options: an error naming the object, nothing sent
+    local s2 = assert(envclone.set(spec, { name = "c2", state = false }))
+    local requests = e:stats().requests
+    local _, err = s2:apply()
+    assert.matches("objects.a.vendor: no client options for droplit", err.message, 1, true)
+    assert.are.equal(requests, e:stats().requests)
+  end)
+
   it("two runs of one set: the second waits for the lock, or refuses with lock_timeout = 0", function()
     local s = new_set("pr-4")
     local lock = assert(core.lock_file(s.state_path .. ".lock", 0))

@@ -512,7 +512,7 @@ local function client_for(self, o)
   local merged = {}
   for k, v in pairs(base or {}) do merged[k] = v end
   for k, v in pairs(o.client) do merged[k] = v end
-  local cache_key = o.vendor .. " " .. (core.json_encode(o.client) or "")
+  local cache_key = o.vendor .. " " .. digest(o.client)
   local cache = self.client_cache
   if cache[cache_key] then return cache[cache_key] end
   local ok, c = pcall(self.lib[o.vendor], merged)
