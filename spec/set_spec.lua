@@ -156,6 +156,14 @@ describe("envclone.set", function()
       local again = assert(s:apply())
       assert.are.equal(2, again.counts.unchanged)
       assert.are.equal(1, e:stats().applied.by_operation["kontent.clone_environment"])
+      -- deleted behind the set's back: the read by id says so, and apply makes it again
+      assert(e:client("droplit"):delete_environment{ id = r.objects.d.object_id })
+      local p0 = assert(s:plan())
+      assert.are.equal("create", p0.objects.d.status)
+      assert.matches("gone since", p0.objects.d.why, 1, true)
+      local re = assert(s:apply())
+      assert.are.equal("created", re.objects.d.status)
+      assert.are.equal("unchanged", re.objects.k.status)
       -- a run killed between "pending" and the id: the next refuses to guess
       local st = read_json(path)
       st.objects.k = { status = "pending", vendor = "kontent", operation = "clone_environment" }
@@ -174,6 +182,7 @@ describe("envclone.set", function()
       local d = assert(s:destroy())
       assert.are.equal(2, d.counts.deleted)
       assert.are.equal(2, assert(s:destroy()).counts.already_gone)
+      assert.are.equal(2, e:stats().applied.by_operation["droplit.create_environment"])
     end)
 
   it("a caller's own clients (opts.clients) are used and left open; client options are shared per vendor", function()

@@ -42,7 +42,9 @@ Set.__index = Set
 
 --- What removes what a create made: the vendor's delete row (`delete`),
 -- its arguments taken from the create's (`args`: delete argument -> create
--- argument), and the argument that takes the new object's id (`id_arg`).
+-- argument), and the argument that takes the new object's id (`id_arg`);
+-- and `read`, the vendor's read by that id, which tells whether an object
+-- known only from the state file still exists.
 -- Data, checked against the operation table when this module loads. A
 -- delete row with a `waiter` (Qovery) is called with `wait = true`.
 -- @table teardown
@@ -51,9 +53,11 @@ set.teardown = {
     args = { organisation_id = "organisation_id", project_id = "project_id" }, id_arg = "environment_id" },
   ["versori.create_connection_version"] = { delete = "delete_connection_version",
     args = { organisation_id = "organisation_id", connection_id = "connection_id", version = "name" } },
-  ["qovery.clone_application"] = { delete = "delete_application", id_arg = "applicationId" },
-  ["kontent.clone_environment"] = { delete = "delete_environment", id_arg = "environment_id" },
-  ["droplit.create_environment"] = { delete = "delete_environment", id_arg = "id" },
+  ["qovery.clone_application"] = { delete = "delete_application", id_arg = "applicationId",
+    read = "get_application" },
+  ["kontent.clone_environment"] = { delete = "delete_environment", id_arg = "environment_id",
+    read = "get_environment" },
+  ["droplit.create_environment"] = { delete = "delete_environment", id_arg = "id", read = "get_environment" },
 }
 
 --- Updates that change a created object's key: the update's argument
@@ -90,6 +94,8 @@ for name, t in pairs(set.teardown) do
   local del = rows[vendor .. "." .. t.delete]
   assert(del and del.deletes, "envclone.set: teardown of " .. name .. ": no delete row " .. t.delete)
   assert(rows[name] and rows[name].creates, "envclone.set: teardown of " .. name .. ": not a create row")
+  assert(t.read == nil or rows[vendor .. "." .. t.read], "envclone.set: teardown of " .. name .. ": no row " ..
+    tostring(t.read))
 end
 
 local vendors = {}
@@ -585,6 +591,18 @@ local function find_all(self, o, client, args, renamed_only)
   return matches, renamed
 end
 
+-- Whether the object recorded in `entry` (a state-only object) still
+-- exists: true, false (the vendor's read by id answers 404), or nil and the
+-- read's error. True where the vendor has no such read (set.teardown).
+local function still_there(o, client, entry)
+  local t = o.teardown
+  if not (t and t.read and t.id_arg and entry.id ~= nil) then return true end
+  local res, err = client[t.read](client, { [t.id_arg] = entry.id })
+  if res ~= nil then return true end
+  if err.reason == "not_found" then return false end
+  return nil, err
+end
+
 -- Looks `o` up by key: "exists" with the object, "absent", or "unknown"
 -- with why (no lookup, several matches, the read failed).
 local function resolve(self, o, client, args)
@@ -598,6 +616,11 @@ local function resolve(self, o, client, args)
     return "absent"
   end
   if entry and entry.status == "created" then
+    local there, rerr = still_there(o, client, entry)
+    if there == nil then
+      return "unknown", "the read of " .. tostring(entry.id) .. " failed: " .. tostring(rerr), rerr
+    end
+    if not there then return "absent", "recorded in the state file, and gone since (404)" end
     return "exists", "from the state file (" .. why .. ")", nil, nil, entry
   elseif entry and entry.status == "pending" then
     return "unknown", "a create was started and its outcome not recorded, and " .. why
@@ -810,6 +833,12 @@ local function apply_create(self, o, values, aopts)
   local key = l and args[l.key_arg] or nil
   local w = row.waiter
   local want_wait = w ~= nil and copts.wait ~= false
+  if not usable and entry and entry.status == "created" then
+    -- recorded, but deleted since by someone else: made again below
+    local there, rerr = still_there(o, client, entry)
+    if there == nil then return fail_result(rerr, { object_id = entry.id, key = key }) end
+    if not there then entry = nil end
+  end
   if not usable then
     if entry and entry.status == "created" then
       values[o.id] = entry.values or { id = entry.id }
