@@ -192,6 +192,27 @@ describe("envclone plan|apply|destroy", function()
     assert.matches("apply m2: ok", text, 1, true)
   end)
 
+  it("on a terminal: one progress line per object on stderr, the JSON on stdout", function()
+    local tmux = require("spec.support.tmux")
+    if not tmux.available() then pending("tmux is not installed") return end
+    local term = tmux.new()
+    local parts = { "env" }
+    for k, v in pairs(env()) do parts[#parts + 1] = k .. "=" .. emu.quote(v) end
+    local out = tmp .. "/tty.json"
+    for _, a in ipairs{ LUA, "bin/envclone", "apply", set_file, "--set", "tty1", "--output", "json" } do
+      parts[#parts + 1] = emu.quote(a)
+    end
+    term:run(table.concat(parts, " ") .. " >" .. emu.quote(out))
+    local final = term:wait(30, 0.1)
+    term:stop()
+    assert.is_string(final)
+    assert.matches("EXIT=0", final)
+    assert.matches("apply tty1: web created %x+%-", final)
+    assert.matches("apply tty1: content_name updated", final)
+    assert.matches("apply tty1: created 8, updated 1", final, 1, true)
+    assert.are.equal("tty1", cjson.decode(emu.read_file(out)).set)
+  end)
+
   it("bad input: exit 3, the file, the object and the field named, nothing sent", function()
     e:reset()
     local function write(name, text)

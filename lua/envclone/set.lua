@@ -650,6 +650,8 @@ local function run_graph(lib, jobs, max_in_flight)
         r = { status = "failed", error = err }
       end
       job.done[job.id] = r
+      -- the caller's progress hook: an error there must not lose the result
+      if job.on_done then pcall(job.on_done, job.id, r) end
       return true
     end)
   end
@@ -1051,7 +1053,10 @@ local function run_sets(sets, action, aopts)
       js, done = graph_jobs(s, function(o, d) return destroy_one(s, o, planned[i], d) end, true)
     end
     dones[i] = done
-    for _, j in ipairs(js) do jobs[#jobs + 1] = j end
+    for _, j in ipairs(js) do
+      if aopts.on_object then j.on_done = function(id, r) aopts.on_object(s.name, id, r) end end
+      jobs[#jobs + 1] = j
+    end
   end
   local signal = run_graph(sets[1].lib, jobs, aopts.max_in_flight or (sets[1] and sets[1].opts.max_in_flight))
   for _, i in ipairs(ready) do
@@ -1068,7 +1073,8 @@ end
 -- `skipped`.
 -- @tparam[opt] table opts `recreate_unknown` (make an object whose earlier
 --   create's outcome is unknown and cannot be looked up: it may then exist
---   twice), `max_in_flight`
+--   twice), `max_in_flight`, `on_object(set_name, object_id, result)` (called
+--   as each object ends; what it raises is ignored)
 -- @return `{ set =, action = "apply", ok =, objects = { [id] = { status =
 --   "created" | "adopted" | "reconciled" | "unchanged" | "updated" |
 --   "unknown" | "skipped" | "failed", object_id =, key =, why =, error =,
@@ -1087,7 +1093,7 @@ end
 -- (Qovery); already gone counts as done; a refusal (Kontent's production
 -- environment) is `refused` and the others go on. An object another object
 -- still depends on (one not deleted) is `skipped`.
--- @tparam[opt] table opts `max_in_flight`
+-- @tparam[opt] table opts `max_in_flight`, `on_object` (as for `apply`)
 -- @return as `apply`, statuses "deleted" | "already_gone" | "kept" |
 --   "refused" | "unknown" | "skipped" | "failed"; or nil and an error
 function Set:destroy(opts)

@@ -259,8 +259,18 @@ function set.run(argv, out, errout, tty)
     -- asked for here, once nothing more can be refused: a cancelled CI job
     -- prints what was done, and the state file has it
     core.catch_signals{ "INT", "TERM" }
+    local on_object
+    if tty.err then
+      -- progress on a terminal: one line per object as it ends (masked, on stderr)
+      on_object = function(set_name, id, r)
+        local line = string.format("%s %s: %s %s", p.command, set_name, id, r.status)
+          .. (r.object_id and (" " .. tostring(r.object_id)) or "")
+        errout:write(core.mask(json.utf8_repair(line), secrets), "\n")
+        errout:flush()
+      end
+    end
     results = setlib.run_all(sets, p.command, { recreate_unknown = p.opts.recreate_unknown,
-      max_in_flight = p.opts.max_in_flight })
+      max_in_flight = p.opts.max_in_flight, on_object = on_object })
   end
   local docs, status, signal = {}, EXIT.ok, nil
   for i, r in ipairs(results) do
