@@ -337,6 +337,20 @@ describe("envclone.set", function()
       bad({ objects = { a = obj{ client = { base_url = "http://evil.example" } } } }, "client.base_url: not allowed")
     end)
 
+    it("a template reading a field the result does not have: that object fails, naming it", function()
+      local spec = { objects = {
+        a = obj{ args = { ecosystemId = seed.droplit.ecosystem_id, alias = "tf{set_id}" } },
+        b = obj{ args = { ecosystemId = seed.droplit.ecosystem_id, alias = "{a.colour}" } },
+      } }
+      local s = assert(envclone.set(spec, { name = "x", file = "t.json", client_options = sets.client_options(e),
+        state = state_path() }))
+      local r = assert(s:apply())
+      assert.are.equal("created", r.objects.a.status)
+      assert.are.equal("failed", r.objects.b.status)
+      assert.matches("t.json: objects.b.args: template variable {a.colour} has no value (the result of object 'a' "
+        .. "has no field 'colour')", r.objects.b.error.message, 1, true)
+    end)
+
     it("a field the vendor would refuse: the object fails validation, nothing sent", function()
       local s = assert(envclone.set({ objects = { a = obj{ args = { ecosystemId = "E1", alias = "no-dash-{set}" } } } },
         { name = "x", client_options = sets.client_options(e), state = state_path() }))

@@ -535,8 +535,10 @@ end
 local function render_args(self, o, values)
   local out, missing = template.render(o.args, self.vars, values)
   if missing then
-    return nil, invalid(self, "template variable {" .. missing .. "} has no value (its object is not made)", o.id,
-      "args")
+    local obj, field = missing:match("^([^.]+)%.(.*)$")
+    local why = obj and values[obj] ~= nil and ("the result of object '" .. obj .. "' has no field '" .. field .. "'")
+      or "its object is not made"
+    return nil, invalid(self, "template variable {" .. missing .. "} has no value (" .. why .. ")", o.id, "args")
   end
   local own, copts = {}, {}
   for k, v in pairs(out) do
