@@ -387,10 +387,6 @@ function set.new(spec, opts, lib)
   local keys = {}
   for _, id in ipairs(order) do
     local o = self.objects[id]
-    if o.kind == "update" and o.dep_list[1] == nil then
-      -- an update of nothing the set makes is allowed (a rename of a given environment)
-      o.standalone = true
-    end
     local key = o.kind == "create" and static_key(self, o)
     if key then
       if keys[key] then
@@ -739,7 +735,7 @@ local function finish(self)
   self.made_clients, self.client_cache = {}, {}
 end
 
--- values of objects (by id) for the templates of this run
+-- values of objects (by id) for the templates of this run: object id -> { id =, <field> = }
 local function new_values() return {} end
 
 -- plan
