@@ -126,6 +126,23 @@ describe("envclone plan|apply|destroy", function()
     assert.is_true(killed_inside >= 10)
   end)
 
+  it("destroy killed at random moments, run again: 0 objects left, exit 0", function()
+    e:faults{ delay = 0.02 }
+    math.randomseed(22)
+    for round = 1, 3 do
+      local name = "kd" .. round
+      assert.are.equal(0, (run({ "apply", set_file, "--set", name })))
+      local h = spawn({ "destroy", set_file, "--set", name, "--output", "json" })
+      socket.sleep(math.random() * 0.6)
+      h.kill()
+      h.wait(5)
+      local rc, doc = run({ "destroy", set_file, "--set", name, "--output", "json" })
+      assert.are.equal(0, rc, cjson.encode(statuses(doc)))
+      assert.are.equal(0, (sets.count(e, seed, name)), "round " .. round)
+    end
+    e:clear_faults()
+  end)
+
   it("SIGTERM (a cancelled CI job): exit 143, every result so far printed; the re-run finishes", function()
     e:faults{ delay = 0.05 }
     local h = spawn({ "apply", set_file, "--set", "term", "--output", "json" })
