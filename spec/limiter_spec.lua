@@ -108,6 +108,22 @@ describe("limiter on a virtual clock", function()
     end
   end)
 
+  it("a wait that raises (an interrupt) leaves the queue: later calls on the key go on", function()
+    local lim = limiter.new("kontent", "http://h", { per_second = 1 }, nil, 5)
+    limiter.release(limiter.acquire(lim, { environment_id = "E" }), true)
+    local sleep = runtime.sleep
+    runtime.sleep = function() error("interrupted!", 0) end
+    assert.has_error(function() limiter.acquire(lim, { environment_id = "E" }) end, "interrupted!")
+    runtime.sleep = sleep
+    -- at once: a waiter left behind would head the queue, go stale while
+    -- the next call waits behind it, and take that call down with it
+    for _ = 1, 3 do
+      local ticket = limiter.acquire(lim, { environment_id = "E" })
+      assert.is_table(ticket)
+      limiter.release(ticket, true)
+    end
+  end)
+
   it("keys are independent: other environments never wait", function()
     local lim = limiter.new("kontent", "http://h", nil, nil, 5)
     run(lim, 10, 0.001, "A")

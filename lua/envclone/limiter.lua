@@ -709,6 +709,13 @@ function limiter.admit(lim, args)
       g = enqueue(key, w, now)
     end
     local head = gate_head(key, g, now, w)
+    if head == nil then
+      -- dropped with a stale waiter of its own runner (one an interrupt or
+      -- an error left behind): it is here, so it queues again
+      gone_runners[w.runner] = nil
+      g = enqueue(key, w, now)
+      head = gate_head(key, g, now, w)
+    end
     local wait
     if head == w then
       local window, busy, suspect, store
@@ -798,7 +805,18 @@ function limiter.admit(lim, args)
       wait = nap_behind(w, head, g, policy, now)
     end
     w.due = now + wait
-    park(w, wait)
+    if runtime.pcall_yields or not runtime.scheduler() then
+      -- an interrupt (or any error) raised in the wait leaves the queue
+      -- with it: a waiter left behind would stall the key for the next call
+      local ok, perr = pcall(park, w, wait)
+      if not ok then
+        local gg = gates[key]
+        if gg then leave(key, gg, w, runtime.now()) end
+        error(perr, 0)
+      end
+    else
+      park(w, wait)
+    end
     now = runtime.now()
   end
 end
