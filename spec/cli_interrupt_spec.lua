@@ -300,6 +300,36 @@ describe("envclone interrupted", function()
     for _, id in ipairs(ids) do assert.is_true(printed[id], id .. " not in the results: " .. text) end
   end)
 
+  it("in Lua: an interrupt while a lost create is looked up says sent and maybe_applied", function()
+    e:faults{ rules = { { operation = "qovery.clone_application", queue = { "close_before" } } } }
+    local script = write_file([[
+      local envclone = require("envclone")
+      local core = require("envclone.core")
+      local cjson = require("cjson.safe")
+      local q = envclone.qovery{ token = os.getenv("EMU_KEY"), base_url = os.getenv("EMU_URL") }
+      core.catch_signals{ "INT" }
+      local pid = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
+      os.execute("(sleep 0.5; kill -INT " .. pid .. ") &")
+      local ok, err = pcall(q.clone_application, q, { applicationId = os.getenv("EMU_APP"),
+        environment_id = os.getenv("EMU_ENV"), name = "looked-up", reconcile = { grace = 5 } })
+      print(cjson.encode{ ok = ok, kind = err.kind, sent = err.sent, maybe_applied = err.maybe_applied,
+        lost = err.lost_error ~= nil })
+    ]])
+    local cmd = "EMU_URL=" .. emu.quote(e.base_urls.qovery)
+      .. " EMU_KEY=" .. emu.quote(e.credentials.qovery.token)
+      .. " EMU_APP=" .. emu.quote(e.seed.qovery.application_id)
+      .. " EMU_ENV=" .. emu.quote(e.seed.qovery.environment_id)
+      .. " LUA_PATH=" .. emu.quote(package.path) .. " LUA_CPATH=" .. emu.quote(package.cpath)
+      .. " " .. LUA .. " " .. script
+    local p = io.popen(cmd)
+    local text = p:read("*a")
+    p:close()
+    os.remove(script)
+    local doc = cjson.decode(text)
+    assert.is_table(doc, text)
+    assert.are.same({ ok = false, kind = "interrupted", sent = true, maybe_applied = true, lost = true }, doc)
+  end)
+
   it("in Lua: a clone's wait interrupted raises kind 'interrupted' carrying created, at once", function()
     local script = write_file([[
       local envclone = require("envclone")

@@ -325,7 +325,20 @@ function reconcile.create(client, handle, op, args, if_exists, policy, send)
       err.reconcile_error = snap_err
       return nil, err
     end
-    local found, ferr = look_again(client, handle, op, args, before, policy.grace, err)
+    local ok, found, ferr = true
+    if runtime.pcall_yields or not runtime.scheduler() then
+      ok, found, ferr = pcall(look_again, client, handle, op, args, before, policy.grace, err)
+    else
+      found, ferr = look_again(client, handle, op, args, before, policy.grace, err)
+    end
+    if not ok then
+      -- raised while looking (an interrupt): the create went out and its
+      -- answer was lost -- never "not sent"
+      if type(found) == "table" and found.kind == "interrupted" then
+        found.sent, found.maybe_applied, found.lost_error = true, true, err
+      end
+      error(found, 0)
+    end
     if found then return found end
     if found == nil then return nil, ferr end
     -- not there after the grace window: nothing was made
