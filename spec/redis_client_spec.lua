@@ -38,6 +38,12 @@ describe("envclone.redis: store URLs", function()
     assert.matches("must be a string", select(2, redis.parse_url(42)))
     assert.are.equal("redis://***@h:1/0", redis.masked("redis://topsecret@h:1/0"))
     assert.are.equal("***", redis.masked("topsecret@h"))
+    -- a generated (base64) password may hold an unencoded "/": still user information
+    assert.are.equal("redis://***@h:1/0", redis.masked("redis://:top/secret@h:1/0"))
+    local cfg = assert(redis.parse_url("redis://:top/secret@h:1/0"))
+    assert.are.same({ "h", 1, 0, "top/secret" }, { cfg.host, cfg.port, cfg.db, cfg.password })
+    local _, perr = redis.parse_url("redis://:top/secret@/0")
+    assert.is_nil(perr:find("secret", 1, true), perr)
   end)
 
   it("encodes commands as RESP arrays of bulk strings", function()

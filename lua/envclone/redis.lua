@@ -37,7 +37,9 @@ function redis.masked(url)
     -- not a URL: show nothing of it that could be a secret
     return url:find("@", 1, true) and "***" or url
   end
-  local auth, tail = rest:match("^([^/]*)@(.*)$")
+  -- the last "@" anywhere: a password may hold an unencoded "/" (base64),
+  -- and a store URL's path (/DB) never holds an "@"
+  local auth, tail = rest:match("^(.*)@(.*)$")
   if not auth then return url end
   local user = auth:match("^([^:]*):") or ""
   if user == "" then return scheme .. "***@" .. tail end
@@ -61,16 +63,17 @@ function redis.parse_url(url)
   if scheme:lower() ~= "redis" then
     return nil, "unknown store URL scheme '" .. scheme .. "' in '" .. shown .. "': only redis:// is supported"
   end
-  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  -- user information up to the last "@" (a password may hold "/", as
+  -- generated base64 passwords do), then host, port and path
+  local auth, after = rest:match("^(.*)@(.*)$")
+  local authority, path = (after or rest):match("^([^/?#]*)(.*)$")
   local cfg = { url = shown, db = 0, port = 6379 }
-  local auth, hostport = authority:match("^(.*)@([^@]*)$")
+  local hostport = authority
   if auth then
     local user, pass = auth:match("^([^:]*):(.*)$")
     if not user then user, pass = nil, auth end -- "redis://secret@host": a password alone
     cfg.user = user ~= "" and user and unescape(user) or nil
     cfg.password = unescape(pass)
-  else
-    hostport = authority
   end
   local host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
   if not host then host, port = hostport:match("^([%w.-]+):?(%d*)$") end
