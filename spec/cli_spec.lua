@@ -170,6 +170,28 @@ describe("envclone subcommands", function()
     assert.are.equal(3, acting)
   end)
 
+  it("Kontent: KONTENT_SUBSCRIPTION_API_KEY and KONTENT_SUBSCRIPTION_ID make clones adoptable", function()
+    local env = kontent_env()
+    env.KONTENT_SUBSCRIPTION_API_KEY = e.credentials.kontent.subscription_api_key
+    env.KONTENT_SUBSCRIPTION_ID = e.seed.kontent.subscription_id
+    local argv = { "kontent", "clone-environment", "--environment-id", e.seed.kontent.environment_id,
+      "--name", "PR 7", "--if-exists", "adopt" }
+    local code, out, err = run(env, argv)
+    assert.are.equal(0, code, err)
+    local first = cjson.decode(out).result
+    code, out, err = run(env, argv)
+    assert.are.equal(0, code, err)
+    local second = cjson.decode(out).result
+    assert.is_true(second.adopted)
+    assert.are.equal(first.id, second.id)
+    assert.is_nil(out:find(e.credentials.kontent.subscription_api_key, 1, true))
+    assert.are.equal(1, e:stats().by_operation["kontent.clone_environment"])
+    -- without the key: refused before sending, and the message says what is missing
+    code, out = run(kontent_env(), argv)
+    assert.are.equal(3, code)
+    assert.matches("subscription_api_key", cjson.decode(out).error.message, 1, true)
+  end)
+
   it("--if-exists adopt: run twice, the second creates nothing and says adopted; --no-reconcile sends one", function()
     local s = e.seed
     local argv = { "qovery", "clone-application", "--application-id", s.qovery.application_id,

@@ -11,8 +11,16 @@ local envvars = {}
 envvars.credentials = {
   versori = { token = "VERSORI_TOKEN", cookie = "VERSORI_COOKIE" },
   qovery = { token = "QOVERY_TOKEN" },
-  kontent = { api_key = "KONTENT_API_KEY" },
+  kontent = { api_key = "KONTENT_API_KEY", subscription_api_key = "KONTENT_SUBSCRIPTION_API_KEY" },
   droplit = { token = "DROPLIT_TOKEN" },
+}
+
+--- Where each vendor's non-secret client settings come from: client option
+-- -> environment variable (Kontent's subscription, for its Subscription
+-- API: the lookup that finds a clone by name, doc/exactly-once.md).
+-- @table settings
+envvars.settings = {
+  kontent = { subscription_id = "KONTENT_SUBSCRIPTION_ID" },
 }
 
 --- The environment variable holding a vendor's base URL (`ENVCLONE_KONTENT_URL`).

@@ -83,6 +83,10 @@ function credentials.fill(vendor, file_creds, client_opts, secrets)
     client_opts[option] = v
     if v then secrets[#secrets + 1] = v end
   end
+  for option, var in pairs(names.setting_env[vendor] or {}) do
+    local v = (file_creds or {})[var] or os.getenv(var)
+    if v ~= nil and v ~= "" then client_opts[option] = v end
+  end
 end
 
 -- The emulator's URL prefixes and demo credentials: its module under Lua
@@ -131,6 +135,11 @@ function credentials.emulator_defaults(vendor, client_opts, secrets)
   client_opts.base_url = url .. emu.prefixes[vendor]
   local connect = emu.prefixes[vendor .. "_connect"]
   if connect then client_opts.connect_base_url = url .. connect end
+  -- the emulator's own settings (its Kontent subscription) unless given
+  for option in pairs(names.setting_env[vendor] or {}) do
+    local seed = emu.seed and emu.seed[vendor]
+    if client_opts[option] == nil and seed and seed[option] then client_opts[option] = seed[option] end
+  end
   local any = false
   for option in pairs(names.credential_env[vendor]) do any = any or client_opts[option] ~= nil end
   if not any then

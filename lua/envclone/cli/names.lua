@@ -10,6 +10,9 @@ local names = {}
 -- @table credential_env
 names.credential_env = envvars.credentials
 
+--- Client setting -> environment variable, per vendor (`envclone.envvars.settings`).
+names.setting_env = envvars.settings
+
 --- The environment variable holding a vendor's base URL (`ENVCLONE_KONTENT_URL`).
 -- @function url_env
 -- @tparam string vendor

@@ -35,6 +35,10 @@ function M.cli_env(url)
     for _, option in ipairs(options) do
       lines[#lines + 1] = (envvars.credentials[name][option] or option) .. "=" .. emulator.credentials[name][option]
     end
+    for option, var in pairs(envvars.settings[name] or {}) do
+      local seed = emulator.seed and emulator.seed[name]
+      if seed and seed[option] then lines[#lines + 1] = var .. "=" .. seed[option] end
+    end
   end
   return lines
 end
