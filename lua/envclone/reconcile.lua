@@ -41,9 +41,12 @@ local reconcile = {}
 -- argument: `true`, `false` or a table of these).
 -- @field grace seconds during which "not found" after a lost answer may
 --   still be a write not yet visible (3)
--- @field resends how many times a create found absent is sent again (1)
+-- @field resends how many times a create found absent is sent again: 1
+--   where the vendor keeps the key unique (a second create of it would be
+--   refused), 0 where it does not (Kontent's names): there a create that
+--   is only slow to show would be made twice
 -- @table defaults
-reconcile.defaults = { grace = 3, resends = 1 }
+reconcile.defaults = { grace = 3 }
 
 local policy_kinds = { grace = "seconds", resends = "finite" }
 
@@ -64,7 +67,7 @@ function reconcile.policy(v, base, level)
   if p.resends and p.resends ~= math.floor(p.resends) then
     error("envclone: reconcile option 'resends' must be an integer, got " .. tostring(p.resends), level + 1)
   end
-  return { grace = p.grace or reconcile.defaults.grace, resends = p.resends or reconcile.defaults.resends }
+  return { grace = p.grace or reconcile.defaults.grace, resends = p.resends }
 end
 
 local if_exists_values = { error = true, adopt = true }
@@ -304,7 +307,7 @@ function reconcile.create(client, handle, op, args, if_exists, policy, send)
   else
     snap_err = answer
   end
-  local resends = policy and policy.resends or 0
+  local resends = policy and (policy.resends or (l.unique and 1 or 0)) or 0
   while true do
     local res, err = send(args)
     if res ~= nil then return res end
@@ -343,7 +346,8 @@ function reconcile.create(client, handle, op, args, if_exists, policy, send)
     if found == nil then return nil, ferr end
     -- not there after the grace window: nothing was made
     if resends <= 0 then
-      err.not_reconciled = "not found after " .. policy.grace .. " s; no resend left"
+      err.not_reconciled = "not found after " .. policy.grace .. " s; " .. (l.unique and "no resend left"
+        or "not sent again: " .. l.key .. " is not unique, so a second create could make a second object")
       return nil, err
     end
     resends = resends - 1
