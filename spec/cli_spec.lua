@@ -192,6 +192,35 @@ describe("envclone subcommands", function()
     assert.matches("subscription_api_key", cjson.decode(out).error.message, 1, true)
   end)
 
+  it("a key held twice: exit 4, kind conflict, reason ambiguous, the matches' ids; text says adopted", function()
+    local env = kontent_env()
+    env.KONTENT_SUBSCRIPTION_API_KEY = e.credentials.kontent.subscription_api_key
+    env.KONTENT_SUBSCRIPTION_ID = e.seed.kontent.subscription_id
+    local argv = { "kontent", "clone-environment", "--environment-id", e.seed.kontent.environment_id,
+      "--name", "Twin", "--no-reconcile" }
+    assert.are.equal(0, (run(env, argv)))
+    assert.are.equal(0, (run(env, argv))) -- Kontent's names are not unique: two
+    argv[#argv] = "--if-exists"
+    argv[#argv + 1] = "adopt"
+    local code, out = run(env, argv)
+    assert.are.equal(4, code, out)
+    local doc = cjson.decode(out).error
+    assert.are.equal("conflict", doc.kind)
+    assert.are.equal("ambiguous", doc.reason)
+    assert.are.equal(2, #doc.matches)
+    assert.is_string(doc.matches[1])
+    -- a single match, in text: the head line says it was adopted
+    local v = vendor_env("versori")
+    local s = e.seed.versori
+    local vargv = { "versori", "clone-environment", "--organisation-id", s.organisation_id, "--project-id",
+      s.project_id, "--old-env-name", "production", "--new-env-name", "once", "--if-exists", "adopt",
+      "--output", "text" }
+    assert.are.equal(0, (run(v, vargv)))
+    local vcode, vout = run(v, vargv)
+    assert.are.equal(0, vcode, vout)
+    assert.matches("adopted (it existed) in environments of", vout, 1, true)
+  end)
+
   it("--if-exists adopt: run twice, the second creates nothing and says adopted; --no-reconcile sends one", function()
     local s = e.seed
     local argv = { "qovery", "clone-application", "--application-id", s.qovery.application_id,

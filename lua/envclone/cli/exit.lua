@@ -18,7 +18,7 @@ exit.for_signal = { SIGINT = EXIT.interrupted, SIGTERM = EXIT.terminated, SIGHUP
 
 --- Error kind -> exit status ("decode": the answer was not the JSON promised).
 -- @table for_kind
-exit.for_kind = { validation = EXIT.validation, http = EXIT.http, transport = EXIT.transport,
+exit.for_kind = { validation = EXIT.validation, http = EXIT.http, conflict = EXIT.http, transport = EXIT.transport,
   decode = EXIT.transport, timeout = EXIT.timeout, state = EXIT.state }
 
 --- Raises a usage error (caught by `report_usage`'s caller with pcall).

@@ -91,10 +91,19 @@ function output.summary(out, op, res, state, waited, args)
     head = head .. string.format(", %s %s after %.0f s", (field:gsub("_state$", "")), tostring(state[field]),
       waited or 0)
   end
+  -- what the call did, when it did not simply make it (doc/exactly-once.md)
+  local how = "created"
+  if type(res) == "table" then
+    if res.adopted then how = "adopted (it existed)"
+    elseif res.reconciled then how = "created (found by its key after the answer was lost)"
+    elseif res.already_gone then head = head .. ", already gone" end
+  end
   local item, list = output.created_item(op, res, args)
   if item then
-    head = head .. string.format(", created in %s of %s", list, tostring(res.id or res.name or "the answer"))
+    head = head .. string.format(", %s in %s of %s", how, list, tostring(res.id or res.name or "the answer"))
     res = item
+  elseif how ~= "created" then
+    head = head .. ", " .. how
   end
   out:write(head, "\n")
   if type(res) ~= "table" then return end
@@ -120,7 +129,23 @@ end
 -- (doc/cli-output.schema.json describes each.)
 -- @table error_keys
 output.error_keys = { "kind", "reason", "status", "code", "message", "maybe_applied", "sent", "created",
-  "request_id", "field", "flag", "hint", "signal", "vendor", "operation", "attempts", "retry_after", "state" }
+  "request_id", "field", "flag", "hint", "signal", "vendor", "operation", "attempts", "retry_after", "state",
+  "not_reconciled", "reconcile_error", "lost_error", "matches" }
+
+-- An error object inside the error document (a lookup's own failure, the
+-- lost answer's error): its text, kind, reason and status only.
+local function nested_error(e)
+  if type(e) ~= "table" then return tostring(e) end
+  return json.ordered({ kind = e.kind, reason = e.reason, status = e.status, message = tostring(e) },
+    { "kind", "reason", "status", "message" })
+end
+
+-- The objects that match a create's key: their ids.
+local function match_ids(list)
+  local ids = envclone.array{}
+  for _, m in ipairs(list) do ids[#ids + 1] = type(m) == "table" and (m.id or m.name) or tostring(m) end
+  return ids
+end
 
 --- The error document's object for `err` (an error object, a usage error
 -- as `{ kind = "usage", ... }`, or anything else as kind "failure"): the
@@ -139,6 +164,9 @@ function output.error_doc(err, secrets, flag_of)
   end
   d.kind = d.kind or "failure"
   if d.message == nil then d.message = tostring(err) end
+  if d.reconcile_error ~= nil then d.reconcile_error = nested_error(d.reconcile_error) end
+  if d.lost_error ~= nil then d.lost_error = nested_error(d.lost_error) end
+  if type(d.matches) == "table" then d.matches = match_ids(d.matches) end
   if d.field and not d.flag and flag_of then d.flag = flag_of(d.field) end
   if secrets then d = output.scrub(d, secrets) end
   return json.ordered(d, output.error_keys)
