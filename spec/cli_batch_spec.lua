@@ -112,6 +112,8 @@ describe("envclone batch FILE", function()
       if calls[i].vendor == "kontent" then
         assert.are.equal(e.seed.kontent.environment_id, r.result.id)
       end
+      -- and its key arguments, a create's natural key included (Droplit's optional alias)
+      if calls[i].vendor == "droplit" then assert.are.equal(calls[i].args.alias, r.args.alias) end
     end
     assert.are.equal(24, call_requests(calls))
     assert.is_nil(out:find(e.credentials.kontent.api_key, 1, true))

@@ -168,15 +168,17 @@ function batchfile.validate(client, c)
   return err
 end
 
--- The arguments a result echoes: the required fields and those in the
--- path, when they are strings, numbers or booleans (never a credential:
--- masked by the caller too).
+-- The arguments a result echoes: the required fields, those in the path
+-- and a create's natural key (its `lookup`: Droplit's alias), when they are
+-- strings, numbers or booleans (never a credential: masked by the caller too).
 local function key_args(op, a)
   local t = {}
+  local key_arg = op.lookup and op.lookup.key_arg
   for _, f in ipairs(op.fields) do
     local v = a[f.name]
     local tv = type(v)
-    if (f.required or f["in"] == "path") and (tv == "string" or tv == "number" or tv == "boolean") then
+    if (f.required or f["in"] == "path" or f.name == key_arg) and (tv == "string" or tv == "number" or tv == "boolean")
+    then
       t[f.name] = v
     end
   end
