@@ -19,10 +19,6 @@ local usage_error = exit.usage_error
 
 local set = {}
 
--- Credentials the set commands read besides the vendors' usual ones (the
--- lookups need them): client option -> environment variable.
-local extra_credentials = { kontent = { subscription_api_key = "KONTENT_SUBSCRIPTION_API_KEY" } }
-
 local HELP = table.concat({
   "usage: envclone plan SET.json [--set NAME]... [--destroy] [options]",
   "       envclone apply SET.json [--set NAME]... [--recreate-unknown] [options]",
@@ -122,23 +118,6 @@ local function parse(argv)
   return p
 end
 
--- The emulator's demo value of a credential option: from its module under
--- Lua 5.4; under LuaJIT (the emulator is Lua 5.4 code) a lua5.4 process
--- prints it. nil when neither works.
-local function emulator_credential(vendor, option)
-  local ok, emu = pcall(require, "envclone.emulator")
-  if ok and type(emu.credentials) == "table" then return (emu.credentials[vendor] or {})[option] end
-  local script = "package.path = " .. string.format("%q", package.path) .. "\n"
-    .. "local c = require('envclone.emulator').credentials[" .. string.format("%q", vendor) .. "] or {}\n"
-    .. "io.write(c[" .. string.format("%q", option) .. "] or '')"
-  local p = io.popen("lua5.4 -e '" .. script:gsub("'", "'\\''") .. "' 2>/dev/null")
-  if not p then return nil end
-  local v = p:read("*a")
-  p:close()
-  if v == nil or v == "" then return nil end
-  return v
-end
-
 -- Client options per vendor named in the set: base URL, credentials.
 local function client_options(spec, p, secrets)
   local out = {}
@@ -149,18 +128,9 @@ local function client_options(spec, p, secrets)
     if type(vendor) == "string" and names.credential_env[vendor] and not seen[vendor] then
       seen[vendor] = true
       local opts = { base_url = names.getenv(names.url_env(vendor)), timeout = p.opts.timeout }
+      -- the lookups' own credentials too (KONTENT_SUBSCRIPTION_API_KEY, KONTENT_SUBSCRIPTION_ID)
       credentials.fill(vendor, creds, opts, secrets)
-      for option, var in pairs(extra_credentials[vendor] or {}) do
-        local v = names.getenv(var)
-        if v then opts[option] = v; secrets[#secrets + 1] = v end
-      end
-      if credentials.emulator_defaults(vendor, opts, secrets) then
-        -- the emulator's demo lookup credential too, when the user set none
-        for option in pairs(extra_credentials[vendor] or {}) do
-          local v = opts[option] == nil and emulator_credential(vendor, option)
-          if v then opts[option] = v; secrets[#secrets + 1] = v end
-        end
-      end
+      credentials.emulator_defaults(vendor, opts, secrets)
       local demo = credentials.demo_refusal(vendor, opts)
       if demo then usage_error((demo:gsub("^envclone: ", ""))) end
       out[vendor] = opts
