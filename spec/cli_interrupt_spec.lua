@@ -100,7 +100,9 @@ local function write_file(text)
   return path
 end
 
-local function batch_file(run)
+-- 40 creates over three vendors; `plain`: no lookup by key before them
+-- (reconcile = false), so the first request of each call is its create
+local function batch_file(run, plain)
   local s = e.seed
   local calls = {}
   for i = 1, 40 do
@@ -116,6 +118,7 @@ local function batch_file(run)
       calls[i] = { vendor = "kontent", operation = "clone-environment",
         args = { environment_id = s.kontent.environment_id, name = "r" .. run .. "k" .. i } }
     end
+    if plain then calls[i].args.reconcile = false end
   end
   return write_file(cjson.encode(calls))
 end
@@ -197,7 +200,7 @@ describe("envclone interrupted", function()
   it("a second signal abandons the calls on the wire at once, marked maybe applied", function()
     -- every answer takes 5 s: the first signal would wait for them
     e:faults{ rules = { { operation = "*", rate = 1, kinds = { "slow" }, slow_seconds = 5 } } }
-    local file = batch_file(99)
+    local file = batch_file(99, true) -- creates on the wire, not their lookups
     local h = spawn{ "batch", file, "--max-in-flight", "4" }
     assert.is_true(wait_requests(1, 10))
     socket.sleep(0.2)
