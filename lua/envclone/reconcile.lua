@@ -81,24 +81,39 @@ function reconcile.check_if_exists(v, level)
   end
 end
 
--- The value at dotted `path` of `t` ("pagination.continuation_token").
-local function get_path(t, path)
+--- The value at dotted `path` of `t` ("pagination.continuation_token"),
+-- or nil.
+-- @param t
+-- @tparam string path
+function reconcile.get_path(t, path)
   for part in path:gmatch("[^.]+") do
     if type(t) ~= "table" then return nil end
     t = t[part]
   end
   return t
 end
+local get_path = reconcile.get_path
 
-local function trim_fold(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""):lower())
+--- A key as its lookup compares it: as is (`match = "exact"`), or trimmed
+-- of white space and lower-cased (`"fold"`: Qovery's names).
+-- @tparam table lookup a row's `lookup`
+-- @param key
+-- @return the key's comparable form
+function reconcile.key_form(lookup, key)
+  if type(key) ~= "string" or lookup.match ~= "fold" then return key end
+  return (key:gsub("^%s+", ""):gsub("%s+$", ""):lower())
 end
+local key_form = reconcile.key_form
 
-local function same_key(lookup, a, b)
-  if type(a) ~= "string" or type(b) ~= "string" then return a == b end
-  if lookup.match == "fold" then return trim_fold(a) == trim_fold(b) end
-  return a == b
+--- Do keys `a` and `b` name the same object under `lookup`'s comparison?
+-- @tparam table lookup
+-- @param a
+-- @param b
+-- @treturn boolean
+function reconcile.same_key(lookup, a, b)
+  return key_form(lookup, a) == key_form(lookup, b)
 end
+local same_key = reconcile.same_key
 
 local function new_error(op, fields)
   fields.vendor, fields.operation = op.vendor, op.name
@@ -126,8 +141,13 @@ function reconcile.client_why_not(op, handle)
   end
 end
 
--- Why the lookup of `op` cannot run for this call, or nil when it can.
-local function unusable(op, args, handle)
+--- Why the lookup of `op` cannot run for this call (no key in `args`, or
+-- what `client_why_not` says), or nil when it can.
+-- @tparam table op the create's row (with `lookup`)
+-- @tparam table args the create's arguments
+-- @param handle the client's core handle
+-- @treturn ?string why not
+function reconcile.why_not(op, args, handle)
   local l = op.lookup
   local key = type(args) == "table" and rawget(args, l.key_arg) or nil
   if key == nil or key == "" then
@@ -269,7 +289,7 @@ end
 --   and an error
 function reconcile.create(client, handle, op, args, if_exists, policy, send)
   local l = op.lookup
-  local why = unusable(op, args, handle)
+  local why = reconcile.why_not(op, args, handle)
   if why and if_exists == "adopt" then
     return nil, new_error(op, { kind = "validation", field = "if_exists", sent = false,
       message = "if_exists = \"adopt\" needs a lookup, and " .. why })

@@ -122,9 +122,6 @@ local function invalid(self, message, object, field)
   return e
 end
 
-local function trim_fold(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""):lower())
-end
 
 --- The set name's identifier form: `{set_id}` (every character but
 -- A-Z, a-z, 0-9 and _ left out: "pr-123" -> "pr123").
@@ -253,7 +250,7 @@ local function static_key(self, o)
   end
   local key = value(l.key_arg)
   if type(key) ~= "string" then return nil end
-  parts[#parts + 1] = l.key .. "=" .. (l.match == "fold" and trim_fold(key) or key)
+  parts[#parts + 1] = l.key .. "=" .. require("envclone.reconcile").key_form(l, key)
   return table.concat(parts, " ")
 end
 
@@ -432,31 +429,13 @@ end
 -- Running: clients, lookups, the state, the graph of tasks.
 
 local function lookup_usable(client, row, args)
-  local l = row.lookup
-  if not l then return false, row.vendor .. "." .. row.name .. " has no lookup by key" end
-  local key = args[l.key_arg]
-  if key == nil or key == "" then
-    return false, row.vendor .. "." .. row.name .. " without '" .. l.key_arg .. "' has no key to look up"
-  end
-  if l.credential or l.client_args then
-    local s = call.handle(client):settings()
-    if l.credential and not (s.credentials_held and s.credentials_held[l.credential]) then
-      return false, "the lookup (" .. row.vendor .. "." .. l.read .. ") needs the client option '" .. l.credential
-        .. "'"
-    end
-    for _, setting in pairs(l.client_args or {}) do
-      if s[setting] == nil then
-        return false, "the lookup (" .. row.vendor .. "." .. l.read .. ") needs the client option '" .. setting .. "'"
-      end
-    end
-  end
-  return true
+  if not row.lookup then return false, row.vendor .. "." .. row.name .. " has no lookup by key" end
+  local why = require("envclone.reconcile").why_not(row, args, call.handle(client))
+  return why == nil, why
 end
 
 local function same_key(l, a, b)
-  if type(a) ~= "string" or type(b) ~= "string" then return a == b end
-  if l.match == "fold" then return trim_fold(a) == trim_fold(b) end
-  return a == b
+  return require("envclone.reconcile").same_key(l, a, b)
 end
 
 -- The object a create's result stands for (Versori's clone answers the

@@ -38,14 +38,8 @@ function template.scan(v, refs)
   return bad
 end
 
--- the value at dotted `path` of `t`
-local function get_path(t, path)
-  for part in path:gmatch("[^.]+") do
-    if type(t) ~= "table" then return nil end
-    t = t[part]
-  end
-  return t
-end
+-- the value at dotted `path` of `t` (the lookups' own reader)
+local get_path = require("envclone.reconcile").get_path
 template.get_path = get_path
 
 --- `v` with its variables replaced: `vars` holds `set` and `set_id`,
