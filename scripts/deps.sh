@@ -14,6 +14,7 @@ if [ "${1:-demo}" = test ]; then
   want+=(faketime) # spec/support/pki.lua: an expired certificate, signed with the clock set back
   want+=(lua-ldoc tmux) # the reference and its docs check; spec/cli_tty_spec.lua (a real terminal)
   want+=(locales) # spec/json_spec.lua: localedef builds a de_DE.UTF-8 locale (issue 11)
+  want+=(curl) # spec/nginx/code_cache_test.lua: many requests to nginx at once, each a curl in the background
   want+=(tinyproxy) # spec/tinyproxy_spec.lua: a real forward proxy, CONNECT to nginx's TLS front end (issue 17)
   want+=(redis-server) # spec/redis_*, spec/nginx/redis_*: the rate limiter's Redis store (issue 22);
   # the tests start their own server on a free port (the policy below keeps the system's from starting)
