@@ -258,6 +258,12 @@ describe("envclone plan|apply|destroy", function()
       assert.matches(c[2], err, 1, true)
     end
     assert.are.equal(2, (run({ "apply", set_file, "--bogus" })))
+    -- whole numbers as every command takes them: "16.0" and "1e3" are usage errors
+    for _, n in ipairs{ "16.0", "1e3", "0" } do
+      local nrc, _, nerr = run({ "apply", set_file, "--set", "pr-1", "--max-in-flight", n })
+      assert.are.equal(2, nrc, n)
+      assert.matches("--max-in-flight needs a whole number", nerr, 1, true)
+    end
     assert.are.equal(2, (run({ "apply" })))
     local rc, help = run({ "destroy", "--help" })
     assert.are.equal(0, rc)

@@ -79,13 +79,18 @@ local function flag_table(op)
   return flags
 end
 
-local function number_option(flag, v)
+--- A positive number of seconds given to `flag` (raises a usage error otherwise).
+-- @tparam string flag
+-- @tparam string v
+-- @treturn number
+function args.number_option(flag, v)
   local n = tonumber(v)
   if not n or n <= 0 or n ~= n or n == math.huge then
     usage_error(flag .. " must be a positive number of seconds, got '" .. v .. "'", nil, flag)
   end
   return n
 end
+local number_option = args.number_option
 local seconds_options = { wait_timeout = true, poll_interval = true, timeout = true, wait_grace = true,
   max_poll_interval = true }
 
@@ -123,16 +128,25 @@ end
 local option_flags = {}
 for _, o in ipairs(args.options) do option_flags[#option_flags + 1] = o[1] end
 
--- A whole number written in decimal digits, from `min` to `max`: "16.0",
+--- A whole number written in decimal digits, from `min` to `max`: "16.0",
 -- "1e3", "0x10" are refused (tonumber accepts them, the library does not).
-local function integer_option(flag, v, min, max)
+-- Raises a usage error with `hint` otherwise.
+-- @tparam string flag
+-- @tparam string v
+-- @tparam integer min
+-- @tparam integer max
+-- @tparam string hint
+-- @treturn integer
+function args.integer_option(flag, v, min, max, hint)
   local n = v:match("^%d+$") and tonumber(v)
   if not n or n < min or n > max then
-    usage_error(flag .. " needs a whole number from " .. min .. " to " .. max .. ", got '" .. v .. "'",
-      "try 'envclone batch --help'", flag)
+    usage_error(flag .. " needs a whole number from " .. min .. " to " .. max .. ", got '" .. v .. "'", hint, flag)
   end
   return n
 end
+
+--- The bound of every --max-in-flight (a batch's, a set run's).
+args.max_in_flight_limit = 100000
 
 --- Parses the arguments of one operation (or of a help request).
 -- @tparam table argv the arguments
@@ -274,7 +288,8 @@ function args.parse_batch(argv)
     if flag == "--help" or a == "-h" then
       p.opts.help = true
     elseif flag == "--max-in-flight" then
-      p.opts.max_in_flight = integer_option(flag, value(), 1, 100000)
+      p.opts.max_in_flight = args.integer_option(flag, value(), 1, args.max_in_flight_limit,
+        "try 'envclone batch --help'")
     elseif flag == "--timeout" then
       p.opts.timeout = number_option(flag, value())
     elseif flag == "--credentials" then

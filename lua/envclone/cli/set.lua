@@ -7,6 +7,7 @@
 local envclone = require("envclone")
 local core = require("envclone.core")
 local setlib = require("envclone.set")
+local args = require("envclone.cli.args")
 local state_mod = require("envclone.set.state")
 local credentials = require("envclone.cli.credentials")
 local exit = require("envclone.cli.exit")
@@ -72,11 +73,11 @@ local function parse(argv)
     if v == nil then usage_error(flag .. " needs a value", "try 'envclone " .. p.command .. " --help'", flag) end
     return v
   end
-  local function number(flag, v, integer)
+  -- --lock-timeout may be 0 (refuse at once when another run holds the lock)
+  local function seconds_or_zero(flag, v)
     local n = tonumber(v)
-    if not n or n < 0 or n ~= n or n == math.huge or (integer and (n < 1 or n ~= math.floor(n))) then
-      usage_error(flag .. " must be a " .. (integer and "positive integer" or "number of seconds") .. ", got '"
-        .. tostring(v) .. "'", nil, flag)
+    if not n or n < 0 or n ~= n or n == math.huge then
+      usage_error(flag .. " must be a number of seconds, got '" .. tostring(v) .. "'", nil, flag)
     end
     return n
   end
@@ -91,9 +92,12 @@ local function parse(argv)
     if flag == "--help" or flag == "-h" then p.opts.help = true
     elseif flag == "--set" then p.sets[#p.sets + 1] = val()
     elseif flag == "--state" then p.opts.state = val()
-    elseif flag == "--lock-timeout" then p.opts.lock_timeout = number(flag, val())
-    elseif flag == "--max-in-flight" then p.opts.max_in_flight = number(flag, val(), true)
-    elseif flag == "--timeout" then p.opts.timeout = number(flag, val())
+    elseif flag == "--lock-timeout" then p.opts.lock_timeout = seconds_or_zero(flag, val())
+    elseif flag == "--max-in-flight" then
+      -- the command line's one rule for whole numbers: "16.0", "1e3", "0x10" are refused
+      p.opts.max_in_flight = args.integer_option(flag, val(), 1, args.max_in_flight_limit,
+        "try 'envclone " .. p.command .. " --help'")
+    elseif flag == "--timeout" then p.opts.timeout = args.number_option(flag, val())
     elseif flag == "--credentials" then p.opts.credentials = val()
     elseif flag == "--output" then
       p.opts.output = val()
