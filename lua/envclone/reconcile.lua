@@ -217,6 +217,26 @@ function reconcile.find(client, handle, op, args)
     .. " pages and the server still gave a next one" })
 end
 
+--- The object a create made, from the create's answer `res`: `res` itself,
+-- or -- where the create answers with the object that holds it (`lookup.result
+-- = "read"`: Versori's clone answers the whole project) -- the item of
+-- `lookup.list` whose key is the create's key argument (nil when none is).
+-- The inverse of how a reconciled or adopted call builds its answer.
+-- @tparam table lookup a create row's `lookup`
+-- @param res the create's answer
+-- @tparam table args the create's arguments
+-- @return the object, or nil
+function reconcile.made_object(lookup, res, args)
+  if not (lookup.result == "read" and lookup.list) then return res end
+  local list = type(res) == "table" and get_path(res, lookup.list)
+  if type(list) ~= "table" or type(args) ~= "table" then return nil end
+  local want = rawget(args, lookup.key_arg)
+  for _, item in ipairs(list) do
+    if type(item) == "table" and same_key(lookup, item[lookup.key], want) then return item end
+  end
+  return nil
+end
+
 -- A success result: the matching object, or the read's whole answer when
 -- the create answers with it (Versori's clone answers the project).
 local function result_of(l, match, answer)

@@ -434,22 +434,11 @@ local function lookup_usable(client, row, args)
   return why == nil, why
 end
 
-local function same_key(l, a, b)
-  return require("envclone.reconcile").same_key(l, a, b)
-end
-
 -- The object a create's result stands for (Versori's clone answers the
 -- whole project: the new environment is the list item with the key).
 local function object_of(row, res, args)
-  local l = row.lookup
-  if l and l.result == "read" and l.list and type(res) == "table" then
-    local list = template.get_path(res, l.list)
-    for _, item in ipairs(type(list) == "table" and list or {}) do
-      if type(item) == "table" and same_key(l, item[l.key], args[l.key_arg]) then return item end
-    end
-    return nil
-  end
-  return res
+  if not row.lookup then return res end
+  return require("envclone.reconcile").made_object(row.lookup, res, args)
 end
 
 local function id_field(row)

@@ -5,6 +5,7 @@
 
 local envclone = require("envclone")
 local core = require("envclone.core")
+local reconcile = require("envclone.reconcile")
 local json = require("envclone.cli.json")
 local names = require("envclone.cli.names")
 
@@ -63,15 +64,10 @@ end
 -- @treturn ?string the list's name
 function output.created_item(op, res, args)
   local l = op.lookup
-  if not (type(l) == "table" and l.result == "read" and type(res) == "table" and type(args) == "table") then
-    return nil
-  end
-  local list, want = res[l.list], args[l.key_arg]
-  if type(list) ~= "table" or want == nil then return nil end
-  for _, item in ipairs(list) do
-    if type(item) == "table" and item[l.key] == want then return item, l.list end
-  end
-  return nil
+  if not (type(l) == "table" and l.result == "read") then return nil end
+  local item = reconcile.made_object(l, res, args)
+  if item == nil then return nil end
+  return item, l.list
 end
 
 --- Writes a result as a terminal shows it: one line per field, keys and
