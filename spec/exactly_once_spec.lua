@@ -29,42 +29,12 @@ local function clients(extra)
     droplit = e:client("droplit", extra) }
 end
 
--- the i-th create of the mixed run, as (client, operation, args)
-local function mixed(c, i, tag)
-  local k = i % 4
-  if k == 0 then
-    return c.versori, "clone_environment", { organisation_id = seed.versori.organisation_id,
-      project_id = seed.versori.project_id, oldEnvName = "production", newEnvName = tag .. "-v-" .. i }
-  elseif k == 1 then
-    return c.versori, "create_connection_version", { organisation_id = seed.versori.organisation_id,
-      connection_id = seed.versori.connection_id, name = tag .. "-ver-" .. i }
-  elseif k == 2 then
-    return c.qovery, "clone_application", { applicationId = seed.qovery.application_id,
-      environment_id = seed.qovery.environment_id, name = tag .. "-q-" .. i }
-  end
-  return c.droplit, "create_environment", { ecosystemId = seed.droplit.ecosystem_id, alias = tag .. "_d_" .. i }
-end
+local creates = require("spec.support.creates")
 
--- counts of the emulator's objects made by a run: name -> count, per kind
-local function made(tag)
-  local o = e:control("GET", "objects")
-  local counts, dups, total = {}, {}, 0
-  local function add(name, n)
-    if name:find(tag, 1, true) == 1 then
-      counts[name] = (counts[name] or 0) + n
-      total = total + n
-      if counts[name] > 1 then dups[#dups + 1] = name end
-    end
-  end
-  for name, n in pairs(o.versori.projects[seed.versori.project_id].names) do add(name, n) end
-  for name, n in pairs(o.versori.connections[seed.versori.connection_id].names) do add(name, n) end
-  -- a Qovery application in state DELETED is gone (it answers 404 a moment later)
-  for _, app in ipairs(o.qovery.environments[seed.qovery.environment_id].applications) do
-    if app.state ~= "DELETED" then add(app.name, 1) end
-  end
-  for name, n in pairs(o.droplit.ecosystems[seed.droplit.ecosystem_id].aliases) do add(name, n) end
-  return total, dups, counts
-end
+local function mixed(c, i, tag) return creates.mixed(c, i, tag, seed) end
+
+-- counts of the emulator's objects made by a run: total, duplicates, name -> count
+local function made(tag) return creates.made(e:control("GET", "objects"), seed, tag) end
 
 local function run_batch(c, n, tag, extra_args)
   local b = envclone.batch{ max_in_flight = 16 }

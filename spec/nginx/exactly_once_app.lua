@@ -5,6 +5,7 @@
 local cjson = require("cjson.safe")
 local envclone = require("envclone")
 local conf = require("envclone_exactly_once_conf") -- written by the test
+local creates = require("spec.support.creates")
 
 local M = {}
 
@@ -16,21 +17,7 @@ local function client(vendor, extra)
   return envclone[vendor](opts)
 end
 
--- the i-th create of a run, as (client, operation, args)
-local function mixed(c, i, tag)
-  local s, k = conf.seed, i % 4
-  if k == 0 then
-    return c.versori, "clone_environment", { organisation_id = s.versori.organisation_id,
-      project_id = s.versori.project_id, oldEnvName = "production", newEnvName = tag .. "-v-" .. i }
-  elseif k == 1 then
-    return c.versori, "create_connection_version", { organisation_id = s.versori.organisation_id,
-      connection_id = s.versori.connection_id, name = tag .. "-ver-" .. i }
-  elseif k == 2 then
-    return c.qovery, "clone_application", { applicationId = s.qovery.application_id,
-      environment_id = s.qovery.environment_id, name = tag .. "-q-" .. i }
-  end
-  return c.droplit, "create_environment", { ecosystemId = s.droplit.ecosystem_id, alias = tag .. "_d_" .. i }
-end
+local function mixed(c, i, tag) return creates.mixed(c, i, tag, conf.seed) end
 
 local function clients()
   return { versori = client("versori"), qovery = client("qovery"), droplit = client("droplit") }

@@ -8,6 +8,7 @@ local ltn12 = require("ltn12")
 local cjson = require("cjson.safe")
 local emu = require("spec.support.emu")
 local nginx = require("spec.support.nginx")
+local creates = require("spec.support.creates")
 
 local e, server
 
@@ -21,23 +22,7 @@ local function get(path)
 end
 
 -- objects of a run still there: (total, names made more than once)
-local function made(tag)
-  local o = e:control("GET", "objects")
-  local s, total, dups = e.seed, 0, {}
-  local function add(name, n)
-    if name:find(tag, 1, true) == 1 then
-      total = total + n
-      if n > 1 then dups[#dups + 1] = name end
-    end
-  end
-  for name, n in pairs(o.versori.projects[s.versori.project_id].names) do add(name, n) end
-  for name, n in pairs(o.versori.connections[s.versori.connection_id].names) do add(name, n) end
-  for _, app in ipairs(o.qovery.environments[s.qovery.environment_id].applications) do
-    if app.state ~= "DELETED" then add(app.name, 1) end
-  end
-  for name, n in pairs(o.droplit.ecosystems[s.droplit.ecosystem_id].aliases) do add(name, n) end
-  return total, dups
-end
+local function made(tag) return creates.made(e:control("GET", "objects"), e.seed, tag) end
 
 setup(function()
   e = emu.start{}
