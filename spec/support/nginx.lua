@@ -64,9 +64,30 @@ function M.abspath(p)
   return (M.sh("pwd"):gsub("%s+$", "")) .. "/" .. p
 end
 
---- A port on 127.0.0.1 that was free a moment ago.
+-- Ports below Linux's ephemeral range (ip_local_port_range, 32768-60999 by
+-- default): a port the kernel hands out (bind to 0, or the source port of any
+-- outgoing connection of a test running beside this one) could take the
+-- chosen port between this check and the server's own bind. Random, so two
+-- test processes rarely pick the same one.
+local LOW, HIGH = 20000, 32767
+-- a generator of its own (the tests' math.random sequences stay theirs)
+local pick = math.floor(socket.gettime() * 1e6) % 1000003
+local function next_port()
+  pick = (pick * 7919 + 104729) % 1000003
+  return LOW + pick % (HIGH - LOW + 1)
+end
+
+--- A port on 127.0.0.1 that was free a moment ago, outside the ephemeral range.
 -- @treturn number
 function M.free_port()
+  for _ = 1, 200 do
+    local port = next_port()
+    local s = socket.bind("127.0.0.1", port)
+    if s then
+      s:close()
+      return port
+    end
+  end
   local s = assert(socket.bind("127.0.0.1", 0))
   local _, p = s:getsockname()
   s:close()

@@ -22,13 +22,8 @@ function M.available()
   return f ~= nil
 end
 
---- A free TCP port on 127.0.0.1 (bound and released: a small race only).
-function M.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+--- A free TCP port on 127.0.0.1 (spec.support.nginx's: outside the kernel's ephemeral range).
+M.free_port = require("spec.support.nginx").free_port
 
 local R = {}
 R.__index = R
